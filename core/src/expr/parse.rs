@@ -371,6 +371,15 @@ impl<'a> Parser<'a> {
                 "expected a value: a number, a 'quoted string', true, false, a 0x… hex literal or a bare word",
             ));
         }
+        if self.peek() == Some(b'.') {
+            let token_end = self.src[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+                .map_or(self.src.len(), |n| start + n);
+            return Err(self.error_at(
+                start,
+                format!("'{}' is not a valid value: a number has at most one '.', and text containing '.' must be quoted", &self.src[start..token_end]),
+            ));
+        }
         if is_keyword(word) {
             let hint = if word.eq_ignore_ascii_case("true") || word.eq_ignore_ascii_case("false") {
                 format!(": booleans are lower-case ({})", word.to_ascii_lowercase())
@@ -381,9 +390,6 @@ impl<'a> Parser<'a> {
         }
         if word.bytes().all(|c| c.is_ascii_digit() || c == b'+' || c == b'-') {
             return Err(self.error_at(start, format!("'{word}' is not a valid number")));
-        }
-        if self.peek() == Some(b'.') {
-            return Err(self.error_at(start, format!("'{}' is not a valid value: quote text that contains '.'", &self.src[start..self.pos + 1])));
         }
         Ok(Literal::Str(word.to_string()))
     }

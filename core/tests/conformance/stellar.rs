@@ -1,0 +1,1 @@
+//! Stellar conformance (filled in with the XDR implementation).
