@@ -17,4 +17,6 @@ pub mod value;
 
 pub use block::Block;
 pub use matches::MonitorMatch;
-pub use monitor::{AbiCache, CompileError, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex, compile};
+pub use monitor::{
+    AbiCache, CompileError, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex, compile,
+};

@@ -151,7 +151,11 @@ impl MonitorMatch {
             })).collect::<Vec<_>>(),
         });
         let args = |list: &[MatchedArg]| -> Json {
-            Json::Array(list.iter().map(|a| json!({"name": a.name, "value": a.value, "kind": a.kind, "indexed": a.indexed})).collect())
+            Json::Array(
+                list.iter()
+                    .map(|a| json!({"name": a.name, "value": a.value, "kind": a.kind, "indexed": a.indexed}))
+                    .collect(),
+            )
         };
         let matched_on_args = json!({
             "functions": self.matched_on_args.functions.iter().map(|f| json!({"signature": f.signature, "args": args(&f.args)})).collect::<Vec<_>>(),

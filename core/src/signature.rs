@@ -10,7 +10,11 @@ pub fn check_signature(signature: &str) -> Result<(), String> {
     let s = signature.trim();
     match s.find('(') {
         Some(open) if open > 0 && s.ends_with(')') => Ok(()),
-        Some(0) => Err(format!("`{s}` has no name before '('; write it like Transfer(address,address,uint256)")),
-        _ => Err(format!("`{s}` is not a signature: write it like name(type,type), e.g. Transfer(address,address,uint256)")),
+        Some(0) => {
+            Err(format!("`{s}` has no name before '('; write it like Transfer(address,address,uint256)"))
+        }
+        _ => Err(format!(
+            "`{s}` is not a signature: write it like name(type,type), e.g. Transfer(address,address,uint256)"
+        )),
     }
 }

@@ -63,7 +63,9 @@ pub fn monitor_from_upstream(v: &Json) -> Result<ImportedMonitor, UpstreamError>
         .ok_or_else(|| err("networks", "is missing or not an array"))?
         .iter()
         .enumerate()
-        .map(|(i, n)| n.as_str().map(str::to_string).ok_or_else(|| err(format!("networks[{i}]"), "is not a string")))
+        .map(|(i, n)| {
+            n.as_str().map(str::to_string).ok_or_else(|| err(format!("networks[{i}]"), "is not a string"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let paused = v.get("paused").and_then(Json::as_bool).unwrap_or(false);
     let mut addresses = Vec::new();
@@ -75,7 +77,11 @@ pub fn monitor_from_upstream(v: &Json) -> Result<ImportedMonitor, UpstreamError>
             Some(Json::Array(items)) => Some(items.clone()),
             Some(_) => return Err(err(format!("{at}contract_spec"), "is not an array")),
         };
-        addresses.push(MonitoredAddress { address: str_field(a, "address", &at)?.to_string(), contract_spec, contract_spec_from: None });
+        addresses.push(MonitoredAddress {
+            address: str_field(a, "address", &at)?.to_string(),
+            contract_spec,
+            contract_spec_from: None,
+        });
     }
     let mc = v.get("match_conditions").ok_or_else(|| err("match_conditions", "is missing"))?;
     let signature_list = |key: &str| -> Result<Vec<SignatureCondition>, UpstreamError> {
@@ -86,7 +92,10 @@ pub fn monitor_from_upstream(v: &Json) -> Result<ImportedMonitor, UpstreamError>
             .enumerate()
             .map(|(i, c)| {
                 let at = format!("match_conditions.{key}[{i}].");
-                Ok(SignatureCondition { signature: str_field(c, "signature", &at)?.to_string(), expression: opt_expression(c, &at)? })
+                Ok(SignatureCondition {
+                    signature: str_field(c, "signature", &at)?.to_string(),
+                    expression: opt_expression(c, &at)?,
+                })
             })
             .collect()
     };
@@ -99,7 +108,9 @@ pub fn monitor_from_upstream(v: &Json) -> Result<ImportedMonitor, UpstreamError>
             "Any" => TransactionStatus::Any,
             "Success" => TransactionStatus::Success,
             "Failure" => TransactionStatus::Failure,
-            other => return Err(err(format!("{at}status"), format!("`{other}` is not Any, Success or Failure"))),
+            other => {
+                return Err(err(format!("{at}status"), format!("`{other}` is not Any, Success or Failure")));
+            }
         };
         transactions.push(TransactionCondition { status, expression: opt_expression(c, &at)? });
     }
@@ -108,7 +119,9 @@ pub fn monitor_from_upstream(v: &Json) -> Result<ImportedMonitor, UpstreamError>
     for (i, t) in v.get("trigger_conditions").and_then(Json::as_array).into_iter().flatten().enumerate() {
         let at = format!("trigger_conditions[{i}].");
         let language = str_field(t, "language", &at)?;
-        let language = script_language(language).ok_or_else(|| err(format!("{at}language"), format!("`{language}` is not Python, JavaScript or Bash")))?;
+        let language = script_language(language).ok_or_else(|| {
+            err(format!("{at}language"), format!("`{language}` is not Python, JavaScript or Bash"))
+        })?;
         let timeout_ms = t.get("timeout_ms").and_then(Json::as_u64).unwrap_or(1000);
         let arguments = t
             .get("arguments")
@@ -134,14 +147,28 @@ pub fn monitor_from_upstream(v: &Json) -> Result<ImportedMonitor, UpstreamError>
         .filter_map(|t| t.as_str().map(str::to_string))
         .collect();
     let mut unsupported = Vec::new();
-    if let Some(cc) = v.get("chain_configurations").filter(|c| !c.is_null() && c.as_array().is_none_or(|a| !a.is_empty())) {
+    if let Some(cc) =
+        v.get("chain_configurations").filter(|c| !c.is_null() && c.as_array().is_none_or(|a| !a.is_empty()))
+    {
         unsupported.push((
             "chain_configurations".to_string(),
-            format!("not supported (Midnight viewing keys); dropped: {}", cc.to_string().chars().take(80).collect::<String>()),
+            format!(
+                "not supported (Midnight viewing keys); dropped: {}",
+                cc.to_string().chars().take(80).collect::<String>()
+            ),
         ));
     }
-    const KNOWN: [&str; 9] =
-        ["name", "networks", "paused", "addresses", "match_conditions", "trigger_conditions", "triggers", "chain_configurations", "$schema"];
+    const KNOWN: [&str; 9] = [
+        "name",
+        "networks",
+        "paused",
+        "addresses",
+        "match_conditions",
+        "trigger_conditions",
+        "triggers",
+        "chain_configurations",
+        "$schema",
+    ];
     if let Some(obj) = v.as_object() {
         for k in obj.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
             unsupported.push((k.clone(), "unknown field (upstream rejects unknown fields too)".to_string()));

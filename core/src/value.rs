@@ -81,7 +81,9 @@ pub fn lowercase_json(value: &Json) -> Json {
     match value {
         Json::String(s) => Json::String(s.to_lowercase()),
         Json::Array(items) => Json::Array(items.iter().map(lowercase_json).collect()),
-        Json::Object(map) => Json::Object(map.iter().map(|(k, v)| (k.to_lowercase(), lowercase_json(v))).collect()),
+        Json::Object(map) => {
+            Json::Object(map.iter().map(|(k, v)| (k.to_lowercase(), lowercase_json(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -107,7 +109,10 @@ mod tests {
         assert_eq!(decimal_eq("-1", "1"), Some(false));
         let big = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
         assert_eq!(decimal_eq(big, big), Some(true));
-        assert_eq!(decimal_eq(big, "115792089237316195423570985008687907853269984665640564039457584007913129639934"), Some(false));
+        assert_eq!(
+            decimal_eq(big, "115792089237316195423570985008687907853269984665640564039457584007913129639934"),
+            Some(false)
+        );
         assert_eq!(decimal_eq("abc", "1"), None);
         assert_eq!(decimal_eq(".", "0"), None);
     }

@@ -9,6 +9,10 @@
 //!
 //! API types only: no client, no runtime. `crdgen` writes the CRD YAML under `config/crd/`.
 
+// kube-derive expands several `printcolumn(...)` with the same keys, which this lint mistakes for
+// repeated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod common;
 pub mod monitor;
 pub mod network;
@@ -61,7 +65,8 @@ fn kubernetes_integer_formats(crd: CustomResourceDefinition) -> CustomResourceDe
                     _ => None,
                 };
                 if let Some(format) = unsigned {
-                    let signed = map.get("format").and_then(|f| f.as_str()).is_some_and(|f| f.starts_with("int"));
+                    let signed =
+                        map.get("format").and_then(|f| f.as_str()).is_some_and(|f| f.starts_with("int"));
                     map.insert("format".into(), format.into());
                     if !signed && !map.contains_key("minimum") {
                         map.insert("minimum".into(), 0.into());

@@ -26,10 +26,19 @@ use crate::common::{
     printcolumn(name = "Tenant", type_ = "string", json_path = ".status.tenant"),
     printcolumn(name = "Networks", type_ = "string", json_path = ".spec.networks"),
     printcolumn(name = "Paused", type_ = "boolean", json_path = ".spec.paused"),
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
     printcolumn(name = "Matches", type_ = "integer", priority = 1, json_path = ".status.matchCount"),
     printcolumn(name = "Last Match", type_ = "date", json_path = ".status.lastMatchTime"),
-    printcolumn(name = "Reason", type_ = "string", priority = 1, json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -24,8 +24,17 @@ use crate::common::{Condition, DurationString, SecretKeyRef, Time, conditions_sc
     printcolumn(name = "Head", type_ = "integer", json_path = ".status.head"),
     printcolumn(name = "Last Block", type_ = "integer", json_path = ".status.lastBlock"),
     printcolumn(name = "Lag", type_ = "integer", json_path = ".status.lag"),
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Reason", type_ = "string", priority = 1, json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -25,11 +25,20 @@ use crate::common::{
     category = "chainwatch",
     doc = "A notification channel that Monitors of the same namespace fire on a match.",
     printcolumn(name = "Channel", type_ = "string", json_path = ".status.channel"),
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
     printcolumn(name = "Delivered", type_ = "integer", priority = 1, json_path = ".status.deliveredCount"),
     printcolumn(name = "Failures", type_ = "integer", json_path = ".status.failureCount"),
     printcolumn(name = "Last Delivery", type_ = "date", json_path = ".status.lastDeliveryTime"),
-    printcolumn(name = "Reason", type_ = "string", priority = 1, json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

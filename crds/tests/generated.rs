@@ -26,7 +26,11 @@ fn committed_crds_match_the_rust_types() {
             stale.push(format!("{name} (not generated any more)"));
         }
     }
-    assert!(stale.is_empty(), "config/crd is out of date ({}): run `just generate` and commit the result", stale.join(", "));
+    assert!(
+        stale.is_empty(),
+        "config/crd is out of date ({}): run `just generate` and commit the result",
+        stale.join(", ")
+    );
 }
 
 /// Every YAML document of a file, with its kind.
@@ -34,8 +38,11 @@ fn documents(path: &Path) -> Vec<(String, serde_yaml::Value)> {
     let text = std::fs::read_to_string(path).unwrap();
     serde_yaml::Deserializer::from_str(&text)
         .map(|doc| {
-            let value = serde_yaml::Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let kind = value["kind"].as_str().unwrap_or_else(|| panic!("{}: a document without kind", path.display()));
+            let value =
+                serde_yaml::Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let kind = value["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: a document without kind", path.display()));
             (kind.to_string(), value)
         })
         .collect()
@@ -106,7 +113,10 @@ fn examples_cover_every_trigger_kind_and_both_chains() {
             }
         }
     }
-    assert_eq!(channels.into_iter().collect::<Vec<_>>(), ["discord", "email", "script", "slack", "telegram", "webhook"]);
+    assert_eq!(
+        channels.into_iter().collect::<Vec<_>>(),
+        ["discord", "email", "script", "slack", "telegram", "webhook"]
+    );
     assert_eq!(chains.into_iter().collect::<Vec<_>>(), ["evm", "stellar"]);
 }
 
@@ -117,10 +127,18 @@ fn every_invalid_example_names_the_message_the_api_server_gives() {
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         let first = text.lines().next().unwrap_or_default();
-        assert!(first.starts_with("# expect: ") && first.len() > 12, "{}: first line must be `# expect: <message>`", path.display());
+        assert!(
+            first.starts_with("# expect: ") && first.len() > 12,
+            "{}: first line must be `# expect: <message>`",
+            path.display()
+        );
         // still well-formed YAML with a known kind: the API server, not the parser, rejects it
         for (kind, _) in documents(&path) {
-            assert!(["Tenant", "Network", "Monitor", "Trigger"].contains(&kind.as_str()), "{}", path.display());
+            assert!(
+                ["Tenant", "Network", "Monitor", "Trigger"].contains(&kind.as_str()),
+                "{}",
+                path.display()
+            );
         }
     }
 }

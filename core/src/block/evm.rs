@@ -119,7 +119,10 @@ impl<'a> Fields<'a> {
 
     fn opt_quantity(&self, key: &str) -> Result<Option<U256>, RpcShapeError> {
         self.opt_str(key)?
-            .map(|s| parse_quantity(s).ok_or_else(|| shape(self.what, self.name(key), format!("is not a hex quantity: {s:?}"))))
+            .map(|s| {
+                parse_quantity(s)
+                    .ok_or_else(|| shape(self.what, self.name(key), format!("is not a hex quantity: {s:?}")))
+            })
             .transpose()
     }
 
@@ -128,12 +131,15 @@ impl<'a> Fields<'a> {
     }
 
     fn u64(&self, key: &str) -> Result<u64, RpcShapeError> {
-        u64::try_from(self.quantity(key)?).map_err(|_| shape(self.what, self.name(key), "does not fit in 64 bits"))
+        u64::try_from(self.quantity(key)?)
+            .map_err(|_| shape(self.what, self.name(key), "does not fit in 64 bits"))
     }
 
     fn opt_u128(&self, key: &str) -> Result<Option<u128>, RpcShapeError> {
         self.opt_quantity(key)?
-            .map(|v| u128::try_from(v).map_err(|_| shape(self.what, self.name(key), "does not fit in 128 bits")))
+            .map(|v| {
+                u128::try_from(v).map_err(|_| shape(self.what, self.name(key), "does not fit in 128 bits"))
+            })
             .transpose()
     }
 
@@ -144,7 +150,9 @@ impl<'a> Fields<'a> {
 
     fn opt_address(&self, key: &str) -> Result<Option<Address>, RpcShapeError> {
         self.opt_str(key)?
-            .map(|s| s.parse().map_err(|_| shape(self.what, self.name(key), format!("is not an address: {s:?}"))))
+            .map(|s| {
+                s.parse().map_err(|_| shape(self.what, self.name(key), format!("is not an address: {s:?}")))
+            })
             .transpose()
     }
 
@@ -198,26 +206,46 @@ impl EvmBlock {
             let rf = Fields::new("receipt", format!("receipts[{i}]"), r)?;
             let receipt = parse_receipt(&rf)?;
             let tx_hash = rf.b256("transactionHash")?;
-            if let Some(block_hash) = rf.opt_str("blockHash")? {
-                if block_hash.parse::<B256>().ok() != Some(hash) {
-                    return Err(shape("receipt", rf.name("blockHash"), format!("{block_hash} is not the hash of block {number} ({hash}): the block changed between requests")));
-                }
+            if let Some(block_hash) = rf.opt_str("blockHash")?
+                && block_hash.parse::<B256>().ok() != Some(hash)
+            {
+                return Err(shape(
+                    "receipt",
+                    rf.name("blockHash"),
+                    format!(
+                        "{block_hash} is not the hash of block {number} ({hash}): the block changed between requests"
+                    ),
+                ));
             }
             receipts_by_hash.insert(tx_hash, receipt);
         }
         let mut transactions = Vec::new();
         for (i, tx) in f.array("transactions")?.iter().enumerate() {
             if tx.is_string() {
-                return Err(shape("block", format!("transactions[{i}]"), "is a hash: request the block with full transactions"));
+                return Err(shape(
+                    "block",
+                    format!("transactions[{i}]"),
+                    "is a hash: request the block with full transactions",
+                ));
             }
             let mut t = parse_transaction(&Fields::new("block", format!("transactions[{i}]"), tx)?)?;
             t.receipt = receipts_by_hash.remove(&t.hash);
             if t.receipt.is_none() && !allow_missing {
-                return Err(shape("block", format!("transactions[{i}]"), format!("has no receipt ({})", t.hash)));
+                return Err(shape(
+                    "block",
+                    format!("transactions[{i}]"),
+                    format!("has no receipt ({})", t.hash),
+                ));
             }
             transactions.push(t);
         }
-        Ok(Self { number, hash, parent_hash: f.b256("parentHash")?, timestamp: f.u64("timestamp")?, transactions })
+        Ok(Self {
+            number,
+            hash,
+            parent_hash: f.b256("parentHash")?,
+            timestamp: f.u64("timestamp")?,
+            transactions,
+        })
     }
 }
 
@@ -235,7 +263,9 @@ fn parse_transaction(f: &Fields<'_>) -> Result<EvmTransaction, RpcShapeError> {
         max_fee_per_gas: f.opt_u128("maxFeePerGas")?,
         max_priority_fee_per_gas: f.opt_u128("maxPriorityFeePerGas")?,
         tx_type: match f.opt_quantity("type")? {
-            Some(t) => u8::try_from(t).map_err(|_| shape(f.what, f.name("type"), "is not a transaction type"))?,
+            Some(t) => {
+                u8::try_from(t).map_err(|_| shape(f.what, f.name("type"), "is not a transaction type"))?
+            }
             None => 0,
         },
         receipt: None,
@@ -257,12 +287,17 @@ fn parse_receipt(f: &Fields<'_>) -> Result<EvmReceipt, RpcShapeError> {
             .iter()
             .enumerate()
             .map(|(j, t)| {
-                t.as_str()
-                    .and_then(|s| s.parse::<B256>().ok())
-                    .ok_or_else(|| shape("receipt", format!("{}.topics[{j}]", lf.prefix), "is not a 32-byte topic"))
+                t.as_str().and_then(|s| s.parse::<B256>().ok()).ok_or_else(|| {
+                    shape("receipt", format!("{}.topics[{j}]", lf.prefix), "is not a 32-byte topic")
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        logs.push(EvmLog { address: lf.address("address")?, topics, data: lf.bytes("data")?, log_index: lf.u64("logIndex")? });
+        logs.push(EvmLog {
+            address: lf.address("address")?,
+            topics,
+            data: lf.bytes("data")?,
+            log_index: lf.u64("logIndex")?,
+        });
     }
     Ok(EvmReceipt {
         status,

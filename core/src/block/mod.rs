@@ -42,8 +42,16 @@ impl Block {
 
     pub fn id(&self) -> BlockId {
         match self {
-            Block::Evm(b) => BlockId { number: b.number, hash: format!("{:#x}", b.hash), parent_hash: format!("{:#x}", b.parent_hash) },
-            Block::Stellar(l) => BlockId { number: u64::from(l.sequence), hash: l.hash.clone(), parent_hash: l.previous_hash.clone() },
+            Block::Evm(b) => BlockId {
+                number: b.number,
+                hash: format!("{:#x}", b.hash),
+                parent_hash: format!("{:#x}", b.parent_hash),
+            },
+            Block::Stellar(l) => BlockId {
+                number: u64::from(l.sequence),
+                hash: l.hash.clone(),
+                parent_hash: l.previous_hash.clone(),
+            },
         }
     }
 

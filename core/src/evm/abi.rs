@@ -46,11 +46,17 @@ pub struct ParamShape {
 impl ParamShape {
     pub fn new(name: &str, type_string: &str, components: &[Param]) -> Self {
         let type_string = type_string.trim().to_string();
-        if let Some(open) = type_string.rfind('[') {
-            if type_string.ends_with(']') {
-                let element = ParamShape::new("", &type_string[..open], components);
-                return Self { name: name.to_string(), type_string, kind: EvmKind::Array, components: vec![], element: Some(Box::new(element)) };
-            }
+        if let Some(open) = type_string.rfind('[')
+            && type_string.ends_with(']')
+        {
+            let element = ParamShape::new("", &type_string[..open], components);
+            return Self {
+                name: name.to_string(),
+                type_string,
+                kind: EvmKind::Array,
+                components: vec![],
+                element: Some(Box::new(element)),
+            };
         }
         let kind = kind_of(&type_string);
         let components = if kind == EvmKind::Tuple {
@@ -138,7 +144,8 @@ pub enum AbiError {
 impl ContractAbi {
     /// Compiles a JSON ABI (the usual array of entries).
     pub fn from_json(abi: &serde_json::Value) -> Result<Self, AbiError> {
-        let abi: JsonAbi = serde_json::from_value(abi.clone()).map_err(|e| AbiError::NotAnAbi(e.to_string()))?;
+        let abi: JsonAbi =
+            serde_json::from_value(abi.clone()).map_err(|e| AbiError::NotAnAbi(e.to_string()))?;
         let mut out = ContractAbi::default();
         for f in abi.functions() {
             let types = f
@@ -162,12 +169,20 @@ impl ContractAbi {
             if e.anonymous {
                 continue; // no topic0 to find it by
             }
-            let decoder = e.resolve().map_err(|err| AbiError::BadType { name: e.name.clone(), reason: err.to_string() })?;
+            let decoder = e
+                .resolve()
+                .map_err(|err| AbiError::BadType { name: e.name.clone(), reason: err.to_string() })?;
             let signature = e.signature();
             let topic0 = e.selector();
-            let inputs: Vec<(ParamShape, bool)> =
-                e.inputs.iter().map(|p| (ParamShape::new(&p.name, &p.ty, &p.components), p.indexed)).collect();
-            let arg_shapes = inputs.iter().map(|(p, indexed)| if *indexed { indexed_shape(p) } else { p.clone() }).collect();
+            let inputs: Vec<(ParamShape, bool)> = e
+                .inputs
+                .iter()
+                .map(|p| (ParamShape::new(&p.name, &p.ty, &p.components), p.indexed))
+                .collect();
+            let arg_shapes = inputs
+                .iter()
+                .map(|(p, indexed)| if *indexed { indexed_shape(p) } else { p.clone() })
+                .collect();
             out.events.insert(
                 topic0,
                 AbiEvent {
@@ -208,7 +223,8 @@ impl AbiFunction {
 impl AbiEvent {
     /// Decodes a log into the event's parameters in declaration order.
     pub fn decode(&self, topics: &[B256], data: &[u8]) -> Result<Vec<alloy_dyn_abi::DynSolValue>, String> {
-        let decoded = self.decoder.decode_log_parts(topics.iter().copied(), data).map_err(|e| e.to_string())?;
+        let decoded =
+            self.decoder.decode_log_parts(topics.iter().copied(), data).map_err(|e| e.to_string())?;
         let mut indexed = decoded.indexed.into_iter();
         let mut body = decoded.body.into_iter();
         self.inputs

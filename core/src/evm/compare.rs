@@ -18,7 +18,9 @@ use serde_json::Value as Json;
 use super::abi::{EvmKind, ParamShape};
 use super::render::{render, to_json};
 use crate::expr::{Accessor, CmpOp, Comparison, EvalError, Expr, Literal, Node, TypeError};
-use crate::value::{compare_text, decimal_eq, json_matches_literal, json_text, lowercase_json, normalize_hex_address};
+use crate::value::{
+    compare_text, decimal_eq, json_matches_literal, json_text, lowercase_json, normalize_hex_address,
+};
 
 /// A compiled comparison.
 #[derive(Clone, Debug)]
@@ -82,7 +84,10 @@ pub fn parse_i256(s: &str) -> Option<I256> {
         _ => (false, s),
     };
     let magnitude = parse_u256(digits).filter(|_| !digits.starts_with("0x"))?;
-    let v = I256::checked_from_sign_and_abs(if neg { alloy_primitives::Sign::Negative } else { alloy_primitives::Sign::Positive }, magnitude)?;
+    let v = I256::checked_from_sign_and_abs(
+        if neg { alloy_primitives::Sign::Negative } else { alloy_primitives::Sign::Positive },
+        magnitude,
+    )?;
     Some(v)
 }
 
@@ -94,14 +99,23 @@ pub fn compile(source: &str, expr: &Expr, params: &[ParamShape]) -> Result<EvmEx
 fn compile_leaf(source: &str, cmp: &Comparison, params: &[ParamShape]) -> Result<EvmLeaf, TypeError> {
     let Some(index) = params.iter().position(|p| p.name == cmp.lhs.base) else {
         let known: Vec<&str> = params.iter().map(|p| p.name.as_str()).filter(|n| !n.is_empty()).collect();
-        let hint = if known.is_empty() { "it has no named parameters".to_string() } else { format!("known: {}", known.join(", ")) };
-        return Err(TypeError::at(source, cmp.lhs.span, format!("unknown parameter `{}` ({hint})", cmp.lhs.base)));
+        let hint = if known.is_empty() {
+            "it has no named parameters".to_string()
+        } else {
+            format!("known: {}", known.join(", "))
+        };
+        return Err(TypeError::at(
+            source,
+            cmp.lhs.span,
+            format!("unknown parameter `{}` ({hint})", cmp.lhs.base),
+        ));
     };
     let rhs = Rhs::new(&cmp.rhs);
     let leaf = EvmLeaf { param: index, path: cmp.lhs.accessors.clone(), op: cmp.op, rhs };
     match resolve_shape(&params[index], &cmp.lhs.accessors) {
-        Ok(Some(shape)) => check(&shape.kind, &shape.type_string, cmp.op, &leaf.rhs)
-            .map_err(|msg| TypeError::at(source, cmp.span, format!("`{}` ({}): {msg}", cmp.lhs, shape.type_string)))?,
+        Ok(Some(shape)) => check(&shape.kind, &shape.type_string, cmp.op, &leaf.rhs).map_err(|msg| {
+            TypeError::at(source, cmp.span, format!("`{}` ({}): {msg}", cmp.lhs, shape.type_string))
+        })?,
         Ok(None) => {} // into JSON text: the kind is known only at run time
         Err(msg) => return Err(TypeError::at(source, cmp.lhs.span, msg)),
     }
@@ -113,18 +127,32 @@ fn resolve_shape<'a>(shape: &'a ParamShape, path: &[Accessor]) -> Result<Option<
     let mut current = shape;
     for accessor in path {
         current = match (&current.kind, accessor) {
-            (EvmKind::Array, Accessor::Index(_)) => current.element.as_deref().expect("arrays have an element shape"),
+            (EvmKind::Array, Accessor::Index(_)) => {
+                current.element.as_deref().expect("arrays have an element shape")
+            }
             (EvmKind::Tuple, Accessor::Key(key)) => match component(current, key) {
                 Some(c) => c,
                 None => {
                     let names: Vec<&str> = current.components.iter().map(|c| c.name.as_str()).collect();
-                    return Err(format!("tuple `{}` has no component `{key}` (components: {})", current.name, names.join(", ")));
+                    return Err(format!(
+                        "tuple `{}` has no component `{key}` (components: {})",
+                        current.name,
+                        names.join(", ")
+                    ));
                 }
             },
             (EvmKind::String, _) => return Ok(None),
-            (_, Accessor::Index(_)) => return Err(format!("`{}` is a {}, not an array: [i] does not apply", current.name, current.type_string)),
+            (_, Accessor::Index(_)) => {
+                return Err(format!(
+                    "`{}` is a {}, not an array: [i] does not apply",
+                    current.name, current.type_string
+                ));
+            }
             (_, Accessor::Key(key)) => {
-                return Err(format!("`{}` is a {}, not a tuple or JSON text: .{key} does not apply", current.name, current.type_string));
+                return Err(format!(
+                    "`{}` is a {}, not a tuple or JSON text: .{key} does not apply",
+                    current.name, current.type_string
+                ));
             }
         };
     }
@@ -132,7 +160,11 @@ fn resolve_shape<'a>(shape: &'a ParamShape, path: &[Accessor]) -> Result<Option<
 }
 
 fn component<'a>(tuple: &'a ParamShape, key: &str) -> Option<&'a ParamShape> {
-    tuple.components.iter().find(|c| c.name == key).or_else(|| key.parse::<usize>().ok().and_then(|i| tuple.components.get(i)))
+    tuple
+        .components
+        .iter()
+        .find(|c| c.name == key)
+        .or_else(|| key.parse::<usize>().ok().and_then(|i| tuple.components.get(i)))
 }
 
 /// Static check of operator and literal against a parameter type.
@@ -145,7 +177,9 @@ fn check(kind: &EvmKind, type_string: &str, op: CmpOp, rhs: &Rhs) -> Result<(), 
             }
             match rhs.literal {
                 Literal::Bool(_) => Err("compare a number with a number literal".into()),
-                _ if rhs.uint.is_none() => Err(format!("'{}' is not an unsigned integer (decimal or 0x hex)", rhs.text)),
+                _ if rhs.uint.is_none() => {
+                    Err(format!("'{}' is not an unsigned integer (decimal or 0x hex)", rhs.text))
+                }
                 _ => Ok(()),
             }
         }
@@ -191,16 +225,24 @@ fn check(kind: &EvmKind, type_string: &str, op: CmpOp, rhs: &Rhs) -> Result<(), 
                 Ok(Json::Array(_)) => Ok(()),
                 _ => Err(format!("compare an array with a JSON array literal such as '[1,2]', not '{s}'")),
             },
-            (CmpOp::Eq | CmpOp::Ne, _) => Err("compare an array with a JSON array literal such as '[1,2]'".into()),
+            (CmpOp::Eq | CmpOp::Ne, _) => {
+                Err("compare an array with a JSON array literal such as '[1,2]'".into())
+            }
             (CmpOp::Contains, Literal::Str(_) | Literal::Number(_)) => Ok(()),
-            (CmpOp::Contains, Literal::Bool(_)) => Err("contains on an array takes a number or a 'quoted' literal".into()),
+            (CmpOp::Contains, Literal::Bool(_)) => {
+                Err("contains on an array takes a number or a 'quoted' literal".into())
+            }
             _ => Err(format!("{op} does not apply to arrays; use ==, != or contains")),
         },
         EvmKind::Tuple => match (op, &rhs.literal) {
             (CmpOp::Eq | CmpOp::Ne, Literal::Str(_)) => Ok(()),
-            (CmpOp::Eq | CmpOp::Ne, _) => Err("compare a tuple with a 'quoted' literal such as '(1,abc)'".into()),
+            (CmpOp::Eq | CmpOp::Ne, _) => {
+                Err("compare a tuple with a 'quoted' literal such as '(1,abc)'".into())
+            }
             (CmpOp::Contains, Literal::Str(_) | Literal::Number(_)) => Ok(()),
-            (CmpOp::Contains, Literal::Bool(_)) => Err("contains on a tuple takes a number or a 'quoted' literal".into()),
+            (CmpOp::Contains, Literal::Bool(_)) => {
+                Err("contains on a tuple takes a number or a 'quoted' literal".into())
+            }
             _ => Err(format!("{op} does not apply to tuples; use ==, != or contains")),
         },
         EvmKind::Other => Err(format!("expressions cannot compare parameters of type {type_string}")),
@@ -240,7 +282,8 @@ impl EvmLeaf {
         for (i, accessor) in self.path.iter().enumerate() {
             match (value, accessor) {
                 (DynSolValue::Array(items) | DynSolValue::FixedArray(items), Accessor::Index(n)) => {
-                    value = items.get(*n).ok_or_else(|| EvalError::new(format!("Index {n} out of bounds")))?;
+                    value =
+                        items.get(*n).ok_or_else(|| EvalError::new(format!("Index {n} out of bounds")))?;
                     shape = shape.element.as_deref().unwrap_or(shape);
                 }
                 (DynSolValue::Tuple(items), Accessor::Key(key)) => {
@@ -286,17 +329,22 @@ fn follow_json(mut json: Json, path: &[Accessor]) -> Result<Json, EvalError> {
 }
 
 fn ordered<T: Ord>(lhs: &T, op: CmpOp, rhs: &T) -> Result<bool, EvalError> {
-    op.holds(lhs.cmp(rhs)).ok_or_else(|| EvalError::new(format!("operator {op} is not supported for numbers")))
+    op.holds(lhs.cmp(rhs))
+        .ok_or_else(|| EvalError::new(format!("operator {op} is not supported for numbers")))
 }
 
 fn compare_typed(shape: &ParamShape, value: &DynSolValue, op: CmpOp, rhs: &Rhs) -> Result<bool, EvalError> {
     match (&shape.kind, value) {
         (_, DynSolValue::Uint(u, _)) => {
-            let r = rhs.uint.ok_or_else(|| EvalError::new(format!("Failed to parse RHS value '{}' as U256", rhs.text)))?;
+            let r = rhs
+                .uint
+                .ok_or_else(|| EvalError::new(format!("Failed to parse RHS value '{}' as U256", rhs.text)))?;
             ordered(u, op, &r)
         }
         (_, DynSolValue::Int(i, _)) => {
-            let r = rhs.int.ok_or_else(|| EvalError::new(format!("Failed to parse RHS value '{}' as I256", rhs.text)))?;
+            let r = rhs
+                .int
+                .ok_or_else(|| EvalError::new(format!("Failed to parse RHS value '{}' as I256", rhs.text)))?;
             ordered(i, op, &r)
         }
         (_, DynSolValue::Address(a)) => {
@@ -315,14 +363,18 @@ fn compare_typed(shape: &ParamShape, value: &DynSolValue, op: CmpOp, rhs: &Rhs) 
             (Literal::Bool(r), CmpOp::Ne) => Ok(b != r),
             _ => Err(EvalError::new("bool compares with == / != and true / false")),
         },
-        (_, DynSolValue::String(_) | DynSolValue::Bytes(_) | DynSolValue::FixedBytes(..)) => match &rhs.literal {
+        (_, DynSolValue::String(_) | DynSolValue::Bytes(_) | DynSolValue::FixedBytes(..)) => match &rhs
+            .literal
+        {
             Literal::Str(s) => compare_text(&render(value), op, s),
             _ => Err(EvalError::new(format!("Expected string literal for {} comparison", shape.type_string))),
         },
         (_, DynSolValue::Array(items) | DynSolValue::FixedArray(items)) => match op {
             CmpOp::Eq | CmpOp::Ne => {
                 let Literal::Str(s) = &rhs.literal else {
-                    return Err(EvalError::new("Expected string literal (a JSON array) for array comparison"));
+                    return Err(EvalError::new(
+                        "Expected string literal (a JSON array) for array comparison",
+                    ));
                 };
                 let r: Json = serde_json::from_str(s)
                     .map_err(|_| EvalError::new(format!("Failed to parse RHS value '{s}' as JSON array")))?;
@@ -352,7 +404,9 @@ fn compare_typed(shape: &ParamShape, value: &DynSolValue, op: CmpOp, rhs: &Rhs) 
             })),
             _ => Err(EvalError::new(format!("operator {op} is not supported for tuples"))),
         },
-        (_, DynSolValue::Function(_)) => Err(EvalError::new("Unsupported EVM parameter kind for comparison: function")),
+        (_, DynSolValue::Function(_)) => {
+            Err(EvalError::new("Unsupported EVM parameter kind for comparison: function"))
+        }
     }
 }
 
@@ -385,8 +439,16 @@ fn looks_like_address(s: &str) -> bool {
 fn json_kind(v: &Json) -> &'static str {
     match v {
         Json::String(s) if looks_like_address(s) => "address",
-        Json::String(s) if s.len() == 66 && s.starts_with("0x") && s[2..].bytes().all(|c| c.is_ascii_hexdigit()) => "bytes32",
-        Json::String(s) if s.starts_with("0x") && s.len() > 2 && s[2..].bytes().all(|c| c.is_ascii_hexdigit()) => "bytes",
+        Json::String(s)
+            if s.len() == 66 && s.starts_with("0x") && s[2..].bytes().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            "bytes32"
+        }
+        Json::String(s)
+            if s.starts_with("0x") && s.len() > 2 && s[2..].bytes().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            "bytes"
+        }
         Json::String(_) => "string",
         Json::Number(n) if n.as_i64().is_some_and(|i| i < 0) => "int64",
         Json::Number(_) => "number",
@@ -401,17 +463,25 @@ fn compare_json(v: &Json, op: CmpOp, rhs: &Rhs) -> Result<bool, EvalError> {
     let text = json_text(v);
     match json_kind(v) {
         "number" => {
-            let l = parse_u256(&text).ok_or_else(|| EvalError::new(format!("Failed to parse LHS value '{text}' as U256")))?;
-            let r = rhs.uint.ok_or_else(|| EvalError::new(format!("Failed to parse RHS value '{}' as U256", rhs.text)))?;
+            let l = parse_u256(&text)
+                .ok_or_else(|| EvalError::new(format!("Failed to parse LHS value '{text}' as U256")))?;
+            let r = rhs
+                .uint
+                .ok_or_else(|| EvalError::new(format!("Failed to parse RHS value '{}' as U256", rhs.text)))?;
             ordered(&l, op, &r)
         }
         "int64" => {
-            let l = parse_i256(&text).ok_or_else(|| EvalError::new(format!("Failed to parse LHS value '{text}' as I256")))?;
-            let r = rhs.int.ok_or_else(|| EvalError::new(format!("Failed to parse RHS value '{}' as I256", rhs.text)))?;
+            let l = parse_i256(&text)
+                .ok_or_else(|| EvalError::new(format!("Failed to parse LHS value '{text}' as I256")))?;
+            let r = rhs
+                .int
+                .ok_or_else(|| EvalError::new(format!("Failed to parse RHS value '{}' as I256", rhs.text)))?;
             ordered(&l, op, &r)
         }
         "address" => {
-            let Literal::Str(s) = &rhs.literal else { return Err(EvalError::new("Expected string literal for address comparison")) };
+            let Literal::Str(s) = &rhs.literal else {
+                return Err(EvalError::new("Expected string literal for address comparison"));
+            };
             let same = normalize_hex_address(&text) == normalize_hex_address(s);
             match op {
                 CmpOp::Eq => Ok(same),
@@ -431,8 +501,14 @@ fn compare_json(v: &Json, op: CmpOp, rhs: &Rhs) -> Result<bool, EvalError> {
         "array" => match op {
             CmpOp::Eq | CmpOp::Ne => {
                 let r: Json = match &rhs.literal {
-                    Literal::Str(s) => serde_json::from_str(s).map_err(|_| EvalError::new(format!("Failed to parse RHS value '{s}' as JSON array")))?,
-                    _ => return Err(EvalError::new("Expected string literal (a JSON array) for array comparison")),
+                    Literal::Str(s) => serde_json::from_str(s).map_err(|_| {
+                        EvalError::new(format!("Failed to parse RHS value '{s}' as JSON array"))
+                    })?,
+                    _ => {
+                        return Err(EvalError::new(
+                            "Expected string literal (a JSON array) for array comparison",
+                        ));
+                    }
                 };
                 let same = lowercase_json(v) == lowercase_json(&r);
                 Ok(if op == CmpOp::Eq { same } else { !same })

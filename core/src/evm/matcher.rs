@@ -95,11 +95,17 @@ impl DecodeCache {
     }
 }
 
-fn args_of<'a>(shapes: impl Iterator<Item = &'a ParamShape>, values: &'a [DynSolValue]) -> Vec<Option<Arg<'a>>> {
+fn args_of<'a>(
+    shapes: impl Iterator<Item = &'a ParamShape>,
+    values: &'a [DynSolValue],
+) -> Vec<Option<Arg<'a>>> {
     shapes.zip(values).map(|(shape, value)| Some(Arg { shape, value })).collect()
 }
 
-fn matched_args<'a>(shapes: impl Iterator<Item = (&'a ParamShape, bool)>, values: &[DynSolValue]) -> Vec<MatchedArg> {
+fn matched_args<'a>(
+    shapes: impl Iterator<Item = (&'a ParamShape, bool)>,
+    values: &[DynSolValue],
+) -> Vec<MatchedArg> {
     shapes
         .zip(values)
         .map(|((shape, indexed), value)| MatchedArg {
@@ -126,8 +132,11 @@ pub fn match_transaction(
     if !monitor.transactions.is_empty() {
         let params = cache.tx_params(tx);
         let shapes = txparams::shapes();
-        let arg_list: Vec<Option<Arg<'_>>> =
-            shapes.iter().zip(params.iter()).map(|(shape, v)| v.as_ref().map(|value| Arg { shape, value })).collect();
+        let arg_list: Vec<Option<Arg<'_>>> = shapes
+            .iter()
+            .zip(params.iter())
+            .map(|(shape, v)| v.as_ref().map(|value| Arg { shape, value }))
+            .collect();
         for (i, cond) in monitor.transactions.iter().enumerate() {
             let status_ok = match cond.status {
                 TransactionStatus::Any => true,
@@ -144,20 +153,24 @@ pub fn match_transaction(
 
     // function: the call to a watched contract with an ABI
     let mut fn_matched = false;
-    if monitor.has_functions && tx.input.len() >= 4 {
-        if let Some(contract) = tx.to.and_then(|to| monitor.contracts.get(&to)) {
-            let selector: [u8; 4] = tx.input[..4].try_into().expect("4 bytes");
-            if let Some(conds) = contract.functions.get(&selector) {
-                let decoded = cache.call(tx, &contract.abi, &selector);
-                if let Ok(values) = decoded.as_ref() {
-                    let f = &contract.abi.functions[&selector];
-                    let arg_list = args_of(f.inputs.iter(), values);
-                    if let Some(c) = conds.iter().find(|c| cache.eval(&c.expr, &arg_list)) {
-                        on.functions.push(conditions.functions[c.index].clone());
-                        let shapes = f.inputs.iter().map(|s| (s, false));
-                        args.functions.push(MatchedCall { signature: f.signature.clone(), args: matched_args(shapes, values) });
-                        fn_matched = true;
-                    }
+    if monitor.has_functions
+        && tx.input.len() >= 4
+        && let Some(contract) = tx.to.and_then(|to| monitor.contracts.get(&to))
+    {
+        let selector: [u8; 4] = tx.input[..4].try_into().expect("4 bytes");
+        if let Some(conds) = contract.functions.get(&selector) {
+            let decoded = cache.call(tx, &contract.abi, &selector);
+            if let Ok(values) = decoded.as_ref() {
+                let f = &contract.abi.functions[&selector];
+                let arg_list = args_of(f.inputs.iter(), values);
+                if let Some(c) = conds.iter().find(|c| cache.eval(&c.expr, &arg_list)) {
+                    on.functions.push(conditions.functions[c.index].clone());
+                    let shapes = f.inputs.iter().map(|s| (s, false));
+                    args.functions.push(MatchedCall {
+                        signature: f.signature.clone(),
+                        args: matched_args(shapes, values),
+                    });
+                    fn_matched = true;
                 }
             }
         }

@@ -49,9 +49,8 @@ pub struct EvmMonitor {
 }
 
 fn parse_expr(source: &str, field: &str) -> Result<Expr, CompileError> {
-    expr::parse(source).map_err(|e| {
-        CompileError::new(field, reasons::EXPRESSION_SYNTAX, format!("`{source}`: {e}"))
-    })
+    expr::parse(source)
+        .map_err(|e| CompileError::new(field, reasons::EXPRESSION_SYNTAX, format!("`{source}`: {e}")))
 }
 
 /// Compiles the EVM part of a monitor. `specs[i]` is the contract spec of `spec.addresses[i]`
@@ -74,7 +73,11 @@ pub fn compile(
             .filter(|h| h.len() == 40 && h.bytes().all(|c| c.is_ascii_hexdigit()))
             .and_then(|_| text.parse::<Address>().ok());
         let Some(address) = parsed else {
-            errors.push(CompileError::new(field, reasons::INVALID_ADDRESS, format!("`{text}` is not an EVM address: write 0x followed by 40 hex digits")));
+            errors.push(CompileError::new(
+                field,
+                reasons::INVALID_ADDRESS,
+                format!("`{text}` is not an EVM address: write 0x followed by 40 hex digits"),
+            ));
             continue;
         };
         if addresses.contains(&address) {
@@ -88,7 +91,7 @@ pub fn compile(
                 Err(e) => errors.push(CompileError::new(
                     format!("spec.addresses[{i}].contractSpec"),
                     reasons::INVALID_CONTRACT_SPEC,
-                    format!("{e}"),
+                    e.to_string(),
                 )),
             }
         }
@@ -96,7 +99,9 @@ pub fn compile(
 
     let mut contracts: HashMap<Address, ContractConds> = with_abi
         .iter()
-        .map(|(a, abi)| (*a, ContractConds { abi: abi.clone(), functions: HashMap::new(), events: HashMap::new() }))
+        .map(|(a, abi)| {
+            (*a, ContractConds { abi: abi.clone(), functions: HashMap::new(), events: HashMap::new() })
+        })
         .collect();
 
     let conds = &spec.match_conditions;
@@ -108,13 +113,15 @@ pub fn compile(
                 continue;
             }
             let parsed = match &cond.expression {
-                Some(src) if !src.trim().is_empty() => match parse_expr(src, &format!("{field}.expression")) {
-                    Ok(e) => Some((src.as_str(), e)),
-                    Err(e) => {
-                        errors.push(e);
-                        continue;
+                Some(src) if !src.trim().is_empty() => {
+                    match parse_expr(src, &format!("{field}.expression")) {
+                        Ok(e) => Some((src.as_str(), e)),
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
                     }
-                },
+                }
                 _ => None,
             };
             let wanted = normalize_signature(&cond.signature);
@@ -147,7 +154,9 @@ pub fn compile(
                 };
                 let entry = contracts.get_mut(address).expect("every contract with an ABI has an entry");
                 match key {
-                    Ok(selector) => entry.functions.entry(selector).or_default().push(CondRef { index: ci, expr }),
+                    Ok(selector) => {
+                        entry.functions.entry(selector).or_default().push(CondRef { index: ci, expr })
+                    }
                     Err(topic0) => entry.events.entry(topic0).or_default().push(CondRef { index: ci, expr }),
                 }
             }
@@ -169,7 +178,11 @@ pub fn compile(
                 Ok(e) => match compile_expr(src, &e, txparams::shapes()) {
                     Ok(c) => Some(c),
                     Err(te) => {
-                        errors.push(CompileError::new(field, reasons::EXPRESSION_TYPE, format!("`{src}` {te}")));
+                        errors.push(CompileError::new(
+                            field,
+                            reasons::EXPRESSION_TYPE,
+                            format!("`{src}` {te}"),
+                        ));
                         continue;
                     }
                 },
@@ -183,7 +196,9 @@ pub fn compile(
         transactions.push(TxCond { status: cond.status, expr });
     }
 
-    if spec.addresses.is_empty() && !(conds.functions.is_empty() && conds.events.is_empty() && conds.transactions.is_empty()) {
+    if spec.addresses.is_empty()
+        && !(conds.functions.is_empty() && conds.events.is_empty() && conds.transactions.is_empty())
+    {
         warnings.push("spec.addresses is empty: on EVM networks a monitor only matches transactions that touch one of its addresses".into());
     }
     if !errors.is_empty() {

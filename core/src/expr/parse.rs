@@ -118,7 +118,10 @@ impl<'a> Parser<'a> {
     /// Case-insensitive keyword at the cursor (no boundary check, like upstream's `tag_no_case`).
     fn keyword(&mut self, kw: &str) -> bool {
         let end = self.pos + kw.len();
-        if end <= self.bytes.len() && self.src.is_char_boundary(end) && self.src[self.pos..end].eq_ignore_ascii_case(kw) {
+        if end <= self.bytes.len()
+            && self.src.is_char_boundary(end)
+            && self.src[self.pos..end].eq_ignore_ascii_case(kw)
+        {
             self.pos = end;
             true
         } else {
@@ -195,13 +198,7 @@ impl<'a> Parser<'a> {
         let rhs_start = self.pos;
         let rhs = self.value()?;
         let end = self.pos;
-        Ok(Comparison {
-            lhs,
-            op,
-            rhs,
-            span: Span { start, end },
-            rhs_span: Span { start: rhs_start, end },
-        })
+        Ok(Comparison { lhs, op, rhs, span: Span { start, end }, rhs_span: Span { start: rhs_start, end } })
     }
 
     fn path(&mut self) -> Result<Path, ParseError> {
@@ -232,7 +229,9 @@ impl<'a> Parser<'a> {
             }
             None => return Err(self.error("expected a comparison such as `value > 100`, found the end")),
             Some(_) => {
-                return Err(self.error("expected a parameter name (e.g. `value`) at the start of a comparison"));
+                return Err(
+                    self.error("expected a parameter name (e.g. `value`) at the start of a comparison")
+                );
             }
         };
         let mut accessors = Vec::new();
@@ -243,7 +242,9 @@ impl<'a> Parser<'a> {
                     self.pos += 1;
                     let digits = self.take_while(|c| c.is_ascii_digit());
                     if digits.is_empty() || self.peek() != Some(b']') {
-                        return Err(self.error_at(open, "an index is written [N] with N a non-negative number"));
+                        return Err(
+                            self.error_at(open, "an index is written [N] with N a non-negative number")
+                        );
                     }
                     let index = digits
                         .parse::<usize>()
@@ -258,10 +259,9 @@ impl<'a> Parser<'a> {
                         Some(c) if is_ident_start(c) => self.take_while(is_ident_char),
                         Some(c) if c.is_ascii_digit() => self.take_while(|c| c.is_ascii_digit()),
                         _ => {
-                            return Err(self.error_at(
-                                dot,
-                                "a key is written .name (letters, digits, '_') or .N",
-                            ));
+                            return Err(
+                                self.error_at(dot, "a key is written .name (letters, digits, '_') or .N")
+                            );
                         }
                     };
                     accessors.push(Accessor::Key(key.to_string()));
@@ -273,9 +273,11 @@ impl<'a> Parser<'a> {
     }
 
     fn operator(&mut self) -> Result<CmpOp, ParseError> {
-        for (word, op) in
-            [("contains", CmpOp::Contains), ("starts_with", CmpOp::StartsWith), ("ends_with", CmpOp::EndsWith)]
-        {
+        for (word, op) in [
+            ("contains", CmpOp::Contains),
+            ("starts_with", CmpOp::StartsWith),
+            ("ends_with", CmpOp::EndsWith),
+        ] {
             if self.keyword(word) {
                 return Ok(op);
             }

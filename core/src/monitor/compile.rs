@@ -62,21 +62,36 @@ pub struct MonitorSource<'a> {
 pub const DEFAULT_SCRIPT_TIMEOUT_MS: u64 = 1_000;
 
 /// Reads a script's text, inline or from its ConfigMap.
-pub fn resolve_script(script: &ScriptSpec, field: &str, config_maps: &ConfigMapReader<'_>) -> Result<ResolvedScript, CompileError> {
+pub fn resolve_script(
+    script: &ScriptSpec,
+    field: &str,
+    config_maps: &ConfigMapReader<'_>,
+) -> Result<ResolvedScript, CompileError> {
     let source = match (&script.source, &script.source_from) {
         (Some(text), _) => text.clone(),
-        (None, Some(from)) => config_maps(&from.config_map_key_ref)
-            .map_err(|e| CompileError::new(format!("{field}.sourceFrom"), reasons::CONFIG_MAP_NOT_FOUND, e))?,
+        (None, Some(from)) => config_maps(&from.config_map_key_ref).map_err(|e| {
+            CompileError::new(format!("{field}.sourceFrom"), reasons::CONFIG_MAP_NOT_FOUND, e)
+        })?,
         (None, None) => {
-            return Err(CompileError::new(field, reasons::INVALID_SCRIPT, "set source (inline script) or sourceFrom (a ConfigMap key)"));
+            return Err(CompileError::new(
+                field,
+                reasons::INVALID_SCRIPT,
+                "set source (inline script) or sourceFrom (a ConfigMap key)",
+            ));
         }
     };
     let timeout_ms = match &script.timeout {
         None => DEFAULT_SCRIPT_TIMEOUT_MS,
         Some(d) => {
-            let t = d.parse().map_err(|e| CompileError::new(format!("{field}.timeout"), reasons::INVALID_SCRIPT, e.to_string()))?;
+            let t = d.parse().map_err(|e| {
+                CompileError::new(format!("{field}.timeout"), reasons::INVALID_SCRIPT, e.to_string())
+            })?;
             if t.is_zero() {
-                return Err(CompileError::new(format!("{field}.timeout"), reasons::INVALID_SCRIPT, "the timeout must be above 0"));
+                return Err(CompileError::new(
+                    format!("{field}.timeout"),
+                    reasons::INVALID_SCRIPT,
+                    "the timeout must be above 0",
+                ));
             }
             t.as_millis() as u64
         }
@@ -86,7 +101,11 @@ pub fn resolve_script(script: &ScriptSpec, field: &str, config_maps: &ConfigMapR
 
 /// Compiles a monitor for networks of `chain`. Errors name the field and the fix; warnings (in the
 /// result) point at likely mistakes that do not stop admission.
-pub fn compile(source: &MonitorSource<'_>, chain: ChainType, abis: &AbiCache) -> Result<CompiledMonitor, Vec<CompileError>> {
+pub fn compile(
+    source: &MonitorSource<'_>,
+    chain: ChainType,
+    abis: &AbiCache,
+) -> Result<CompiledMonitor, Vec<CompileError>> {
     let spec = source.spec;
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -102,13 +121,20 @@ pub fn compile(source: &MonitorSource<'_>, chain: ChainType, abis: &AbiCache) ->
                         errors.push(CompileError::new(
                             format!("spec.addresses[{i}].contractSpecFrom"),
                             reasons::INVALID_CONTRACT_SPEC,
-                            format!("ConfigMap {}/{} is not JSON: {e}", from.config_map_key_ref.name, from.config_map_key_ref.key),
+                            format!(
+                                "ConfigMap {}/{} is not JSON: {e}",
+                                from.config_map_key_ref.name, from.config_map_key_ref.key
+                            ),
                         ));
                         None
                     }
                 },
                 Err(e) => {
-                    errors.push(CompileError::new(format!("spec.addresses[{i}].contractSpecFrom"), reasons::CONFIG_MAP_NOT_FOUND, e));
+                    errors.push(CompileError::new(
+                        format!("spec.addresses[{i}].contractSpecFrom"),
+                        reasons::CONFIG_MAP_NOT_FOUND,
+                        e,
+                    ));
                     None
                 }
             },
@@ -125,10 +151,11 @@ pub fn compile(source: &MonitorSource<'_>, chain: ChainType, abis: &AbiCache) ->
     }
 
     let chain_matcher = match chain {
-        ChainType::Evm => crate::evm::monitor::compile(spec, &contract_specs, abis, &mut warnings).map(ChainMatcher::Evm),
-        ChainType::Stellar => {
-            crate::stellar::monitor::compile(spec, &contract_specs, abis, &mut warnings).map(ChainMatcher::Stellar)
+        ChainType::Evm => {
+            crate::evm::monitor::compile(spec, &contract_specs, abis, &mut warnings).map(ChainMatcher::Evm)
         }
+        ChainType::Stellar => crate::stellar::monitor::compile(spec, &contract_specs, abis, &mut warnings)
+            .map(ChainMatcher::Stellar),
         other => Err(vec![CompileError::new(
             "spec.networks",
             reasons::UNSUPPORTED_CHAIN,

@@ -14,7 +14,9 @@ use alloy_primitives::Address;
 use super::{ChainMatcher, CompiledMonitor};
 use crate::block::{Block, EvmBlock, StellarLedger};
 use crate::evm::{DecodeCache, match_transaction};
-use crate::matches::{MatchedBlock, MatchedMonitor, MatchedTransaction, MonitorMatch};
+use crate::matches::{
+    MatchedBlock, MatchedMonitor, MatchedTransaction, MonitorMatch, StellarMatchedTransaction,
+};
 
 /// Counters of one block's evaluation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,7 +45,8 @@ impl NetworkIndex {
     pub fn build(network: &str, monitors: impl IntoIterator<Item = Arc<CompiledMonitor>>) -> Self {
         let mut list: Vec<Arc<CompiledMonitor>> = monitors.into_iter().filter(|m| !m.paused).collect();
         list.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut index = NetworkIndex { network: network.to_string(), monitors: Vec::new(), ..Default::default() };
+        let mut index =
+            NetworkIndex { network: network.to_string(), monitors: Vec::new(), ..Default::default() };
         for m in list {
             let i = index.monitors.len() as u32;
             match &m.chain {
@@ -101,7 +104,11 @@ impl NetworkIndex {
             return (matches, stats);
         }
         let cache = DecodeCache::default();
-        let block_ref = MatchedBlock { number: block.number, hash: format!("{:#x}", block.hash), timestamp: block.timestamp };
+        let block_ref = MatchedBlock {
+            number: block.number,
+            hash: format!("{:#x}", block.hash),
+            timestamp: block.timestamp,
+        };
         let mut candidates: Vec<u32> = Vec::new();
         for tx in &block.transactions {
             candidates.clear();
@@ -145,6 +152,31 @@ impl NetworkIndex {
     }
 
     fn match_stellar(&self, ledger: &StellarLedger) -> (Vec<MonitorMatch>, MatchStats) {
-        crate::stellar::matcher::match_ledger(self, ledger, &self.stellar_by_address, &self.monitors, Self::matched_monitor)
+        let (raw, stats) =
+            crate::stellar::matcher::match_ledger(ledger, &self.stellar_by_address, &self.monitors);
+        let block = MatchedBlock {
+            number: u64::from(ledger.sequence),
+            hash: ledger.hash.clone(),
+            timestamp: ledger.close_time,
+        };
+        let matches = raw
+            .into_iter()
+            .map(|(i, tx, on, args)| MonitorMatch {
+                monitor: Self::matched_monitor(&self.monitors[i as usize]),
+                network: self.network.clone(),
+                block: block.clone(),
+                transaction: MatchedTransaction::Stellar(StellarMatchedTransaction {
+                    hash: tx.hash.clone(),
+                    status: tx.status.clone(),
+                    application_order: tx.application_order,
+                    fee_bump: tx.fee_bump,
+                    envelope_xdr: tx.envelope_xdr.clone(),
+                    result_xdr: tx.result_xdr.clone(),
+                }),
+                matched_on: on,
+                matched_on_args: args,
+            })
+            .collect();
+        (matches, stats)
     }
 }

@@ -1,10 +1,11 @@
-//! Stellar (temporary skeleton; replaced by the XDR implementation).
+//! Stellar: contract specs, XDR decoding (`stellar-xdr`), typed comparisons, the ledger matcher.
+
+pub mod compare;
+pub mod decode;
 pub mod matcher;
 pub mod monitor;
-pub use monitor::StellarMonitor;
+pub mod scval;
+pub mod spec;
 
-#[derive(Debug)]
-pub struct ContractSpec;
-impl ContractSpec {
-    pub fn from_json(_j: &serde_json::Value) -> Result<Self, String> { Ok(ContractSpec) }
-}
+pub use monitor::StellarMonitor;
+pub use spec::ContractSpec;

@@ -48,10 +48,18 @@ fn probe_params() -> (Vec<ParamShape>, Vec<DynSolValue>) {
             param("owners", "address[]", vec![]),
             DynSolValue::Array(vec![DynSolValue::Address(who), DynSolValue::Address(Address::ZERO)]),
         ),
-        (param("meta", "string", vec![]), DynSolValue::String(r#"{"k":"V","n":5,"list":[1,2],"who":"0x58b704065b7aff3ed351052f8560019e05925023"}"#.into())),
+        (
+            param("meta", "string", vec![]),
+            DynSolValue::String(
+                r#"{"k":"V","n":5,"list":[1,2],"who":"0x58b704065b7aff3ed351052f8560019e05925023"}"#.into(),
+            ),
+        ),
         (param("max", "uint256", vec![]), DynSolValue::Uint(U256::MAX, 256)),
         (param("min", "int256", vec![]), DynSolValue::Int(I256::MIN, 256)),
-        (param("sel", "bytes4", vec![]), DynSolValue::FixedBytes(alloy_primitives::B256::right_padding_from(&[0xa9, 0x05, 0x9c, 0xbb]), 4)),
+        (
+            param("sel", "bytes4", vec![]),
+            DynSolValue::FixedBytes(alloy_primitives::B256::right_padding_from(&[0xa9, 0x05, 0x9c, 0xbb]), 4),
+        ),
     ];
     let shapes = list.iter().map(|(p, _)| ParamShape::new(&p.name, &p.ty, &p.components)).collect();
     let values = list.into_iter().map(|(_, v)| v).collect();
@@ -61,7 +69,8 @@ fn probe_params() -> (Vec<ParamShape>, Vec<DynSolValue>) {
 pub fn outcome(src: &str, shapes: &[ParamShape], values: &[DynSolValue]) -> Outcome {
     let Ok(expr) = parse(src) else { return Outcome::Syntax };
     let Ok(compiled) = compile(src, &expr, shapes) else { return Outcome::Type };
-    let args: Vec<Option<Arg<'_>>> = shapes.iter().zip(values).map(|(shape, value)| Some(Arg { shape, value })).collect();
+    let args: Vec<Option<Arg<'_>>> =
+        shapes.iter().zip(values).map(|(shape, value)| Some(Arg { shape, value })).collect();
     match compiled.evaluate(&mut |leaf| leaf.eval(&args)) {
         Ok(true) => Outcome::True,
         Ok(false) => Outcome::False,
@@ -181,10 +190,13 @@ fn arrays_tuples_and_paths() {
         ("owners contains '0x58B704065B7AFF3ED351052F8560019E05925023'", True), // upstream: error (array text not JSON)
         ("owners contains 0x0000000000000000000000000000000000000000", True),
         ("owners[0] == 0x58b704065b7aff3ed351052f8560019e05925023", True),
-        ("owners == '[\"0x58b704065b7aff3ed351052f8560019e05925023\", \"0x0000000000000000000000000000000000000000\"]'", True),
+        (
+            "owners == '[\"0x58b704065b7aff3ed351052f8560019e05925023\", \"0x0000000000000000000000000000000000000000\"]'",
+            True,
+        ),
         ("order == '(1,x)'", True),
         ("order == '( 1 , x )'", True), // whitespace outside quotes is ignored
-        ("order == '(1,X)'", False), // tuple equality is exact text
+        ("order == '(1,X)'", False),    // tuple equality is exact text
         ("order contains 1", True),
         ("order.label == 'X'", True),
         ("order.nope == 1", Type),

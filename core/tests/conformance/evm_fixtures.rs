@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use chainwatch_core::MonitorMatch;
 use chainwatch_core::block::{Block, EvmBlock};
 use chainwatch_core::monitor::{AbiCache, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex, compile};
 use chainwatch_core::upstream::monitor_from_upstream;
-use chainwatch_core::MonitorMatch;
 use chainwatch_crds::{ChainType, MonitorSpec};
 use serde_json::{Value, json};
 
@@ -15,8 +15,15 @@ use crate::fixtures;
 
 pub fn compile_evm(name: &str, spec: &MonitorSpec) -> Arc<CompiledMonitor> {
     let no_config_maps = |r: &chainwatch_crds::ConfigMapKeyRef| Err(format!("no ConfigMap {}", r.name));
-    let source = MonitorSource { key: MonitorKey::new("tenant-a", name), generation: Some(1), spec, config_maps: &no_config_maps };
-    Arc::new(compile(&source, ChainType::Evm, &AbiCache::default()).unwrap_or_else(|e| panic!("{name}: {e:?}")))
+    let source = MonitorSource {
+        key: MonitorKey::new("tenant-a", name),
+        generation: Some(1),
+        spec,
+        config_maps: &no_config_maps,
+    };
+    Arc::new(
+        compile(&source, ChainType::Evm, &AbiCache::default()).unwrap_or_else(|e| panic!("{name}: {e:?}")),
+    )
 }
 
 fn upstream_monitor(rel: &str) -> MonitorSpec {
@@ -25,14 +32,16 @@ fn upstream_monitor(rel: &str) -> MonitorSpec {
 
 /// Upstream's fixture blocks with the receipts recorded for them (some transactions have none).
 fn upstream_blocks() -> Vec<Block> {
-    let receipts: Vec<Value> = fixtures::json("oz-monitor/evm/transaction_receipts.json").as_array().unwrap().clone();
+    let receipts: Vec<Value> =
+        fixtures::json("oz-monitor/evm/transaction_receipts.json").as_array().unwrap().clone();
     fixtures::json("oz-monitor/evm/blocks.json")
         .as_array()
         .unwrap()
         .iter()
         .map(|b| {
             let b = &b["EVM"];
-            let mine: Vec<Value> = receipts.iter().filter(|r| r["blockNumber"] == b["number"]).cloned().collect();
+            let mine: Vec<Value> =
+                receipts.iter().filter(|r| r["blockNumber"] == b["number"]).cloned().collect();
             Block::Evm(EvmBlock::from_rpc_partial(b, &mine).unwrap())
         })
         .collect()
@@ -84,10 +93,16 @@ fn upstream_usdc_monitor_on_upstream_blocks() {
     assert_eq!(usdc.matched_on.transactions[0].expression.as_deref(), Some("value >= 0"));
     let f = &usdc.matched_on_args.functions[0];
     assert_eq!(f.signature, "transfer(address,uint256)");
-    assert_eq!(args(&f.args), pairs(&[("to", "0xf423d9c1ffeb6386639d024f3b241dab2331b635"), ("value", "8181710000")]));
+    assert_eq!(
+        args(&f.args),
+        pairs(&[("to", "0xf423d9c1ffeb6386639d024f3b241dab2331b635"), ("value", "8181710000")])
+    );
     let e = &usdc.matched_on_args.events[0];
     assert_eq!(e.signature, "Transfer(address,address,uint256)");
-    assert_eq!(e.hex_signature.as_deref(), Some("0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"));
+    assert_eq!(
+        e.hex_signature.as_deref(),
+        Some("0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
+    );
     assert_eq!(e.log_index, Some(0x161));
     assert_eq!(
         args(&e.args),
@@ -109,15 +124,25 @@ fn upstream_tuple_monitor_on_nested_struct_call() {
     // 0x1234…5678, ["fiction", "bestseller"], ("The Sequel", 321))). Its receipt is not in the
     // fixtures; the transaction condition needs one, so the test states it: a success without logs.
     let blocks = upstream_blocks();
-    let Block::Evm(mut block) = blocks.into_iter().find(|b| b.number() == 26966585).unwrap() else { unreachable!() };
-    block.transactions[0].receipt =
-        Some(chainwatch_core::block::EvmReceipt { status: Some(true), gas_used: 100_000, effective_gas_price: None, contract_address: None, logs: vec![] });
+    let Block::Evm(mut block) = blocks.into_iter().find(|b| b.number() == 26966585).unwrap() else {
+        unreachable!()
+    };
+    block.transactions[0].receipt = Some(chainwatch_core::block::EvmReceipt {
+        status: Some(true),
+        gas_used: 100_000,
+        effective_gas_price: None,
+        contract_address: None,
+        logs: vec![],
+    });
     let block = Block::Evm(block);
     let spec = upstream_monitor("oz-monitor/evm/monitors/monitor_with_tuples.json");
     let matches = run(&[compile_evm("tuples", &spec)], std::slice::from_ref(&block));
     assert_eq!(hashes(&matches), ["0xf4b47a82f9fb401042e75e745b980d7cd7954d2de091da1942432c765000ea26"]);
     let f = &matches[0].matched_on_args.functions[0];
-    assert_eq!(f.signature, "inputNestedStruct((bool,string,string,uint256,address,string[],(string,uint256)))");
+    assert_eq!(
+        f.signature,
+        "inputNestedStruct((bool,string,string,uint256,address,string[],(string,uint256)))"
+    );
     assert_eq!(
         f.args[0].value,
         "(true,The Book Title,Author Name,123,0x1234567890abcdef1234567890abcdef12345678,[fiction,bestseller],(The Sequel,321))"
@@ -135,7 +160,12 @@ fn upstream_tuple_monitor_on_nested_struct_call() {
     assert_eq!(with("nestedStruct contains 'Missing Title'"), 0);
     assert_eq!(with("nestedStruct.book_id == 123 AND nestedStruct.meta.pages > 300"), 1);
     assert_eq!(with("nestedStruct.tags[1] == 'BESTSELLER'"), 1);
-    assert_eq!(with("nestedStruct == '(true, The Book Title, Author Name, 123, 0x1234567890abcdef1234567890abcdef12345678, [fiction,bestseller], (The Sequel,321))'"), 1);
+    assert_eq!(
+        with(
+            "nestedStruct == '(true, The Book Title, Author Name, 123, 0x1234567890abcdef1234567890abcdef12345678, [fiction,bestseller], (The Sequel,321))'"
+        ),
+        1
+    );
 }
 
 fn erc20(address: &str, conditions: Value) -> MonitorSpec {
@@ -159,8 +189,11 @@ const USDT: &str = "0xdAC17F958D2ee523a2206206994597C13D831ec7";
 
 #[test]
 fn large_usdt_transfers_in_mainnet_block_18m() {
-    let spec = erc20(USDT, json!({"events": [{"signature": "Transfer(address,address,uint256)", "expression": "value > 1000000000"}],
-                                  "transactions": [{"status": "Success"}]}));
+    let spec = erc20(
+        USDT,
+        json!({"events": [{"signature": "Transfer(address,address,uint256)", "expression": "value > 1000000000"}],
+                                  "transactions": [{"status": "Success"}]}),
+    );
     let matches = run(&[compile_evm("usdt-large", &spec)], &[block_18m()]);
     assert_eq!(
         hashes(&matches),
@@ -177,7 +210,10 @@ fn large_usdt_transfers_in_mainnet_block_18m() {
 #[test]
 fn one_match_per_transaction_with_every_matching_log() {
     // 0x6742cd57… emits 39 zero-value USDT transfers: one match, 39 aligned event entries.
-    let spec = erc20(USDT, json!({"events": [{"signature": "Transfer(address,address,uint256)", "expression": "value == 0"}]}));
+    let spec = erc20(
+        USDT,
+        json!({"events": [{"signature": "Transfer(address,address,uint256)", "expression": "value == 0"}]}),
+    );
     let matches = run(&[compile_evm("usdt-zero", &spec)], &[block_18m()]);
     assert_eq!(hashes(&matches), ["0x6742cd57e6aefce4b96887bb3090371ac49414c6b45a21e43d9e41e0ea9ed5ab"]);
     let m = &matches[0];
@@ -195,7 +231,8 @@ fn transaction_status_comes_from_the_receipt() {
     let address = "0x3fc91a3afd70395cd496c647d5a6cc9d4b2b7fad";
     let with_status = |status: &str| -> MonitorSpec {
         serde_json::from_value(json!({"networks": ["ethereum-mainnet"], "addresses": [{"address": address}],
-            "matchConditions": {"transactions": [{"status": status}]}})).unwrap()
+            "matchConditions": {"transactions": [{"status": status}]}}))
+        .unwrap()
     };
     let failed = run(&[compile_evm("failed", &with_status("Failure"))], &[block_18m()]);
     assert_eq!(
@@ -221,13 +258,19 @@ fn address_gate_and_combination_rules() {
     assert_eq!(touching.len(), 7);
     // a function condition alone: the six direct calls whose selector is transfer (0xa9059cbb)
     // are five; 0xcf2e9d… calls transferFrom, which this ABI does not declare
-    let f = run(&[compile_evm("f", &erc20(USDT, json!({"functions": [{"signature": "transfer(address,uint256)"}]})))], std::slice::from_ref(&block));
+    let f = run(
+        &[compile_evm("f", &erc20(USDT, json!({"functions": [{"signature": "transfer(address,uint256)"}]})))],
+        std::slice::from_ref(&block),
+    );
     assert_eq!(f.len(), 5);
     // functions OR events, AND the transaction condition
-    let both = erc20(USDT, json!({
+    let both = erc20(
+        USDT,
+        json!({
         "functions": [{"signature": "transfer(address,uint256)", "expression": "value > 1000000000"}],
         "events": [{"signature": "Transfer(address,address,uint256)", "expression": "value > 400000000"}],
-        "transactions": [{"status": "Success", "expression": "gas_used > 0"}]}));
+        "transactions": [{"status": "Success", "expression": "gas_used > 0"}]}),
+    );
     let m = run(&[compile_evm("both", &both)], std::slice::from_ref(&block));
     // events above 400 USDT: 466.05 (0x07299f…), 1285 (0xc1e641…), 1823.17 (0x831b4c…);
     // the functions above 1000 USDT are the same two large ones
@@ -242,19 +285,42 @@ fn address_gate_and_combination_rules() {
     assert!(m[0].matched_on.functions.is_empty(), "466.05 USDT is below the function threshold");
     assert_eq!(m[1].matched_on.functions.len(), 1);
     // a monitor on an address with no transaction in the block never runs
-    let none = run(&[compile_evm("none", &erc20("0x0000000000000000000000000000000000000001", json!({})))], &[block]);
+    let none = run(
+        &[compile_evm("none", &erc20("0x0000000000000000000000000000000000000001", json!({})))],
+        &[block],
+    );
     assert!(none.is_empty());
 }
 
 #[test]
 fn matches_are_ordered_by_transaction_then_monitor() {
-    let a = compile_evm("b-second", &erc20(USDT, json!({"events": [{"signature": "Transfer(address,address,uint256)", "expression": "value > 1000000000"}]})));
-    let b = compile_evm("a-first", &erc20(USDT, json!({"events": [{"signature": "Transfer(address,address,uint256)", "expression": "value > 1000000000"}]})));
+    let a = compile_evm(
+        "b-second",
+        &erc20(
+            USDT,
+            json!({"events": [{"signature": "Transfer(address,address,uint256)", "expression": "value > 1000000000"}]}),
+        ),
+    );
+    let b = compile_evm(
+        "a-first",
+        &erc20(
+            USDT,
+            json!({"events": [{"signature": "Transfer(address,address,uint256)", "expression": "value > 1000000000"}]}),
+        ),
+    );
     let matches = run(&[a, b], &[block_18m()]);
-    let order: Vec<(String, String)> = matches.iter().map(|m| (m.transaction_hash()[..10].to_string(), m.monitor.key.name.clone())).collect();
+    let order: Vec<(String, String)> = matches
+        .iter()
+        .map(|m| (m.transaction_hash()[..10].to_string(), m.monitor.key.name.clone()))
+        .collect();
     assert_eq!(
         order,
-        [("0xc1e64199", "a-first"), ("0xc1e64199", "b-second"), ("0x831b4c26", "a-first"), ("0x831b4c26", "b-second")]
-            .map(|(h, n)| (h.to_string(), n.to_string()))
+        [
+            ("0xc1e64199", "a-first"),
+            ("0xc1e64199", "b-second"),
+            ("0x831b4c26", "a-first"),
+            ("0x831b4c26", "b-second")
+        ]
+        .map(|(h, n)| (h.to_string(), n.to_string()))
     );
 }

@@ -9,7 +9,11 @@ pub fn dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
-    assert!(d.is_dir(), "fixtures not found at {} (set CHAINWATCH_FIXTURES or keep ../shared beside the clone)", d.display());
+    assert!(
+        d.is_dir(),
+        "fixtures not found at {} (set CHAINWATCH_FIXTURES or keep ../shared beside the clone)",
+        d.display()
+    );
     d
 }
 

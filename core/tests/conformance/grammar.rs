@@ -82,7 +82,10 @@ fn values_are_lexed_in_order_quoted_bool_hex_number_word() {
         ("x == 123a", s("123a")),
         ("x == alice", s("alice")),
         ("x == some-name_1", s("some-name_1")),
-        ("x == GDF32CQINROD3E2LMCGZUDVMWTXCJFR5SBYVRJ7WAAIAS3P7DCVWZEFY", s("GDF32CQINROD3E2LMCGZUDVMWTXCJFR5SBYVRJ7WAAIAS3P7DCVWZEFY")),
+        (
+            "x == GDF32CQINROD3E2LMCGZUDVMWTXCJFR5SBYVRJ7WAAIAS3P7DCVWZEFY",
+            s("GDF32CQINROD3E2LMCGZUDVMWTXCJFR5SBYVRJ7WAAIAS3P7DCVWZEFY"),
+        ),
     ];
     for (src, want) in cases {
         assert_eq!(rhs(src), want, "{src}");
@@ -96,7 +99,11 @@ fn paths_with_numeric_bases_and_keys() {
         ("3 >= 2240", "3", vec![]),
         ("0.field == 1", "0", vec![Accessor::Key("field".into())]),
         ("obj.0 == 1", "obj", vec![Accessor::Key("0".into())]),
-        ("map.0[1].name == 'x'", "map", vec![Accessor::Key("0".into()), Accessor::Index(1), Accessor::Key("name".into())]),
+        (
+            "map.0[1].name == 'x'",
+            "map",
+            vec![Accessor::Key("0".into()), Accessor::Index(1), Accessor::Key("name".into())],
+        ),
         ("ids[12] == 2", "ids", vec![Accessor::Index(12)]),
     ];
     for (src, base, accessors) in cases {
