@@ -12,7 +12,7 @@
 //! rendered as non-JSON text and then failed to parse.
 
 use alloy_dyn_abi::DynSolValue;
-use alloy_primitives::{I256, U256};
+use alloy_primitives::{Address, I256, U256};
 use serde_json::Value as Json;
 
 use super::abi::{EvmKind, ParamShape};
@@ -40,6 +40,8 @@ pub struct Rhs {
     pub text: String,
     pub uint: Option<U256>,
     pub int: Option<I256>,
+    /// The literal as an address, when upstream's normalization of it is 40 hex digits.
+    pub address: Option<Address>,
 }
 
 impl Rhs {
@@ -52,7 +54,14 @@ impl Rhs {
             Literal::Str(s) | Literal::Number(s) => (parse_u256(s), parse_i256(s)),
             Literal::Bool(_) => (None, None),
         };
-        Self { literal: literal.clone(), text, uint, int }
+        let address = match literal {
+            Literal::Str(s) => {
+                let n = normalize_hex_address(s);
+                (n.len() == 40 && n.bytes().all(|c| c.is_ascii_hexdigit())).then(|| n.parse().ok()).flatten()
+            }
+            _ => None,
+        };
+        Self { literal: literal.clone(), text, uint, int, address }
     }
 }
 
@@ -348,10 +357,12 @@ fn compare_typed(shape: &ParamShape, value: &DynSolValue, op: CmpOp, rhs: &Rhs) 
             ordered(i, op, &r)
         }
         (_, DynSolValue::Address(a)) => {
-            let Literal::Str(s) = &rhs.literal else {
+            let Literal::Str(_) = &rhs.literal else {
                 return Err(EvalError::new("Expected string literal for address comparison"));
             };
-            let same = normalize_hex_address(&format!("{a:#x}")) == normalize_hex_address(s);
+            // upstream compares normalized text; a normalized address is 40 hex digits, so the
+            // texts are equal exactly when the literal normalizes to the same 20 bytes
+            let same = rhs.address.as_ref() == Some(a);
             match op {
                 CmpOp::Eq => Ok(same),
                 CmpOp::Ne => Ok(!same),
