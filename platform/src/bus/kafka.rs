@@ -1,0 +1,283 @@
+//! Kafka clients with chainwatch's settings: an idempotent producer that waits for all in-sync
+//! replicas, consumers that store offsets only for processed records, size limits for blocks with
+//! receipts, and topic administration.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+
+use super::offsets::OffsetTracker;
+use super::{BusError, Consumer, Message, Producer};
+
+/// Largest record (bytes on the wire) producers send and topics accept: 16 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Connection settings shared by every client.
+#[derive(Clone, Debug, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long = "kafka-bootstrap", env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// Extra librdkafka properties, `key=value` (repeatable), e.g. `client.rack=eu-west-1a`.
+    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_option)]
+    pub options: Vec<(String, String)>,
+}
+
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).ok_or_else(|| format!("`{s}` is not key=value"))
+}
+
+impl KafkaArgs {
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        Self { bootstrap: bootstrap.into(), options: vec![] }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        c.set("socket.keepalive.enable", "true");
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Producer settings: idempotent, `acks=all`, sized for large blocks. Records are compressed
+    /// by the codec, so the client does not compress again.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string())
+            .set("compression.type", "none")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "60000")
+            .set("queue.buffering.max.kbytes", "262144");
+        // the caller's options win
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Consumer settings: offsets stored only for processed records and auto-committed from there.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "500")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("max.partition.fetch.bytes", MAX_MESSAGE_BYTES.to_string())
+            .set("fetch.max.bytes", (MAX_MESSAGE_BYTES * 4).to_string())
+            .set("receive.message.max.bytes", (MAX_MESSAGE_BYTES * 4 + 65536).to_string())
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub fn producer(&self) -> Result<KafkaProducer, BusError> {
+        Ok(KafkaProducer { inner: self.producer_config().create()? })
+    }
+
+    pub fn consumer(&self, group: &str, topics: &[&str]) -> Result<KafkaConsumer, BusError> {
+        let consumer: StreamConsumer = self.consumer_config(group).create()?;
+        consumer.subscribe(topics)?;
+        Ok(KafkaConsumer { inner: Arc::new(consumer), offsets: OffsetTracker::default() })
+    }
+
+    pub fn admin(&self) -> Result<KafkaAdmin, BusError> {
+        Ok(KafkaAdmin { inner: self.base().create()? })
+    }
+}
+
+/// The idempotent producer.
+#[derive(Clone)]
+pub struct KafkaProducer {
+    inner: FutureProducer,
+}
+
+#[async_trait]
+impl Producer for KafkaProducer {
+    async fn send(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        let record = FutureRecord::to(topic).key(key).payload(&payload);
+        self.inner.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| BusError::Kafka(e))
+    }
+
+    async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
+        let p = self.inner.clone();
+        tokio::task::spawn_blocking(move || p.flush(timeout)).await.map_err(|e| BusError::Other(e.to_string()))??;
+        Ok(())
+    }
+}
+
+/// A consumer that stores a partition's position only past processed records.
+pub struct KafkaConsumer {
+    inner: Arc<StreamConsumer>,
+    offsets: OffsetTracker,
+}
+
+impl KafkaConsumer {
+    /// Consumer lag per partition (high watermark − position) of the assigned partitions.
+    pub fn lag(&self) -> Result<i64, BusError> {
+        let assignment = self.inner.assignment()?;
+        let positions = self.inner.position()?;
+        let mut total = 0;
+        for e in assignment.elements() {
+            let (_, high) = self.inner.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))?;
+            let pos = positions.find_partition(e.topic(), e.partition()).and_then(|p| p.offset().to_raw()).unwrap_or(0).max(0);
+            total += (high - pos).max(0);
+        }
+        Ok(total)
+    }
+}
+
+#[async_trait]
+impl Consumer for KafkaConsumer {
+    async fn recv(&self) -> Result<Message, BusError> {
+        let m = self.inner.recv().await?;
+        let msg = Message {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        };
+        self.offsets.received(&msg.topic, msg.partition, msg.offset);
+        Ok(msg)
+    }
+
+    fn done(&self, msg: &Message) {
+        if let Some(next) = self.offsets.done(&msg.topic, msg.partition, msg.offset) {
+            // librdkafka commits the stored offset + 1: store the last record before `next`
+            if let Err(e) = self.inner.store_offset(&msg.topic, msg.partition, next - 1) {
+                // the partition was revoked meanwhile: its new owner resumes from the committed
+                // position and may redeliver (at-least-once)
+                tracing::debug!(error = %e, source = %msg.source(), "offset not stored");
+                self.offsets.forget(&msg.topic, msg.partition);
+            }
+        }
+    }
+
+    async fn commit(&self) -> Result<(), BusError> {
+        let c = self.inner.clone();
+        let r = tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync)).await.map_err(|e| BusError::Other(e.to_string()))?;
+        match r {
+            Ok(()) => Ok(()),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn topic_configs(spec: &TopicSpec) -> Vec<(&'static str, String)> {
+    let mut c = vec![("max.message.bytes", MAX_MESSAGE_BYTES.to_string())];
+    if let Some(r) = spec.retention_ms {
+        c.push(("retention.ms", r.to_string()));
+    }
+    c
+}
+
+/// Topic administration.
+pub struct KafkaAdmin {
+    inner: AdminClient<DefaultClientContext>,
+}
+
+/// A topic as chainwatch wants it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// `None`: the broker's default.
+    pub replication_factor: Option<i32>,
+    pub retention_ms: Option<i64>,
+}
+
+impl KafkaAdmin {
+    /// Creates the topic, or raises its partition count (never lowers it: Kafka cannot), then sets
+    /// its configuration (size limit, retention). Returns the partitions it has afterwards.
+    pub async fn ensure_topic(&self, spec: &TopicSpec) -> Result<i32, BusError> {
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(15)));
+        let partitions = match self.partitions(&spec.name)? {
+            None => {
+                let replication = spec.replication_factor.map_or(TopicReplication::Fixed(-1), TopicReplication::Fixed);
+                let mut topic = NewTopic::new(&spec.name, spec.partitions, replication);
+                let configs = topic_configs(spec);
+                for (k, v) in &configs {
+                    topic = topic.set(k, v);
+                }
+                for r in self.inner.create_topics([&topic], &opts).await? {
+                    match r {
+                        Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((name, code)) => return Err(BusError::Other(format!("creating topic {name}: {code}"))),
+                    }
+                }
+                spec.partitions
+            }
+            Some(n) if n < spec.partitions => {
+                let parts = NewPartitions::new(&spec.name, spec.partitions as usize);
+                for r in self.inner.create_partitions([&parts], &opts).await? {
+                    if let Err((name, code)) = r {
+                        return Err(BusError::Other(format!("adding partitions to {name}: {code}")));
+                    }
+                }
+                spec.partitions
+            }
+            Some(n) => n,
+        };
+        // Also applied to existing topics, and because some brokers ignore configs sent with
+        // CreateTopics.
+        let configs = topic_configs(spec);
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&spec.name));
+        for (k, v) in &configs {
+            alter = alter.set(k, v);
+        }
+        for r in self.inner.alter_configs([&alter], &opts).await? {
+            if let Err((_, code)) = r {
+                return Err(BusError::Other(format!("configuring topic {}: {code}", spec.name)));
+            }
+        }
+        Ok(partitions)
+    }
+
+    /// Partitions of a topic, `None` if it does not exist. (Lists all topics: asking for one by
+    /// name would auto-create it on brokers that allow that.)
+    pub fn partitions(&self, topic: &str) -> Result<Option<i32>, BusError> {
+        let md = self.inner.inner().fetch_metadata(None, Duration::from_secs(10))?;
+        Ok(md.topics().iter().find(|t| t.name() == topic).and_then(|t| match t.error() {
+            Some(_) => None,
+            None if t.partitions().is_empty() => None,
+            None => Some(t.partitions().len() as i32),
+        }))
+    }
+
+    /// Deletes a topic (missing topics are fine).
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), BusError> {
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(15)));
+        for r in self.inner.delete_topics(&[topic], &opts).await? {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((name, code)) => return Err(BusError::Other(format!("deleting topic {name}: {code}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Names of all topics.
+    pub fn topics(&self) -> Result<HashMap<String, i32>, BusError> {
+        let md = self.inner.inner().fetch_metadata(None, Duration::from_secs(10))?;
+        Ok(md.topics().iter().map(|t| (t.name().to_string(), t.partitions().len() as i32)).collect())
+    }
+}

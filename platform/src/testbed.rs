@@ -1,0 +1,31 @@
+//! Where tests find the real parts `scripts/testbed.sh up` started (environment variables), with
+//! an error that says how to start them.
+
+fn var(name: &str, what: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start {what} with `scripts/testbed.sh up` and `source <(scripts/testbed.sh env)`, or run `just test`")
+    })
+}
+
+/// The Kafka-protocol broker.
+pub fn kafka_bootstrap() -> String {
+    var("KAFKA_BOOTSTRAP", "the Kafka-protocol broker")
+}
+
+/// The shared anvil's JSON-RPC URL.
+pub fn evm_rpc_url() -> String {
+    var("EVM_RPC_URL", "anvil")
+}
+
+/// The anvil binary, for tests that run their own chain.
+pub fn anvil_bin() -> String {
+    var("ANVIL_BIN", "anvil")
+}
+
+/// A name unique to this test run, for topics, groups and namespaces.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("{prefix}-{}-{t}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
