@@ -1,1 +1,272 @@
-//! placeholder
+//! The block ingester: one per Network. It turns a chain into a gap-free stream of normalized
+//! blocks on `chainwatch.blocks.<network>`.
+//!
+//! The same code runs in the ingester pod (configuration from the Network object, watched; status
+//! written back to it) and inside `chainwatch dev` (configuration from a file, in-memory bus).
+
+pub mod checkpoint;
+pub mod config;
+pub mod devnet;
+pub mod metrics;
+pub mod pipeline;
+pub mod rpc;
+pub mod source;
+pub mod status;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chainwatch_crds::{ChainType, Network, SecretKeyRef};
+use chainwatch_platform::bus::Producer;
+use chainwatch_platform::bus::kafka::{KafkaArgs, TopicSpec};
+use chainwatch_platform::{AdminArgs, Readiness};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use checkpoint::{CheckpointStore, FileCheckpoint};
+use config::{ConfigError, NetworkRuntime};
+use metrics::IngesterMetrics;
+use pipeline::Ingester;
+use rpc::{RetryPolicy, RpcMetrics, RpcPool};
+use source::BlockSource;
+use status::{Health, IngestStatus};
+
+/// Command-line arguments of the ingester process.
+#[derive(Clone, Debug, clap::Args)]
+pub struct IngesterArgs {
+    /// Name of the Network to ingest.
+    #[arg(long, env = "CHAINWATCH_NETWORK")]
+    pub network: String,
+    /// Directory of the checkpoint file (the StatefulSet's volume).
+    #[arg(long, env = "CHAINWATCH_CHECKPOINT_DIR", default_value = "/var/lib/chainwatch")]
+    pub checkpoint_dir: PathBuf,
+    /// Namespace of the Secrets that `urlSecretRef`s name (the operator's namespace).
+    #[arg(long, env = "CHAINWATCH_SECRETS_NAMESPACE", default_value = "chainwatch-system")]
+    pub secrets_namespace: String,
+    /// Least time between two status writes to the Network.
+    #[arg(long, env = "CHAINWATCH_STATUS_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub status_interval: Duration,
+    /// Blocks fetched concurrently.
+    #[arg(long, env = "CHAINWATCH_FETCH_CONCURRENCY", default_value_t = 8)]
+    pub fetch_concurrency: usize,
+    /// Blocks sent and not yet acknowledged at most.
+    #[arg(long, env = "CHAINWATCH_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub max_in_flight: usize,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    chainwatch_crds::common::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Builds the block source of a runtime configuration.
+pub fn build_source(name: &str, rt: &NetworkRuntime, rpc_metrics: RpcMetrics) -> Result<Arc<dyn BlockSource>, String> {
+    let pool = RpcPool::new(name, rt.endpoints.clone(), RetryPolicy::default(), rpc_metrics);
+    match rt.chain {
+        ChainType::Evm => Ok(Arc::new(source::evm::EvmSource::new(pool, rt.confirmations, rt.finality, rt.chain_id))),
+        ChainType::Stellar => Ok(Arc::new(source::stellar::StellarSource::new(pool, rt.confirmations))),
+        other => Err(format!("ingesting {other} networks is not supported yet (evm and stellar are)")),
+    }
+}
+
+/// What a network's ingestion needs besides its configuration.
+#[derive(Clone)]
+pub struct Components {
+    pub producer: Arc<dyn Producer>,
+    pub checkpoint: Arc<dyn CheckpointStore>,
+    pub rpc_metrics: RpcMetrics,
+    pub metrics: IngesterMetrics,
+    pub status: watch::Sender<IngestStatus>,
+    /// Overrides of the fetch settings (from the command line).
+    pub fetch_concurrency: Option<usize>,
+    pub max_in_flight: Option<usize>,
+}
+
+/// Runs ingestion from the configuration channel until `shutdown`: a new configuration stops the
+/// running ingestion (draining it and saving the checkpoint) and starts it again with the new one.
+pub async fn supervise(name: String, mut config: watch::Receiver<Option<Result<NetworkRuntime, ConfigError>>>, c: Components, shutdown: CancellationToken) -> Result<(), pipeline::IngestError> {
+    loop {
+        let current = config.borrow_and_update().clone();
+        match current {
+            None => {}
+            Some(Err(e)) => {
+                tracing::error!(network = %name, error = %e, "the Network cannot be ingested");
+                c.status.send_modify(|s| s.progressing = Health::failing("InvalidSpec", &e.to_string()));
+            }
+            Some(Ok(rt)) => match build_source(&name, &rt, c.rpc_metrics.clone()) {
+                Err(e) => c.status.send_modify(|s| s.progressing = Health::failing("Unsupported", &e)),
+                Ok(source) => {
+                    let mut settings = rt.settings.clone();
+                    if let Some(n) = c.fetch_concurrency {
+                        settings.fetch_concurrency = n;
+                    }
+                    if let Some(n) = c.max_in_flight {
+                        settings.max_in_flight = n;
+                    }
+                    let ingester = Ingester {
+                        settings,
+                        source,
+                        producer: c.producer.clone(),
+                        checkpoint: c.checkpoint.clone(),
+                        status: c.status.clone(),
+                        metrics: c.metrics.clone(),
+                    };
+                    let stop = shutdown.child_token();
+                    let run = ingester.run(stop.clone());
+                    tokio::pin!(run);
+                    loop {
+                        tokio::select! {
+                            r = &mut run => {
+                                r?;
+                                if shutdown.is_cancelled() {
+                                    return Ok(());
+                                }
+                                break;
+                            }
+                            changed = config.changed() => {
+                                if changed.is_err() {
+                                    stop.cancel();
+                                    continue;
+                                }
+                                let new = config.borrow().clone();
+                                if new.as_ref().and_then(|r| r.as_ref().ok()) != Some(&rt) {
+                                    tracing::info!(network = %name, "the Network changed: restarting ingestion with the new settings");
+                                    stop.cancel();
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
+            },
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = config.changed() => if r.is_err() { return Ok(()) },
+        }
+    }
+}
+
+/// Reads a Secret key.
+async fn read_secret(api: &Api<Secret>, r: &SecretKeyRef) -> Result<String, String> {
+    let secret = api.get_opt(&r.name).await.map_err(|e| format!("reading Secret {}: {e}", r.name))?.ok_or_else(|| format!("Secret {} not found", r.name))?;
+    let data = secret.data.unwrap_or_default();
+    let bytes = data.get(&r.key).ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
+    String::from_utf8(bytes.0.clone()).map_err(|_| format!("Secret {}/{} is not UTF-8", r.name, r.key))
+}
+
+/// The ingester process: follows its Network on the API server, publishes to Kafka.
+pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), RunError> {
+    let mut registry = Registry::default();
+    let rpc_metrics = RpcMetrics::register(&mut registry);
+    let metrics = IngesterMetrics::register(&mut registry);
+    let ready = Readiness::default();
+    let (admin_addr, admin) = chainwatch_platform::admin::serve(args.admin.addr, Arc::new(registry), ready.clone(), shutdown.clone()).await?;
+    tracing::info!(%admin_addr, network = %args.network, "ingester starting");
+    let admin = tokio::spawn(admin);
+
+    let client = kube::Client::try_default().await?;
+    let networks: Api<Network> = Api::all(client.clone());
+    let secrets: Api<Secret> = Api::namespaced(client, &args.secrets_namespace);
+    let producer = Arc::new(args.kafka.producer()?);
+    let kafka_admin = args.kafka.admin()?;
+
+    let (config_tx, config_rx) = watch::channel(None);
+    let (status_tx, status_rx) = watch::channel(IngestStatus::default());
+    let name = args.network.clone();
+
+    // follow the Network object
+    let follow = {
+        let networks = networks.clone();
+        let name = name.clone();
+        let shutdown = shutdown.clone();
+        let ready = ready.clone();
+        async move {
+            let stream = watcher(networks, watcher::Config::default().fields(&format!("metadata.name={name}"))).applied_objects();
+            futures::pin_mut!(stream);
+            let mut topic_ensured = false;
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    n = stream.next() => n,
+                };
+                match next {
+                    None => return,
+                    Some(Err(e)) => tracing::warn!(network = %name, error = %e, "watching the Network failed; retrying"),
+                    Some(Ok(network)) => {
+                        let mut resolved = std::collections::HashMap::new();
+                        for r in network.spec.rpc.iter().filter_map(|e| e.url_secret_ref.as_ref()) {
+                            resolved.insert((r.name.clone(), r.key.clone()), read_secret(&secrets, r).await);
+                        }
+                        let lookup = |r: &SecretKeyRef| resolved.get(&(r.name.clone(), r.key.clone())).cloned().unwrap_or_else(|| Err("not read".into()));
+                        let rt = config::runtime(&name, &network.spec, &lookup);
+                        if let Ok(rt) = &rt {
+                            if !topic_ensured {
+                                let spec = TopicSpec {
+                                    name: chainwatch_platform::bus::blocks_topic(&name),
+                                    partitions: rt.partitions,
+                                    replication_factor: rt.replication_factor,
+                                    retention_ms: rt.retention.map(|d| d.as_millis() as i64),
+                                };
+                                match kafka_admin.ensure_topic(&spec).await {
+                                    Ok(_) => {
+                                        topic_ensured = true;
+                                        ready.set(true);
+                                    }
+                                    Err(e) => tracing::warn!(network = %name, error = %e, "cannot reach Kafka to check the block topic"),
+                                }
+                            }
+                        }
+                        config_tx.send_replace(Some(rt));
+                    }
+                }
+            }
+        }
+    };
+    let follow = tokio::spawn(follow);
+    let status_writer = tokio::spawn(status::write_status(networks, name.clone(), status_rx, args.status_interval, shutdown.clone()));
+
+    let components = Components {
+        producer: producer.clone(),
+        checkpoint: Arc::new(FileCheckpoint::new(&args.checkpoint_dir, &name)),
+        rpc_metrics,
+        metrics,
+        status: status_tx,
+        fetch_concurrency: Some(args.fetch_concurrency),
+        max_in_flight: Some(args.max_in_flight),
+    };
+    let result = supervise(name.clone(), config_rx, components, shutdown.clone()).await;
+    ready.set(false);
+    shutdown.cancel();
+    if let Err(e) = producer.flush(Duration::from_secs(30)).await {
+        tracing::warn!(error = %e, "flushing the producer failed");
+    }
+    let _ = follow.await;
+    let _ = status_writer.await;
+    let _ = admin.await;
+    result?;
+    tracing::info!(network = %name, "ingester stopped");
+    Ok(())
+}
+
+/// Why the ingester process stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("admin server: {0}")]
+    Admin(#[from] std::io::Error),
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("Kafka: {0}")]
+    Bus(#[from] chainwatch_platform::bus::BusError),
+    #[error(transparent)]
+    Ingest(#[from] pipeline::IngestError),
+}

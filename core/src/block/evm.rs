@@ -5,6 +5,8 @@ use alloy_primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::{RpcShapeError, shape};
+
 /// An EVM block with all transactions and their receipts.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct EvmBlock {
@@ -28,11 +30,11 @@ pub struct EvmTransaction {
     pub input: Bytes,
     pub nonce: u64,
     pub gas_limit: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "decimal_u128")]
     pub gas_price: Option<u128>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "decimal_u128")]
     pub max_fee_per_gas: Option<u128>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "decimal_u128")]
     pub max_priority_fee_per_gas: Option<u128>,
     #[serde(default)]
     pub tx_type: u8,
@@ -48,7 +50,7 @@ pub struct EvmReceipt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<bool>,
     pub gas_used: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "decimal_u128")]
     pub effective_gas_price: Option<u128>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract_address: Option<Address>,
@@ -75,17 +77,22 @@ impl EvmTransaction {
     }
 }
 
-/// A JSON-RPC response that does not have the shape of a block or receipt.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed {what}: field `{field}` {message}")]
-pub struct RpcShapeError {
-    pub what: &'static str,
-    pub field: String,
-    pub message: String,
-}
+/// `Option<u128>` as a decimal string: JSON numbers above 2^64 do not survive every JSON reader (nor
+/// serde's buffering of internally tagged enums).
+mod decimal_u128 {
+    use serde::{Deserialize, Deserializer, Serializer};
 
-fn shape(what: &'static str, field: impl Into<String>, message: impl Into<String>) -> RpcShapeError {
-    RpcShapeError { what, field: field.into(), message: message.into() }
+    pub fn serialize<S: Serializer>(v: &Option<u128>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_str(&n.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u128>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
+    }
 }
 
 /// Reads JSON-RPC values: hex quantities, data, addresses, hashes.

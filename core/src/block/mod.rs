@@ -5,8 +5,21 @@ pub mod stellar;
 
 use serde::{Deserialize, Serialize};
 
-pub use evm::{EvmBlock, EvmLog, EvmReceipt, EvmTransaction, RpcShapeError};
+pub use evm::{EvmBlock, EvmLog, EvmReceipt, EvmTransaction};
 pub use stellar::{StellarEvent, StellarLedger, StellarTransaction};
+
+/// A JSON-RPC response that does not have the shape of a block, ledger, receipt or transaction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {what}: field `{field}` {message}")]
+pub struct RpcShapeError {
+    pub what: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+pub(crate) fn shape(what: &'static str, field: impl Into<String>, message: impl Into<String>) -> RpcShapeError {
+    RpcShapeError { what, field: field.into(), message: message.into() }
+}
 
 /// A block (EVM) or ledger (Stellar) with everything monitors can look at.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -1,0 +1,448 @@
+//! The ingestion loop of one network.
+//!
+//! Blocks are fetched with bounded concurrency and handed on in order; each is checked against its
+//! predecessor's hash, encoded and sent; sends are pipelined and acknowledged in order, and the
+//! checkpoint only moves past acknowledged blocks. After downtime ingestion resumes at checkpoint + 1
+//! and catches up in ranges of [`RANGE`] blocks (re-reading the head between ranges), never
+//! skipping a block unless `maxPastBlocks` is a number, in which case the skipped range is reported.
+//!
+//! A reorg shows as a block whose parent hash is not the hash of the block published before it (or,
+//! while idle at the head, as a changed hash at the newest published height). The loop then walks
+//! back through the remembered block identities to the common ancestor, publishes a reorg record
+//! naming the replaced blocks, and publishes the canonical blocks again from the ancestor on.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chainwatch_core::block::BlockId;
+use chainwatch_platform::bus::{BusError, Producer, blocks_topic};
+use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, ReorgRecord, now_ms};
+use futures::stream::{FuturesOrdered, StreamExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{Checkpoint, CheckpointStore, RECENT_WINDOW};
+use crate::metrics::IngesterMetrics;
+use crate::source::{BlockSource, Head, SourceError};
+use crate::status::{Health, IngestStatus};
+
+/// Blocks per catch-up range (the head is read again between ranges).
+pub const RANGE: u64 = 1_000;
+
+/// How the loop runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub network: String,
+    pub poll_interval: Duration,
+    /// `None` = unlimited.
+    pub max_past_blocks: Option<u64>,
+    /// Where to start without a checkpoint (`None`: the newest confirmed block).
+    pub start: Option<u64>,
+    /// Stop after this block (a bounded backfill).
+    pub stop_at: Option<u64>,
+    pub fetch_concurrency: usize,
+    pub max_in_flight: usize,
+}
+
+impl Settings {
+    pub fn new(network: &str) -> Self {
+        Self {
+            network: network.to_string(),
+            poll_interval: Duration::from_secs(2),
+            max_past_blocks: None,
+            start: None,
+            stop_at: None,
+            fetch_concurrency: 8,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// Why a range stopped.
+#[derive(Debug, thiserror::Error)]
+enum RangeError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("publishing failed: {0}")]
+    Publish(BusError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] std::io::Error),
+    #[error("reorg detected at block {0}")]
+    Reorg(u64),
+    #[error("stopped")]
+    Stopped,
+}
+
+/// An error that ends the loop.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] std::io::Error),
+}
+
+/// One network's ingestion.
+pub struct Ingester {
+    pub settings: Settings,
+    pub source: Arc<dyn BlockSource>,
+    pub producer: Arc<dyn Producer>,
+    pub checkpoint: Arc<dyn CheckpointStore>,
+    pub status: watch::Sender<IngestStatus>,
+    pub metrics: IngesterMetrics,
+}
+
+struct State {
+    cp: Checkpoint,
+    recent: VecDeque<BlockId>,
+    next: u64,
+    last_save: Instant,
+    dirty: bool,
+}
+
+impl State {
+    fn on_acked(&mut self, id: BlockId) {
+        self.cp.last_published = self.cp.last_published.max(id.number);
+        if self.cp.republish_from.is_some() && id.number >= self.cp.last_published {
+            self.cp.republish_from = None;
+        }
+        while self.recent.back().is_some_and(|b| b.number >= id.number) {
+            self.recent.pop_back();
+        }
+        self.recent.push_back(id);
+        while self.recent.len() > RECENT_WINDOW {
+            self.recent.pop_front();
+        }
+        self.dirty = true;
+    }
+
+    fn snapshot(&self) -> Checkpoint {
+        Checkpoint { recent: self.recent.iter().cloned().collect(), ..self.cp.clone() }
+    }
+}
+
+impl Ingester {
+    fn topic(&self) -> String {
+        blocks_topic(&self.settings.network)
+    }
+
+    async fn save(&self, st: &mut State) -> std::io::Result<()> {
+        if st.dirty {
+            self.checkpoint.save(&st.snapshot()).await?;
+            st.dirty = false;
+            st.last_save = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Runs until `stop` is cancelled (shutdown or a configuration change), draining in-flight
+    /// publishes and saving the checkpoint before it returns.
+    pub async fn run(&self, stop: CancellationToken) -> Result<(), IngestError> {
+        let network = self.settings.network.clone();
+        let mut st = match self.checkpoint.load().await? {
+            Some(cp) => {
+                tracing::info!(%network, last_published = cp.last_published, resume_at = cp.resume_at(), "resuming from the checkpoint");
+                let next = cp.resume_at();
+                State { recent: cp.recent.iter().cloned().collect(), cp, next, last_save: Instant::now(), dirty: false }
+            }
+            None => {
+                let head = loop {
+                    match self.source.head().await {
+                        Ok(h) => break h,
+                        Err(e) => {
+                            self.rpc_down(&e);
+                            if sleep_or_stop(Duration::from_secs(2), &stop).await {
+                                return Ok(());
+                            }
+                        }
+                    }
+                };
+                let next = self.settings.start.unwrap_or(head.target);
+                tracing::info!(%network, start = next, "no checkpoint: starting");
+                let cp = Checkpoint { version: 1, last_published: next.saturating_sub(1), recent: vec![], republish_from: None };
+                State { cp, recent: VecDeque::new(), next, last_save: Instant::now(), dirty: true }
+            }
+        };
+        if let Err(e) = self.source.check_chain().await {
+            self.rpc_down(&e);
+            tracing::error!(%network, error = %e, "the RPC endpoints do not serve this network");
+        }
+        let mut failures: u32 = 0;
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            let head = match self.source.head().await {
+                Ok(h) => {
+                    self.rpc_up(h);
+                    h
+                }
+                Err(e) => {
+                    self.rpc_down(&e);
+                    failures += 1;
+                    if sleep_or_stop(backoff(failures), &stop).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let mut target = head.target;
+            if let Some(stop_at) = self.settings.stop_at {
+                if st.next > stop_at {
+                    self.progress(true, "BackfillComplete", &format!("backfill finished at block {stop_at}"));
+                    if sleep_or_stop(self.settings.poll_interval, &stop).await {
+                        break;
+                    }
+                    continue;
+                }
+                target = target.min(stop_at);
+            }
+            if st.next > target {
+                // at the head: check that the newest published block is still canonical
+                if let Some(tip) = st.recent.back().cloned() {
+                    match self.source.block_id(tip.number).await {
+                        Ok(canonical) if canonical.hash != tip.hash => {
+                            if let Err(e) = self.reorg(&mut st, tip.number + 1).await {
+                                tracing::warn!(%network, error = %e, "handling a reorg failed; retrying");
+                            }
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(%network, error = %e, "tip check failed"),
+                    }
+                }
+                self.progress(true, "AtHead", &format!("waiting for block {} (head {})", st.next, head.latest));
+                if sleep_or_stop(self.settings.poll_interval, &stop).await {
+                    break;
+                }
+                continue;
+            }
+            if let Some(max) = self.settings.max_past_blocks {
+                let behind = target + 1 - st.next;
+                if behind > max {
+                    let resume = target + 1 - max;
+                    let from = st.next;
+                    self.skip(&mut st, from, resume - 1);
+                    st.next = resume;
+                }
+            }
+            let end = target.min(st.next + RANGE - 1);
+            match self.range(&mut st, end, &stop).await {
+                Ok(()) => failures = 0,
+                Err(RangeError::Stopped) => break,
+                Err(RangeError::Reorg(at)) => {
+                    if let Err(e) = self.reorg(&mut st, at).await {
+                        tracing::warn!(%network, error = %e, "handling a reorg failed; retrying");
+                        failures += 1;
+                        let _ = sleep_or_stop(backoff(failures), &stop).await;
+                    }
+                }
+                Err(RangeError::Source(e)) => {
+                    failures += 1;
+                    self.metrics.fetch_error(&network, e.reason());
+                    tracing::warn!(%network, block = st.next, error = %e, "fetching failed; retrying (no block is skipped)");
+                    self.progress(false, e.reason(), &format!("block {}: {e}", st.next));
+                    if sleep_or_stop(backoff(failures), &stop).await {
+                        break;
+                    }
+                }
+                Err(RangeError::Publish(e)) => {
+                    failures += 1;
+                    tracing::warn!(%network, block = st.next, error = %e, "publishing failed; retrying from the checkpoint");
+                    self.progress(false, "PublishFailed", &e.to_string());
+                    if sleep_or_stop(backoff(failures), &stop).await {
+                        break;
+                    }
+                }
+                Err(RangeError::Checkpoint(e)) => return Err(e.into()),
+            }
+        }
+        self.save(&mut st).await?;
+        tracing::info!(%network, last_published = st.cp.last_published, "ingestion stopped; checkpoint saved");
+        Ok(())
+    }
+
+    /// Fetches, checks, publishes `st.next ..= end`; returns after every send was acknowledged (or
+    /// failed) and the checkpoint was saved.
+    async fn range(&self, st: &mut State, end: u64, stop: &CancellationToken) -> Result<(), RangeError> {
+        let network = self.settings.network.clone();
+        let topic = self.topic();
+        let source = self.source.clone();
+        let start = st.next;
+        let mut fetches = futures::stream::iter(start..=end)
+            .map(move |n| {
+                let s = source.clone();
+                async move {
+                    let t = Instant::now();
+                    (n, s.block(n).await, t.elapsed())
+                }
+            })
+            .buffered(self.settings.fetch_concurrency.max(1));
+        let mut acks = FuturesOrdered::new();
+        let mut prev: Option<BlockId> = st.recent.back().cloned();
+        let mut outcome: Result<(), RangeError> = Ok(());
+        let mut fetching = true;
+        // after a failed send, later acknowledgements must not move the checkpoint past the gap
+        let mut publish_failed = false;
+        loop {
+            if (!fetching || outcome.is_err()) && acks.is_empty() {
+                break; // nothing more to fetch and every send settled
+            }
+            let can_fetch = fetching && outcome.is_ok() && acks.len() < self.settings.max_in_flight;
+            tokio::select! {
+                biased;
+                _ = stop.cancelled(), if outcome.is_ok() => {
+                    outcome = Err(RangeError::Stopped);
+                }
+                Some(ack) = acks.next(), if !acks.is_empty() => {
+                    match ack {
+                        Ok(_) if publish_failed => {}
+                        Ok((id, bytes, started)) => {
+                            let id: BlockId = id;
+                            let started: Instant = started;
+                            self.metrics.published(&network, id.number, bytes, started.elapsed());
+                            let number = id.number;
+                            st.on_acked(id);
+                            st.next = number + 1;
+                            self.status.send_modify(|s| {
+                                s.last_published = Some(number);
+                                s.last_published_at = Some(SystemTime::now());
+                            });
+                            if st.last_save.elapsed() > Duration::from_millis(250) {
+                                self.save(st).await?;
+                            }
+                        }
+                        Err(e) => {
+                            publish_failed = true;
+                            if !matches!(outcome, Err(RangeError::Publish(_))) {
+                                outcome = Err(RangeError::Publish(e));
+                            }
+                        }
+                    }
+                }
+                item = fetches.next(), if can_fetch => {
+                    match item {
+                        None => fetching = false,
+                        Some((n, Err(e), _)) => {
+                            let _ = n;
+                            outcome = Err(RangeError::Source(e));
+                        }
+                        Some((n, Ok(block), took)) => {
+                            self.metrics.fetched(&network, took);
+                            let id = block.id();
+                            if let Some(p) = &prev {
+                                if p.number + 1 == n && p.hash != id.parent_hash {
+                                    tracing::warn!(%network, block = n, expected_parent = %p.hash, parent = %id.parent_hash, "parent hash mismatch: reorg");
+                                    outcome = Err(RangeError::Reorg(n));
+                                    continue;
+                                }
+                            }
+                            prev = Some(id.clone());
+                            let record = BlockTopicRecord::Block(BlockRecord { network: network.clone(), block, published_at_ms: now_ms() });
+                            let bytes = record.encode();
+                            let len = bytes.len();
+                            let producer = self.producer.clone();
+                            let topic = topic.clone();
+                            let started = Instant::now();
+                            acks.push_back(async move {
+                                producer.send(&topic, &n.to_string(), bytes).await.map(|()| (id, len, started))
+                            });
+                        }
+                    }
+                }
+                else => break,
+            }
+        }
+        self.save(st).await?;
+        outcome
+    }
+
+    /// Walks back from a mismatch at height `at` to the common ancestor, publishes a reorg record
+    /// and arranges for the canonical blocks to be published again.
+    async fn reorg(&self, st: &mut State, at: u64) -> Result<(), RangeError> {
+        let network = self.settings.network.clone();
+        let mut replaced = Vec::new();
+        let mut replacement = Vec::new();
+        let mut ancestor = None;
+        for id in st.recent.iter().rev().filter(|b| b.number < at) {
+            let canonical = self.source.block_id(id.number).await?;
+            if canonical.hash == id.hash {
+                ancestor = Some(id.number);
+                break;
+            }
+            replaced.push(id.clone());
+            replacement.push(canonical);
+        }
+        if replaced.is_empty() {
+            // the block after our tip came from another fork than the tip we still see as
+            // canonical (endpoints disagreeing): fetch it again
+            tracing::info!(%network, at, "parent mismatch without a replaced block; refetching");
+            return Ok(());
+        }
+        let ancestor = ancestor.unwrap_or_else(|| {
+            let oldest = replaced.last().map_or(at, |b| b.number);
+            tracing::error!(%network, oldest, "reorg deeper than the {RECENT_WINDOW} remembered blocks: republishing from the oldest remembered one");
+            oldest.saturating_sub(1)
+        });
+        replaced.reverse();
+        replacement.reverse();
+        let depth = replaced.len() as u64;
+        tracing::warn!(%network, from = ancestor + 1, depth, "reorg: publishing a reorg record and the canonical blocks");
+        let record = BlockTopicRecord::Reorg(ReorgRecord { network: network.clone(), replaced, replacement, detected_at_ms: now_ms() });
+        self.producer.send(&self.topic(), &(ancestor + 1).to_string(), record.encode()).await.map_err(RangeError::Publish)?;
+        st.recent.retain(|b| b.number <= ancestor);
+        st.cp.republish_from = Some(ancestor + 1);
+        st.next = ancestor + 1;
+        st.dirty = true;
+        self.save(st).await?;
+        self.metrics.reorg(&network, depth);
+        self.status.send_modify(|s| s.last_reorg = Some((ancestor + 1, depth, SystemTime::now())));
+        Ok(())
+    }
+
+    fn skip(&self, st: &mut State, from: u64, to: u64) {
+        let network = &self.settings.network;
+        tracing::warn!(%network, from, to, "maxPastBlocks: skipping blocks");
+        self.metrics.skipped(network, to - from + 1);
+        st.recent.clear(); // the chain of parent hashes is broken on purpose
+        st.cp.republish_from = None;
+        st.dirty = true;
+        self.status.send_modify(|s| {
+            s.skipped.push((from, to));
+            if s.skipped.len() > 10 {
+                s.skipped.remove(0);
+            }
+        });
+    }
+
+    fn rpc_up(&self, head: Head) {
+        let network = &self.settings.network;
+        self.metrics.head(network, head.latest);
+        self.status.send_modify(|s| {
+            s.head = Some(head.latest);
+            s.target = Some(head.target);
+            s.rpc = Health::ok("Reachable", "the head was read");
+        });
+    }
+
+    fn rpc_down(&self, e: &SourceError) {
+        self.status.send_modify(|s| s.rpc = Health::failing(e.reason(), &e.to_string()));
+    }
+
+    fn progress(&self, ok: bool, reason: &str, message: &str) {
+        self.status.send_modify(|s| {
+            s.progressing = if ok { Health::ok(reason, message) } else { Health::failing(reason, message) };
+        });
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis((250u64 << failures.min(7)).min(30_000))
+}
+
+/// Sleeps; `true` when `stop` was cancelled first.
+async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop.cancelled() => true,
+    }
+}

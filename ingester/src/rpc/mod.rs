@@ -1,0 +1,355 @@
+//! The RPC pool: several JSON-RPC endpoints of one network.
+//!
+//! * **Weighted load balancing**: each request goes to an endpoint drawn in proportion to its
+//!   weight among the healthy ones (weight 0 disables an endpoint). Upstream only used weights as a
+//!   priority order.
+//! * **Circuit breaker** per endpoint: after 3 consecutive failures it is left out for a cool-down
+//!   (5 s, doubling up to 60 s); then one request probes it.
+//! * **Retries**: a failed request is retried on another endpoint when there is one, with
+//!   exponential backoff and full jitter, until every endpoint failed `attempts_per_endpoint` times.
+//! * **Error classes** (metric label, and whether to rotate as upstream does): network errors,
+//!   timeouts, HTTP 408/429/5xx and 400/410, JSON-RPC error envelopes, malformed responses (neither
+//!   `result` nor `error`), `null` results where a value is required.
+//! * **Batching**: several calls in one HTTP request (JSON-RPC batch).
+
+pub mod breaker;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chainwatch_platform::Backoff;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use breaker::Breaker;
+pub use metrics::RpcMetrics;
+
+/// One configured endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointConfig {
+    pub url: String,
+    pub weight: u32,
+    pub timeout: Duration,
+}
+
+/// Why a call failed, by class.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RpcError {
+    #[error("{endpoint}: request timed out after {after:?}")]
+    Timeout { endpoint: String, after: Duration },
+    #[error("{endpoint}: connection failed: {message}")]
+    Connect { endpoint: String, message: String },
+    #[error("{endpoint}: HTTP {status}")]
+    Http { endpoint: String, status: u16 },
+    #[error("{endpoint}: JSON-RPC error {code}: {message}")]
+    JsonRpc { endpoint: String, code: i64, message: String },
+    #[error("{endpoint}: malformed response: {message}")]
+    Malformed { endpoint: String, message: String },
+    #[error("{endpoint}: `{method}` returned null")]
+    NullResult { endpoint: String, method: String },
+    #[error("no RPC endpoint is enabled (every weight is 0)")]
+    NoEndpoints,
+    #[error("every endpoint failed; last error: {0}")]
+    Exhausted(Box<RpcError>),
+}
+
+impl RpcError {
+    /// Metric label of the error class.
+    pub fn class(&self) -> &'static str {
+        match self {
+            RpcError::Timeout { .. } => "timeout",
+            RpcError::Connect { .. } => "connect",
+            RpcError::Http { status: 429, .. } => "rate_limited",
+            RpcError::Http { status, .. } if *status >= 500 => "http_5xx",
+            RpcError::Http { .. } => "http_4xx",
+            RpcError::JsonRpc { .. } => "jsonrpc",
+            RpcError::Malformed { .. } => "malformed",
+            RpcError::NullResult { .. } => "null_result",
+            RpcError::NoEndpoints => "no_endpoints",
+            RpcError::Exhausted(inner) => inner.class(),
+        }
+    }
+
+    /// The JSON-RPC error code, if this is (or wraps) one.
+    pub fn jsonrpc_code(&self) -> Option<i64> {
+        match self {
+            RpcError::JsonRpc { code, .. } => Some(*code),
+            RpcError::Exhausted(inner) => inner.jsonrpc_code(),
+            _ => None,
+        }
+    }
+
+    /// Message of a JSON-RPC error, if this is one.
+    pub fn jsonrpc_message(&self) -> Option<&str> {
+        match self {
+            RpcError::JsonRpc { message, .. } => Some(message),
+            RpcError::Exhausted(inner) => inner.jsonrpc_message(),
+            _ => None,
+        }
+    }
+}
+
+/// A call of a batch.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: &'static str,
+    pub params: Value,
+    /// Whether `null` is an acceptable result (otherwise it counts as an error of the endpoint).
+    pub allow_null: bool,
+}
+
+impl Call {
+    pub fn new(method: &'static str, params: Value) -> Self {
+        Self { method, params, allow_null: false }
+    }
+}
+
+struct Endpoint {
+    config: EndpointConfig,
+    /// host[:port] only: URLs often carry API keys in their path.
+    label: String,
+    breaker: Breaker,
+}
+
+/// Retry settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub backoff: Backoff,
+    /// Attempts per enabled endpoint before a call fails.
+    pub attempts_per_endpoint: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { backoff: Backoff::default(), attempts_per_endpoint: 3 }
+    }
+}
+
+/// The pool.
+#[derive(Clone)]
+pub struct RpcPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    network: String,
+    endpoints: Vec<Endpoint>,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+    metrics: RpcMetrics,
+}
+
+/// `host[:port]` of a URL, for labels and logs.
+pub fn endpoint_label(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => "unknown".into(),
+        },
+        Err(_) => "invalid-url".into(),
+    }
+}
+
+impl RpcPool {
+    pub fn new(network: &str, endpoints: Vec<EndpointConfig>, retry: RetryPolicy, metrics: RpcMetrics) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("building an HTTP client");
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        let endpoints = endpoints
+            .into_iter()
+            .map(|config| {
+                let host = endpoint_label(&config.url);
+                let n = seen.entry(host.clone()).or_default();
+                *n += 1;
+                let label = if *n > 1 { format!("{host}#{n}") } else { host };
+                Endpoint { config, label, breaker: Breaker::default() }
+            })
+            .collect();
+        Self { inner: Arc::new(Inner { network: network.to_string(), endpoints, http, retry, metrics }) }
+    }
+
+    pub fn network(&self) -> &str {
+        &self.inner.network
+    }
+
+    /// Labels of the endpoints (for status messages).
+    pub fn endpoint_labels(&self) -> Vec<String> {
+        self.inner.endpoints.iter().map(|e| e.label.clone()).collect()
+    }
+
+    /// Endpoints currently usable (enabled and not cut off by their breaker).
+    pub fn healthy_endpoints(&self) -> usize {
+        let now = Instant::now();
+        self.inner.endpoints.iter().filter(|e| e.config.weight > 0 && e.breaker.available(now)).count()
+    }
+
+    /// Picks an endpoint by weight among the available ones not in `avoid`; falls back to the
+    /// enabled endpoint whose breaker reopens first.
+    fn pick(&self, avoid: &[usize]) -> Option<usize> {
+        let now = Instant::now();
+        let eps = &self.inner.endpoints;
+        let candidates: Vec<usize> = (0..eps.len()).filter(|&i| eps[i].config.weight > 0 && eps[i].breaker.available(now)).collect();
+        let preferred: Vec<usize> = candidates.iter().copied().filter(|i| !avoid.contains(i)).collect();
+        let pool = if preferred.is_empty() { candidates } else { preferred };
+        if pool.is_empty() {
+            return (0..eps.len()).filter(|&i| eps[i].config.weight > 0).min_by_key(|&i| eps[i].breaker.reopens_at());
+        }
+        let total: u64 = pool.iter().map(|&i| u64::from(eps[i].config.weight)).sum();
+        let mut draw = rand::rng().random_range(0..total);
+        for &i in &pool {
+            let w = u64::from(eps[i].config.weight);
+            if draw < w {
+                return Some(i);
+            }
+            draw -= w;
+        }
+        pool.last().copied()
+    }
+
+    /// One call.
+    pub async fn call(&self, method: &'static str, params: Value) -> Result<Value, RpcError> {
+        let mut out = self.batch(vec![Call::new(method, params)]).await?;
+        Ok(out.pop().expect("one result per call"))
+    }
+
+    /// A call whose result may be `null` (e.g. a block not yet known).
+    pub async fn call_nullable(&self, method: &'static str, params: Value) -> Result<Value, RpcError> {
+        let mut out = self.batch(vec![Call { method, params, allow_null: true }]).await?;
+        Ok(out.pop().expect("one result per call"))
+    }
+
+    /// Several calls in one JSON-RPC batch request, retried as a whole; results in call order.
+    pub async fn batch(&self, calls: Vec<Call>) -> Result<Vec<Value>, RpcError> {
+        let inner = &self.inner;
+        let enabled = inner.endpoints.iter().filter(|e| e.config.weight > 0).count();
+        if enabled == 0 {
+            return Err(RpcError::NoEndpoints);
+        }
+        let max_attempts = (enabled as u32 * inner.retry.attempts_per_endpoint).max(1);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_err = None;
+        for attempt in 0..max_attempts {
+            let Some(i) = self.pick(&tried) else { return Err(RpcError::NoEndpoints) };
+            if let Some(prev) = tried.last() {
+                if *prev != i {
+                    let reason = last_err.as_ref().map_or("unknown", RpcError::class);
+                    inner.metrics.rotation(&inner.network, reason);
+                }
+            }
+            match self.send(i, &calls).await {
+                Ok(results) => {
+                    inner.endpoints[i].breaker.success();
+                    return Ok(results);
+                }
+                Err(e) => {
+                    let ep = &inner.endpoints[i];
+                    ep.breaker.failure(Instant::now());
+                    inner.metrics.error(&inner.network, &ep.label, e.class());
+                    tracing::debug!(network = %inner.network, endpoint = %ep.label, attempt, error = %e, "RPC attempt failed");
+                    if !should_retry(&e) {
+                        return Err(e);
+                    }
+                    if !tried.contains(&i) {
+                        tried.push(i);
+                    }
+                    if tried.len() >= enabled {
+                        tried.clear(); // every endpoint had a go: start a new round after the backoff
+                    }
+                    last_err = Some(e);
+                    tokio::time::sleep(inner.retry.backoff.delay(attempt)).await;
+                }
+            }
+        }
+        Err(RpcError::Exhausted(Box::new(last_err.expect("at least one attempt failed"))))
+    }
+
+    async fn send(&self, i: usize, calls: &[Call]) -> Result<Vec<Value>, RpcError> {
+        let inner = &self.inner;
+        let ep = &inner.endpoints[i];
+        let label = || ep.label.clone();
+        let body: Value = if calls.len() == 1 {
+            json!({"jsonrpc": "2.0", "id": 0, "method": calls[0].method, "params": calls[0].params})
+        } else {
+            Value::Array(calls.iter().enumerate().map(|(id, c)| json!({"jsonrpc": "2.0", "id": id, "method": c.method, "params": c.params})).collect())
+        };
+        let method = if calls.len() == 1 { calls[0].method } else { "batch" };
+        inner.metrics.request(&inner.network, &ep.label, method);
+        let started = Instant::now();
+        let response = inner.http.post(&ep.config.url).json(&body).timeout(ep.config.timeout).send().await;
+        let result = async {
+            let response = response.map_err(|e| {
+                if e.is_timeout() {
+                    RpcError::Timeout { endpoint: label(), after: ep.config.timeout }
+                } else {
+                    RpcError::Connect { endpoint: label(), message: e.to_string() }
+                }
+            })?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(RpcError::Http { endpoint: label(), status: status.as_u16() });
+            }
+            let bytes = response.bytes().await.map_err(|e| {
+                if e.is_timeout() {
+                    RpcError::Timeout { endpoint: label(), after: ep.config.timeout }
+                } else {
+                    RpcError::Connect { endpoint: label(), message: e.to_string() }
+                }
+            })?;
+            let value: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| RpcError::Malformed { endpoint: label(), message: format!("not JSON ({e}): {}", preview(&bytes)) })?;
+            let envelopes: Vec<Value> = match (calls.len(), value) {
+                (1, Value::Array(mut a)) if a.len() == 1 => vec![a.remove(0)],
+                (1, v @ Value::Object(_)) => vec![v],
+                (n, Value::Array(mut a)) if a.len() == n => {
+                    a.sort_by_key(|e| e.get("id").and_then(Value::as_u64).unwrap_or(u64::MAX));
+                    a
+                }
+                (n, other) => {
+                    return Err(RpcError::Malformed { endpoint: label(), message: format!("expected {n} responses, got {}", preview(other.to_string().as_bytes())) });
+                }
+            };
+            envelopes
+                .into_iter()
+                .zip(calls)
+                .map(|(env, call)| {
+                    if let Some(err) = env.get("error") {
+                        return Err(RpcError::JsonRpc {
+                            endpoint: label(),
+                            code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                            message: err.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+                        });
+                    }
+                    match env.get("result") {
+                        None => Err(RpcError::Malformed { endpoint: label(), message: format!("neither result nor error: {}", preview(env.to_string().as_bytes())) }),
+                        Some(Value::Null) if !call.allow_null => Err(RpcError::NullResult { endpoint: label(), method: call.method.to_string() }),
+                        Some(v) => Ok(v.clone()),
+                    }
+                })
+                .collect()
+        }
+        .await;
+        inner.metrics.latency(&inner.network, &ep.label, started.elapsed());
+        if let Err(RpcError::Http { status: 429, .. }) = &result {
+            inner.metrics.rate_limited(&inner.network, &ep.label);
+        }
+        result
+    }
+}
+
+fn preview(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).into_owned();
+    if bytes.len() > 120 { format!("{s}…") } else { s }
+}
+
+/// Whether to try again (elsewhere). Everything is retried except JSON-RPC errors that mean the
+/// request itself is wrong for every endpoint (invalid params, method not found): the caller
+/// decides about those (e.g. falling back to per-transaction receipts).
+fn should_retry(e: &RpcError) -> bool {
+    !matches!(e, RpcError::JsonRpc { code: -32601 | -32602, .. })
+}

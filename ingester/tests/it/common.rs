@@ -1,0 +1,151 @@
+//! Helpers: run an ingester in-process against the real broker, read back its topic.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chainwatch_core::block::Block;
+use chainwatch_crds::ChainType;
+use chainwatch_crds::network::Finality;
+use chainwatch_ingester::checkpoint::FileCheckpoint;
+use chainwatch_ingester::config::NetworkRuntime;
+use chainwatch_ingester::metrics::IngesterMetrics;
+use chainwatch_ingester::pipeline::Settings;
+use chainwatch_ingester::rpc::{EndpointConfig, RpcMetrics};
+use chainwatch_ingester::status::IngestStatus;
+use chainwatch_ingester::{Components, supervise};
+use chainwatch_platform::bus::kafka::{KafkaArgs, TopicSpec};
+use chainwatch_platform::bus::{Consumer, blocks_topic};
+use chainwatch_platform::codec::BlockTopicRecord;
+use chainwatch_platform::testbed::{kafka_bootstrap, unique};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub fn endpoint(url: &str, weight: u32) -> EndpointConfig {
+    EndpointConfig { url: url.to_string(), weight, timeout: Duration::from_secs(5) }
+}
+
+pub fn runtime(network: &str, chain: ChainType, endpoints: Vec<EndpointConfig>) -> NetworkRuntime {
+    let mut settings = Settings::new(network);
+    settings.poll_interval = Duration::from_millis(100);
+    NetworkRuntime {
+        chain,
+        endpoints,
+        confirmations: 0,
+        finality: Finality::Latest,
+        chain_id: None,
+        block_time: Duration::from_secs(1),
+        settings,
+        partitions: 1,
+        replication_factor: None,
+        retention: None,
+    }
+}
+
+/// An ingester running in this process.
+#[allow(dead_code)]
+pub struct Running {
+    pub network: String,
+    pub stop: CancellationToken,
+    pub status: watch::Receiver<IngestStatus>,
+    pub registry: Arc<std::sync::Mutex<Registry>>,
+    pub task: tokio::task::JoinHandle<()>,
+    pub config: watch::Sender<Option<Result<NetworkRuntime, chainwatch_ingester::config::ConfigError>>>,
+}
+
+impl Running {
+    /// Waits until the newest published block is at least `n`.
+    pub async fn wait_published(&mut self, n: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.status.borrow_and_update().clone();
+            if s.last_published.is_some_and(|p| p >= n) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "block {n} not published within {within:?}; status {s:?}");
+            let _ = tokio::time::timeout(Duration::from_millis(200), self.status.changed()).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("the ingester drains within 30 s").unwrap();
+    }
+
+    pub fn metrics_text(&self) -> String {
+        chainwatch_platform::admin::encode(&self.registry.lock().unwrap())
+    }
+}
+
+/// Starts ingesting `rt` into a fresh single-partition topic; the checkpoint lives in `dir`.
+pub async fn start(rt: NetworkRuntime, dir: &std::path::Path) -> Running {
+    let network = rt.settings.network.clone();
+    let kafka = KafkaArgs::new(kafka_bootstrap());
+    kafka
+        .admin()
+        .unwrap()
+        .ensure_topic(&TopicSpec { name: blocks_topic(&network), partitions: 1, replication_factor: None, retention_ms: None })
+        .await
+        .unwrap();
+    let mut registry = Registry::default();
+    let rpc_metrics = RpcMetrics::register(&mut registry);
+    let metrics = IngesterMetrics::register(&mut registry);
+    let (status_tx, status_rx) = watch::channel(IngestStatus::default());
+    let (config_tx, config_rx) = watch::channel(Some(Ok(rt)));
+    let components = Components {
+        producer: Arc::new(kafka.producer().unwrap()),
+        checkpoint: Arc::new(FileCheckpoint::new(dir, &network)),
+        rpc_metrics,
+        metrics,
+        status: status_tx,
+        fetch_concurrency: None,
+        max_in_flight: None,
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        let network = network.clone();
+        async move { supervise(network, config_rx, components, stop).await.unwrap() }
+    });
+    Running { network, stop, status: status_rx, registry: Arc::new(std::sync::Mutex::new(registry)), task, config: config_tx }
+}
+
+pub fn network_name(prefix: &str) -> String {
+    unique(prefix)
+}
+
+/// Reads every record of a network's block topic (from the beginning, fresh group) until `until`
+/// says enough or `within` passes.
+pub async fn read_topic(network: &str, within: Duration, until: impl Fn(&[BlockTopicRecord]) -> bool) -> Vec<BlockTopicRecord> {
+    let kafka = KafkaArgs::new(kafka_bootstrap());
+    let topic = blocks_topic(network);
+    let consumer = kafka.consumer(&unique("reader"), &[&topic]).unwrap();
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while !until(&out) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(m)) => out.push(BlockTopicRecord::decode(&m.payload).unwrap()),
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+pub fn blocks(records: &[BlockTopicRecord]) -> Vec<&Block> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            BlockTopicRecord::Block(b) => Some(&b.block),
+            BlockTopicRecord::Reorg(_) => None,
+        })
+        .collect()
+}
+
+pub fn anvil_bin() -> String {
+    chainwatch_platform::testbed::anvil_bin()
+}

@@ -1,0 +1,119 @@
+//! EVM ingestion against anvil and the broker: gap-free ordered blocks with receipts, resume from the
+//! checkpoint, reorg records.
+
+use std::time::Duration;
+
+use alloy_primitives::U256;
+use chainwatch_core::block::Block;
+use chainwatch_crds::ChainType;
+use chainwatch_ingester::devnet::Anvil;
+use chainwatch_platform::codec::BlockTopicRecord;
+
+use crate::common::*;
+
+fn numbers(records: &[BlockTopicRecord]) -> Vec<u64> {
+    blocks(records).iter().map(|b| b.number()).collect()
+}
+
+/// Every block from `first` to `last` exactly once, in order, each the child of the one before.
+fn assert_gap_free(records: &[BlockTopicRecord], first: u64, last: u64) {
+    let bs = blocks(records);
+    let got: Vec<u64> = bs.iter().map(|b| b.number()).collect();
+    let want: Vec<u64> = (first..=last).collect();
+    assert_eq!(got.len(), want.len(), "block count (first {:?}, last {:?})", got.first(), got.last());
+    assert_eq!(got, want);
+    for pair in bs.windows(2) {
+        assert_eq!(pair[1].id().parent_hash, pair[0].id().hash, "block {} does not follow block {}", pair[1].number(), pair[0].number());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_blocks_with_transfers_arrive_gap_free_and_in_order() {
+    let anvil = Anvil::spawn(&anvil_bin(), &[]).await.unwrap();
+    let accounts = anvil.accounts().await.unwrap();
+    let token = anvil.deploy_token(accounts[0], U256::from(10u64).pow(U256::from(18))).await.unwrap();
+    anvil.transfer_blocks(token, accounts[0], accounts[1], 300, 3).await.unwrap();
+    anvil.mine(700).await.unwrap();
+    let head = anvil.block_number().await.unwrap();
+    assert!(head >= 1000, "head {head}");
+
+    let network = network_name("it-evm-1000");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(&network, ChainType::Evm, vec![endpoint(&anvil.url, 100)]);
+    rt.settings.start = Some(1);
+    let mut running = start(rt, dir.path()).await;
+    running.wait_published(head, Duration::from_secs(120)).await;
+    running.stop().await;
+
+    let records = read_topic(&network, Duration::from_secs(60), |r| r.len() as u64 >= head).await;
+    assert_gap_free(&records, 1, head);
+    let transfers: usize = blocks(&records)
+        .iter()
+        .map(|b| match b {
+            Block::Evm(e) => e.transactions.iter().map(|t| t.receipt.as_ref().expect("every transaction has its receipt").logs.len()).sum::<usize>(),
+            _ => 0,
+        })
+        .sum();
+    // 900 transfers plus the mint the token's constructor emits when it is deployed
+    assert_eq!(transfers, 300 * 3 + 1, "every Transfer log is in the published receipts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_resumes_after_the_checkpoint() {
+    let anvil = Anvil::spawn(&anvil_bin(), &[]).await.unwrap();
+    anvil.mine(50).await.unwrap();
+    let network = network_name("it-evm-resume");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(&network, ChainType::Evm, vec![endpoint(&anvil.url, 100)]);
+    rt.settings.start = Some(1);
+    let mut first = start(rt.clone(), dir.path()).await;
+    first.wait_published(50, Duration::from_secs(60)).await;
+    first.stop().await;
+    // downtime: 150 more blocks
+    anvil.mine(150).await.unwrap();
+    let mut second = start(rt, dir.path()).await;
+    second.wait_published(200, Duration::from_secs(60)).await;
+    second.stop().await;
+    let records = read_topic(&network, Duration::from_secs(60), |r| r.len() >= 200).await;
+    assert_gap_free(&records, 1, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_of_depth_three_is_recorded_with_the_replaced_blocks() {
+    let anvil = Anvil::spawn(&anvil_bin(), &[]).await.unwrap();
+    anvil.mine(10).await.unwrap();
+    let network = network_name("it-evm-reorg");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(&network, ChainType::Evm, vec![endpoint(&anvil.url, 100)]);
+    rt.settings.start = Some(1);
+    let mut running = start(rt, dir.path()).await;
+    running.wait_published(10, Duration::from_secs(60)).await;
+    let before = read_topic(&network, Duration::from_secs(30), |r| r.len() >= 10).await;
+    let old: Vec<_> = blocks(&before).iter().map(|b| b.id()).collect();
+
+    anvil.reorg(3).await.unwrap();
+    anvil.mine(2).await.unwrap();
+    running.wait_published(12, Duration::from_secs(60)).await;
+    let status = running.status.borrow().clone();
+    running.stop().await;
+
+    let records = read_topic(&network, Duration::from_secs(30), |r| r.iter().any(|x| matches!(x, BlockTopicRecord::Reorg(_))) && numbers(r).last() == Some(&12)).await;
+    let reorg = records
+        .iter()
+        .find_map(|r| match r {
+            BlockTopicRecord::Reorg(x) => Some(x.clone()),
+            _ => None,
+        })
+        .expect("a reorg record");
+    assert_eq!(reorg.replaced, old[7..10].to_vec(), "the replaced blocks are 8, 9 and 10 as first published");
+    let replacement: Vec<u64> = reorg.replacement.iter().map(|b| b.number).collect();
+    assert_eq!(replacement, [8, 9, 10]);
+    for (old, new) in reorg.replaced.iter().zip(&reorg.replacement) {
+        assert_ne!(old.hash, new.hash);
+    }
+    // after the record: the canonical 8, 9, 10, then 11 and 12, each the child of the one before
+    let after: Vec<_> = records.iter().skip_while(|r| !matches!(r, BlockTopicRecord::Reorg(_))).skip(1).cloned().collect();
+    assert_gap_free(&after, 8, 12);
+    assert_eq!(blocks(&after)[0].id().hash, reorg.replacement[0].hash);
+    assert_eq!(status.last_reorg.map(|(from, depth, _)| (from, depth)), Some((8, 3)));
+}
