@@ -216,6 +216,7 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
                                     partitions: rt.partitions,
                                     replication_factor: rt.replication_factor,
                                     retention_ms: rt.retention.map(|d| d.as_millis() as i64),
+                                    compact: false,
                                 };
                                 match kafka_admin.ensure_topic(&spec).await {
                                     Ok(_) => {

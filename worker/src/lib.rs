@@ -1,1 +1,250 @@
-//! placeholder
+//! The worker: turns block records into notifications for every tenant.
+//!
+//! * [`config`]: live configuration from watches (or files in `chainwatch dev`), compiled and
+//!   indexed per network; a change applies on the next block.
+//! * [`filter`]: consumes a network's blocks, produces matches.
+//! * [`notify`]: consumes matches, runs trigger conditions, delivers through the channels.
+//! * [`status`]: match and delivery counters on Monitors and Triggers.
+
+pub mod config;
+pub mod filter;
+pub mod metrics;
+pub mod notify;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chainwatch_platform::bus::kafka::{KafkaArgs, KafkaConsumer, TopicSpec};
+use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group};
+use chainwatch_platform::{AdminArgs, Readiness};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use config::{Admission, ConfigStore};
+use metrics::WorkerMetrics;
+use notify::channels::Channels;
+use notify::dedup::{DELIVERED_TOPIC, DeliveredLog};
+use notify::destination::{Cidr, DestinationPolicy};
+use notify::script::{ScriptLimits, ScriptRunner};
+use notify::throttle::Throttles;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    chainwatch_crds::common::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Command-line arguments of the worker process.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Network whose blocks this worker filters (its Deployment is per network). Without it, only
+    /// the notify stage runs.
+    #[arg(long, env = "CHAINWATCH_NETWORK")]
+    pub network: Option<String>,
+    /// Run the notify stage in this process.
+    #[arg(long, env = "CHAINWATCH_NOTIFY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub notify: bool,
+    /// Which monitors are evaluated: those the operator admitted, or those that compile here.
+    #[arg(long, env = "CHAINWATCH_ADMISSION", value_enum, default_value_t = Admission::Operator)]
+    pub admission: Admission,
+    /// Blocks evaluated concurrently.
+    #[arg(long, env = "CHAINWATCH_FILTER_CONCURRENCY", default_value_t = 4)]
+    pub filter_concurrency: usize,
+    /// Matches notified concurrently.
+    #[arg(long, env = "CHAINWATCH_NOTIFY_CONCURRENCY", default_value_t = 32)]
+    pub notify_concurrency: usize,
+    /// Internal destinations notifications may go to (CIDR or IP, repeatable). Loopback, private,
+    /// link-local and metadata addresses are refused otherwise.
+    #[arg(long = "allow-destination", env = "CHAINWATCH_ALLOW_DESTINATIONS", value_delimiter = ',')]
+    pub allow_destinations: Vec<Cidr>,
+    /// Least time between two status writes of a Monitor or Trigger.
+    #[arg(long, env = "CHAINWATCH_STATUS_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub status_interval: Duration,
+    /// CPU seconds a script may use.
+    #[arg(long, env = "CHAINWATCH_SCRIPT_CPU_SECONDS", default_value_t = 10)]
+    pub script_cpu_seconds: u64,
+    /// Address space of a script, in MiB.
+    #[arg(long, env = "CHAINWATCH_SCRIPT_MEMORY_MIB", default_value_t = 1024)]
+    pub script_memory_mib: u64,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+impl WorkerArgs {
+    pub fn script_runner(&self) -> ScriptRunner {
+        ScriptRunner { limits: ScriptLimits { cpu_seconds: self.script_cpu_seconds, memory_bytes: self.script_memory_mib << 20, ..Default::default() } }
+    }
+
+    pub fn destination_policy(&self) -> DestinationPolicy {
+        DestinationPolicy { allow: self.allow_destinations.clone() }
+    }
+}
+
+/// Why the worker process stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("admin server: {0}")]
+    Admin(#[from] std::io::Error),
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("Kafka: {0}")]
+    Bus(#[from] chainwatch_platform::bus::BusError),
+}
+
+/// Topics the worker writes to; created if missing.
+pub fn worker_topics() -> Vec<TopicSpec> {
+    vec![
+        TopicSpec { name: MATCHES_TOPIC.into(), partitions: 12, replication_factor: None, retention_ms: Some(7 * 24 * 3600 * 1000), compact: false },
+        TopicSpec { name: DEADLETTER_TOPIC.into(), partitions: 3, replication_factor: None, retention_ms: Some(30 * 24 * 3600 * 1000), compact: false },
+        TopicSpec { name: DELIVERED_TOPIC.into(), partitions: 6, replication_factor: None, retention_ms: Some(7 * 24 * 3600 * 1000), compact: true },
+    ]
+}
+
+async fn wait_synced(metrics: &WorkerMetrics, stop: &CancellationToken) {
+    let started = std::time::Instant::now();
+    while metrics.synced_kinds() < 6 {
+        if stop.is_cancelled() {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(30) && started.elapsed().as_secs() % 30 == 0 {
+            tracing::warn!(synced = metrics.synced_kinds(), "still waiting for the first list of every watched kind");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The worker process: configuration from the API server, Kafka in and out.
+pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), RunError> {
+    let mut registry = Registry::default();
+    let metrics = WorkerMetrics::register(&mut registry);
+    let ready = Readiness::default();
+    let (admin_addr, admin) = chainwatch_platform::admin::serve(args.admin.addr, Arc::new(registry), ready.clone(), shutdown.clone()).await?;
+    tracing::info!(%admin_addr, network = ?args.network, notify = args.notify, "worker starting");
+    let admin = tokio::spawn(admin);
+
+    let client = kube::Client::try_default().await?;
+    let store = ConfigStore::new(args.admission);
+    let background = CancellationToken::new();
+    let rebuild = tokio::spawn({
+        let store = store.clone();
+        let stop = background.clone();
+        async move { store.run(stop).await }
+    });
+    let feed = tokio::spawn(config::kube::feed(client.clone(), store.clone(), metrics.clone(), background.clone()));
+    let config_metrics = tokio::spawn({
+        let mut rx = store.subscribe();
+        let metrics = metrics.clone();
+        let stop = background.clone();
+        async move {
+            loop {
+                let snap = rx.borrow_and_update().clone();
+                metrics.config(&snap);
+                for (k, why) in snap.rejected.iter().take(20) {
+                    tracing::debug!(monitor = %k, %why, "monitor not evaluated");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = rx.changed() => if r.is_err() { return },
+                }
+            }
+        }
+    });
+    wait_synced(&metrics, &shutdown).await;
+    store.rebuild_now();
+
+    let admin_client = args.kafka.admin()?;
+    for t in worker_topics() {
+        admin_client.ensure_topic(&t).await?;
+    }
+    let producer: Arc<dyn Producer> = Arc::new(args.kafka.producer()?);
+    let stages = shutdown.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut lag_sources: Vec<(String, Arc<KafkaConsumer>)> = Vec::new();
+
+    if let Some(network) = args.network.clone() {
+        let consumer = Arc::new(args.kafka.consumer(&filter_group(&network), &[&blocks_topic(&network)])?);
+        lag_sources.push((filter_group(&network), consumer.clone()));
+        let stage = filter::FilterStage {
+            network,
+            consumer,
+            producer: producer.clone(),
+            config: store.subscribe(),
+            metrics: metrics.clone(),
+            concurrency: args.filter_concurrency,
+            attempts: 5,
+        };
+        tasks.spawn(stage.run(stages.clone()));
+    }
+    let status = Arc::new(status::KubeStatus::new(client.clone()));
+    if args.notify {
+        let delivered = DeliveredLog::new(producer.clone());
+        let delivered_consumer: Arc<dyn Consumer> = Arc::new(args.kafka.consumer(&format!("chainwatch-delivered-{}", uuid_like()), &[DELIVERED_TOPIC])?);
+        let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel();
+        tasks.spawn({
+            let delivered = delivered.clone();
+            let stop = stages.clone();
+            async move { delivered.follow(delivered_consumer, caught_up_tx, stop).await }
+        });
+        let _ = caught_up_rx.await;
+        let consumer = Arc::new(args.kafka.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC])?);
+        lag_sources.push((NOTIFY_GROUP.to_string(), consumer.clone()));
+        let stage = notify::NotifyStage {
+            consumer,
+            producer: producer.clone(),
+            config: store.subscribe(),
+            channels: Arc::new(Channels::new(args.destination_policy(), args.script_runner())),
+            scripts: args.script_runner(),
+            delivered,
+            throttles: Arc::new(Throttles::default()),
+            status: status.clone(),
+            metrics: metrics.clone(),
+            concurrency: args.notify_concurrency,
+        };
+        tasks.spawn(stage.run(stages.clone()));
+    }
+    let status_writer = tokio::spawn({
+        let status = status.clone();
+        let stop = stages.clone();
+        let interval = args.status_interval;
+        async move { status.run(interval, stop).await }
+    });
+    let lag = tokio::spawn({
+        let metrics = metrics.clone();
+        let stop = stages.clone();
+        async move {
+            loop {
+                for (group, c) in &lag_sources {
+                    if let Ok(l) = c.lag() {
+                        metrics.lag(group, l);
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+            }
+        }
+    });
+    ready.set(true);
+    tracing::info!("worker ready");
+
+    shutdown.cancelled().await;
+    ready.set(false);
+    stages.cancel();
+    while tasks.join_next().await.is_some() {}
+    let _ = status_writer.await;
+    let _ = lag.await;
+    if let Err(e) = producer.flush(Duration::from_secs(30)).await {
+        tracing::warn!(error = %e, "flushing the producer failed");
+    }
+    background.cancel();
+    let _ = tokio::join!(rebuild, feed, config_metrics, admin);
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// A random hex id (no extra dependency for UUIDs).
+pub fn uuid_like() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

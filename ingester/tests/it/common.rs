@@ -84,7 +84,7 @@ pub async fn start(rt: NetworkRuntime, dir: &std::path::Path) -> Running {
     kafka
         .admin()
         .unwrap()
-        .ensure_topic(&TopicSpec { name: blocks_topic(&network), partitions: 1, replication_factor: None, retention_ms: None })
+        .ensure_topic(&TopicSpec { name: blocks_topic(&network), partitions: 1, replication_factor: None, retention_ms: None, compact: false })
         .await
         .unwrap();
     let mut registry = Registry::default();

@@ -187,6 +187,9 @@ fn topic_configs(spec: &TopicSpec) -> Vec<(&'static str, String)> {
     if let Some(r) = spec.retention_ms {
         c.push(("retention.ms", r.to_string()));
     }
+    if spec.compact {
+        c.push(("cleanup.policy", "compact,delete".to_string()));
+    }
     c
 }
 
@@ -203,6 +206,8 @@ pub struct TopicSpec {
     /// `None`: the broker's default.
     pub replication_factor: Option<i32>,
     pub retention_ms: Option<i64>,
+    /// Log compaction (keep the newest record per key) instead of deletion by age only.
+    pub compact: bool,
 }
 
 impl KafkaAdmin {

@@ -1,0 +1,158 @@
+//! The filter stage: consumes a network's blocks, evaluates every admitted monitor with the
+//! configuration snapshot current for that block, produces the matches to `chainwatch.matches`, and
+//! only then lets the block's offset move. A block that cannot be evaluated or whose matches cannot
+//! be produced is retried, then dead-lettered with the reason — never silently counted as processed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chainwatch_platform::Backoff;
+use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, Message, Producer};
+use chainwatch_platform::codec::{BlockTopicRecord, DeadLetterRecord, MatchRecord, now_ms};
+use serde_json::json;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Snapshot;
+use crate::metrics::WorkerMetrics;
+
+/// The filter stage of one network.
+#[derive(Clone)]
+pub struct FilterStage {
+    pub network: String,
+    pub consumer: Arc<dyn Consumer>,
+    pub producer: Arc<dyn Producer>,
+    pub config: watch::Receiver<Arc<Snapshot>>,
+    pub metrics: WorkerMetrics,
+    /// Blocks evaluated concurrently.
+    pub concurrency: usize,
+    /// Attempts per block before it is dead-lettered.
+    pub attempts: u32,
+}
+
+impl FilterStage {
+    /// Consumes until `stop`, then finishes the blocks in progress and commits.
+    pub async fn run(self, stop: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                _ = stop.cancelled() => break,
+                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            };
+            let msg = tokio::select! {
+                _ = stop.cancelled() => break,
+                m = self.consumer.recv() => m,
+            };
+            match msg {
+                Ok(msg) => {
+                    let stage = self.clone();
+                    tasks.spawn(async move {
+                        stage.process(&msg).await;
+                        stage.consumer.done(&msg);
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(network = %self.network, error = %e, "consuming blocks failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+        if let Err(e) = self.consumer.commit().await {
+            tracing::warn!(network = %self.network, error = %e, "committing offsets on shutdown failed");
+        }
+        tracing::info!(network = %self.network, "filter stage stopped");
+    }
+
+    async fn dead_letter(&self, msg: &Message, reason: &str, detail: String, payload: serde_json::Value, attempts: u32) {
+        self.metrics.dead_letter("filter", reason);
+        tracing::error!(network = %self.network, source = %msg.source(), %reason, %detail, "dead-lettering a block");
+        let record = DeadLetterRecord {
+            stage: "block".into(),
+            reason: format!("{reason}: {detail}"),
+            network: self.network.clone(),
+            source: msg.source(),
+            monitor: None,
+            trigger: None,
+            idempotency_key: None,
+            attempts,
+            at_ms: now_ms(),
+            payload: Some(payload),
+        };
+        // the dead letter itself must land before the offset moves
+        let backoff = Backoff::default();
+        let mut attempt = 0;
+        while let Err(e) = self.producer.send(DEADLETTER_TOPIC, &msg.source(), record.encode()).await {
+            tracing::error!(error = %e, "writing a dead letter failed; retrying");
+            tokio::time::sleep(backoff.delay(attempt.min(6))).await;
+            attempt += 1;
+        }
+    }
+
+    /// Evaluates one record and produces its matches.
+    pub async fn process(&self, msg: &Message) {
+        let record = match BlockTopicRecord::decode(&msg.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                self.dead_letter(msg, "undecodable", e.to_string(), json!({"key": msg.key}), 1).await;
+                return;
+            }
+        };
+        let block = match record {
+            BlockTopicRecord::Reorg(r) => {
+                self.metrics.reorg(&self.network);
+                let replaced: Vec<u64> = r.replaced.iter().map(|b| b.number).collect();
+                tracing::warn!(network = %self.network, ?replaced, "reorg: the replaced blocks' matches may have been notified; the canonical blocks follow");
+                return;
+            }
+            BlockTopicRecord::Block(b) => b,
+        };
+        let number = block.block.number();
+        let backoff = Backoff::default();
+        let mut last_error = String::new();
+        for attempt in 0..self.attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(backoff.delay(attempt - 1)).await;
+            }
+            let snapshot = self.config.borrow().clone();
+            let Some(index) = snapshot.indexes.get(&self.network).cloned() else {
+                // no monitor knows this network (yet): nothing can match
+                self.metrics.block(&self.network, Duration::ZERO, &Default::default());
+                return;
+            };
+            let started = Instant::now();
+            let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| index.match_block(&block.block)));
+            let (matches, stats) = match evaluated {
+                Ok(r) => r,
+                Err(panic) => {
+                    last_error = format!("evaluation panicked: {}", panic_message(&panic));
+                    continue;
+                }
+            };
+            self.metrics.block(&self.network, started.elapsed(), &stats);
+            let sends = matches.into_iter().map(|m| {
+                let key = m.monitor.key.to_string();
+                let record = MatchRecord { matched: m, block_published_at_ms: block.published_at_ms, produced_at_ms: now_ms() };
+                let producer = self.producer.clone();
+                async move { producer.send(MATCHES_TOPIC, &key, record.encode()).await }
+            });
+            let results = futures::future::join_all(sends).await;
+            match results.into_iter().find_map(Result::err) {
+                None => return,
+                Some(e) => {
+                    last_error = format!("producing matches failed: {e}");
+                    tracing::warn!(network = %self.network, block = number, attempt, error = %e, "retrying the block");
+                }
+            }
+        }
+        let reason = if last_error.starts_with("evaluation") { "evaluation_failed" } else { "produce_failed" };
+        self.dead_letter(msg, reason, last_error, json!({"block": number, "hash": block.block.id().hash}), self.attempts).await;
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,191 @@
+//! Worker metrics. Labels are bounded: network (configured Networks), channel (six kinds), outcome,
+//! stage, reason (fixed sets), kind (six kinds), group (two consumer groups).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Net {
+    network: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindL {
+    kind: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Delivery {
+    channel: String,
+    outcome: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Channel {
+    channel: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageReason {
+    stage: String,
+    reason: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Scope {
+    scope: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Group {
+    group: String,
+}
+
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Worker metric families.
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    monitors: Family<Net, Gauge>,
+    rejected: Gauge,
+    config_version: Gauge,
+    malformed_objects: Family<KindL, Counter>,
+    watch_errors: Family<KindL, Counter>,
+    synced: Arc<Mutex<HashSet<String>>>,
+    blocks: Family<Net, Counter>,
+    matches: Family<Net, Counter>,
+    evaluation: Family<Net, Histogram>,
+    eval_errors: Family<Net, Counter>,
+    decode_errors: Family<Net, Counter>,
+    reorgs: Family<Net, Counter>,
+    dead_letters: Family<StageReason, Counter>,
+    deliveries: Family<Delivery, Counter>,
+    retries: Family<Channel, Counter>,
+    delivery_latency: Family<Channel, Histogram>,
+    end_to_end: Family<Channel, Histogram>,
+    throttled: Family<Scope, Counter>,
+    duplicates: Counter,
+    condition_drops: Counter,
+    lag: Family<Group, Gauge>,
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        Self {
+            monitors: Family::default(),
+            rejected: Gauge::default(),
+            config_version: Gauge::default(),
+            malformed_objects: Family::default(),
+            watch_errors: Family::default(),
+            synced: Arc::default(),
+            blocks: Family::default(),
+            matches: Family::default(),
+            evaluation: Family::new_with_constructor(latency),
+            eval_errors: Family::default(),
+            decode_errors: Family::default(),
+            reorgs: Family::default(),
+            dead_letters: Family::default(),
+            deliveries: Family::default(),
+            retries: Family::default(),
+            delivery_latency: Family::new_with_constructor(latency),
+            end_to_end: Family::new_with_constructor(latency),
+            throttled: Family::default(),
+            duplicates: Counter::default(),
+            condition_drops: Counter::default(),
+            lag: Family::default(),
+        }
+    }
+}
+
+impl WorkerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("chainwatch_worker");
+        r.register("monitors", "Admitted, unpaused monitors evaluated per network", m.monitors.clone());
+        r.register("monitors_rejected", "Monitors left out (not admitted or not compiling)", m.rejected.clone());
+        r.register("config_version", "Version of the configuration snapshot in use", m.config_version.clone());
+        r.register("malformed_objects", "Objects skipped because they do not decode", m.malformed_objects.clone());
+        r.register("watch_errors", "Watch failures by kind (retried)", m.watch_errors.clone());
+        r.register("blocks_evaluated", "Blocks evaluated by the filter stage", m.blocks.clone());
+        r.register("matches", "Matches produced", m.matches.clone());
+        r.register("evaluation_duration_seconds", "Time to evaluate every monitor on a block", m.evaluation.clone());
+        r.register("expression_errors", "Expressions that failed at run time (the condition did not match)", m.eval_errors.clone());
+        r.register("decode_errors", "Calls, logs and XDR that did not decode", m.decode_errors.clone());
+        r.register("reorg_records", "Reorg records received", m.reorgs.clone());
+        r.register("dead_letters", "Records sent to the dead-letter topic, by stage and reason", m.dead_letters.clone());
+        r.register("deliveries", "Notification deliveries by channel and outcome", m.deliveries.clone());
+        r.register("delivery_retries", "Delivery attempts after the first", m.retries.clone());
+        r.register("delivery_duration_seconds", "Time of a successful delivery, retries included", m.delivery_latency.clone());
+        r.register("block_to_notification_seconds", "Time from block publication to delivered notification", m.end_to_end.clone());
+        r.register("throttled", "Notifications not sent because of a throttle (trigger) or a tenant limit", m.throttled.clone());
+        r.register("duplicates_suppressed", "Notifications not sent again because their idempotency key was delivered", m.duplicates.clone());
+        r.register("trigger_condition_drops", "Matches dropped by a trigger-condition script", m.condition_drops.clone());
+        r.register("consumer_lag", "Records not yet consumed by the group, on this worker's partitions", m.lag.clone());
+        m
+    }
+
+    pub fn config(&self, snapshot: &crate::config::Snapshot) {
+        for (n, idx) in &snapshot.indexes {
+            self.monitors.get_or_create(&Net { network: n.clone() }).set(idx.len() as i64);
+        }
+        self.rejected.set(snapshot.rejected.len() as i64);
+        self.config_version.set(snapshot.version as i64);
+    }
+    pub fn malformed_object(&self, kind: &str) {
+        self.malformed_objects.get_or_create(&KindL { kind: kind.into() }).inc();
+    }
+    pub fn watch_error(&self, kind: &str) {
+        self.watch_errors.get_or_create(&KindL { kind: kind.into() }).inc();
+    }
+    pub fn synced(&self, kind: &str) {
+        self.synced.lock().unwrap_or_else(|p| p.into_inner()).insert(kind.to_string());
+    }
+    /// Kinds whose first list completed.
+    pub fn synced_kinds(&self) -> usize {
+        self.synced.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+    pub fn block(&self, network: &str, took: Duration, stats: &chainwatch_core::monitor::index::MatchStats) {
+        let l = Net { network: network.into() };
+        self.blocks.get_or_create(&l).inc();
+        self.matches.get_or_create(&l).inc_by(stats.matches);
+        self.evaluation.get_or_create(&l).observe(took.as_secs_f64());
+        self.eval_errors.get_or_create(&l).inc_by(stats.eval_errors);
+        self.decode_errors.get_or_create(&l).inc_by(stats.decode_errors);
+    }
+    pub fn reorg(&self, network: &str) {
+        self.reorgs.get_or_create(&Net { network: network.into() }).inc();
+    }
+    pub fn dead_letter(&self, stage: &str, reason: &str) {
+        self.dead_letters.get_or_create(&StageReason { stage: stage.into(), reason: reason.into() }).inc();
+    }
+    pub fn delivery(&self, channel: &str, outcome: &str) {
+        self.deliveries.get_or_create(&Delivery { channel: channel.into(), outcome: outcome.into() }).inc();
+    }
+    pub fn retry(&self, channel: &str) {
+        self.retries.get_or_create(&Channel { channel: channel.into() }).inc();
+    }
+    pub fn delivered(&self, channel: &str, took: Duration, block_published_at_ms: u64) {
+        let l = Channel { channel: channel.into() };
+        self.delivery_latency.get_or_create(&l).observe(took.as_secs_f64());
+        let now = chainwatch_platform::codec::now_ms();
+        if block_published_at_ms > 0 && now >= block_published_at_ms {
+            self.end_to_end.get_or_create(&l).observe((now - block_published_at_ms) as f64 / 1000.0);
+        }
+    }
+    pub fn throttled(&self, scope: &str) {
+        self.throttled.get_or_create(&Scope { scope: scope.into() }).inc();
+    }
+    pub fn duplicate(&self) {
+        self.duplicates.inc();
+    }
+    pub fn condition_drop(&self) {
+        self.condition_drops.inc();
+    }
+    pub fn lag(&self, group: &str, lag: i64) {
+        self.lag.get_or_create(&Group { group: group.into() }).set(lag);
+    }
+}

@@ -1,0 +1,223 @@
+//! Status written by the notify stage: on Monitors the match count and the newest match, on
+//! Triggers delivery and failure counts, the newest delivery and error, and the `Delivering`
+//! condition.
+//!
+//! Counts are accumulated in memory and flushed at most every `interval`. Several workers add to
+//! the same totals, so each flush reads the object, adds its delta and writes with the
+//! resourceVersion it read (a conflict re-reads). The `Delivering` condition is server-side applied
+//! under the worker's own field manager, so the operator's conditions are untouched.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chainwatch_core::MonitorMatch;
+use chainwatch_core::monitor::MonitorKey;
+use chainwatch_crds::{Monitor, Trigger};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::Client;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Field manager of the worker's status writes.
+pub const FIELD_MANAGER: &str = "chainwatch-worker";
+
+/// Where the notify stage reports.
+pub trait StatusSink: Send + Sync + 'static {
+    fn matched(&self, m: &MonitorMatch);
+    fn delivered(&self, namespace: &str, trigger: &str);
+    fn failed(&self, namespace: &str, trigger: &str, error: &str);
+}
+
+/// Reports nowhere (`chainwatch dev` prints instead).
+pub struct NoStatus;
+
+impl StatusSink for NoStatus {
+    fn matched(&self, _: &MonitorMatch) {}
+    fn delivered(&self, _: &str, _: &str) {}
+    fn failed(&self, _: &str, _: &str, _: &str) {}
+}
+
+#[derive(Default, Clone)]
+struct MonitorDelta {
+    matches: u64,
+    last: Option<(u64, String, u64, String)>,
+}
+
+#[derive(Default, Clone)]
+struct TriggerDelta {
+    delivered: u64,
+    failed: u64,
+    last_delivery_ms: Option<u64>,
+    last_error: Option<(String, u64)>,
+}
+
+#[derive(Default)]
+struct Pending {
+    monitors: HashMap<MonitorKey, MonitorDelta>,
+    triggers: HashMap<(String, String), TriggerDelta>,
+    /// Delivering condition last applied per trigger.
+    delivering: HashMap<(String, String), bool>,
+}
+
+/// Writes status to the API server.
+pub struct KubeStatus {
+    client: Client,
+    pending: Mutex<Pending>,
+}
+
+fn time(ms: u64) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_millisecond(ms as i64).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+}
+
+impl KubeStatus {
+    pub fn new(client: Client) -> Self {
+        Self { client, pending: Mutex::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Flushes every `interval` until `stop`, then once more.
+    pub async fn run(&self, interval: Duration, stop: CancellationToken) {
+        loop {
+            let stopped = tokio::select! {
+                _ = stop.cancelled() => true,
+                _ = tokio::time::sleep(interval) => false,
+            };
+            self.flush().await;
+            if stopped {
+                return;
+            }
+        }
+    }
+
+    /// Writes what accumulated.
+    pub async fn flush(&self) {
+        let (monitors, triggers) = {
+            let mut p = self.lock();
+            (std::mem::take(&mut p.monitors), std::mem::take(&mut p.triggers))
+        };
+        for (key, delta) in monitors {
+            if let Err(e) = self.flush_monitor(&key, &delta).await {
+                tracing::warn!(monitor = %key, error = %e, "writing monitor status failed; keeping the counts for the next flush");
+                let mut p = self.lock();
+                let d = p.monitors.entry(key).or_default();
+                d.matches += delta.matches;
+                if d.last.is_none() {
+                    d.last = delta.last;
+                }
+            }
+        }
+        for ((ns, name), delta) in triggers {
+            if let Err(e) = self.flush_trigger(&ns, &name, &delta).await {
+                tracing::warn!(trigger = %format!("{ns}/{name}"), error = %e, "writing trigger status failed; keeping the counts for the next flush");
+                let mut p = self.lock();
+                let d = p.triggers.entry((ns, name)).or_default();
+                d.delivered += delta.delivered;
+                d.failed += delta.failed;
+                d.last_delivery_ms = d.last_delivery_ms.max(delta.last_delivery_ms);
+                if d.last_error.is_none() {
+                    d.last_error = delta.last_error;
+                }
+            }
+        }
+    }
+
+    async fn flush_monitor(&self, key: &MonitorKey, delta: &MonitorDelta) -> Result<(), kube::Error> {
+        let api: Api<Monitor> = Api::namespaced(self.client.clone(), &key.namespace);
+        for _ in 0..5 {
+            let Some(current) = api.get_opt(&key.name).await? else { return Ok(()) };
+            let count = current.status.as_ref().and_then(|s| s.match_count).unwrap_or(0) + delta.matches;
+            let mut status = json!({"matchCount": count});
+            if let Some((at, network, block, tx)) = &delta.last {
+                status["lastMatchTime"] = json!(time(*at));
+                status["lastMatch"] = json!({"network": network, "block": block, "transaction": tx});
+            }
+            let patch = json!({"metadata": {"resourceVersion": current.metadata.resource_version}, "status": status});
+            match api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(kube::Error::Api(kube::core::Status::failure("too many conflicts", "Conflict").with_code(409).boxed()))
+    }
+
+    async fn flush_trigger(&self, ns: &str, name: &str, delta: &TriggerDelta) -> Result<(), kube::Error> {
+        let api: Api<Trigger> = Api::namespaced(self.client.clone(), ns);
+        for _ in 0..5 {
+            let Some(current) = api.get_opt(name).await? else { return Ok(()) };
+            let s = current.status.clone().unwrap_or_default();
+            let mut status = json!({
+                "deliveredCount": s.delivered_count.unwrap_or(0) + delta.delivered,
+                "failureCount": s.failure_count.unwrap_or(0) + delta.failed,
+            });
+            if let Some(ms) = delta.last_delivery_ms {
+                status["lastDeliveryTime"] = json!(time(ms));
+            }
+            if let Some((err, ms)) = &delta.last_error {
+                status["lastError"] = json!(err.chars().take(1024).collect::<String>());
+                status["lastErrorTime"] = json!(time(*ms));
+            }
+            let patch = json!({"metadata": {"resourceVersion": current.metadata.resource_version}, "status": status});
+            match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        // the Delivering condition, on transitions only
+        let delivering = match (delta.last_delivery_ms, &delta.last_error) {
+            (Some(d), Some((_, e))) => Some(d >= *e),
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (None, None) => None,
+        };
+        if let Some(ok) = delivering {
+            let key = (ns.to_string(), name.to_string());
+            if self.lock().delivering.get(&key) != Some(&ok) {
+                let (reason, message) = if ok {
+                    ("Delivered", "the newest notification was delivered".to_string())
+                } else {
+                    ("DeadLettered", delta.last_error.as_ref().map(|(e, _)| e.chars().take(512).collect()).unwrap_or_default())
+                };
+                let patch = json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "status": {"conditions": [{
+                    "type": "Delivering", "status": if ok { "True" } else { "False" }, "reason": reason, "message": message,
+                    "lastTransitionTime": time(chainwatch_platform::codec::now_ms()),
+                }]}});
+                api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+                self.lock().delivering.insert(key, ok);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StatusSink for KubeStatus {
+    fn matched(&self, m: &MonitorMatch) {
+        let mut p = self.lock();
+        let d = p.monitors.entry(m.monitor.key.clone()).or_default();
+        d.matches += 1;
+        let newer = d.last.as_ref().is_none_or(|(_, _, b, _)| m.block.number >= *b);
+        if newer {
+            d.last = Some((chainwatch_platform::codec::now_ms(), m.network.clone(), m.block.number, m.transaction_hash()));
+        }
+    }
+
+    fn delivered(&self, namespace: &str, trigger: &str) {
+        let mut p = self.lock();
+        let d = p.triggers.entry((namespace.to_string(), trigger.to_string())).or_default();
+        d.delivered += 1;
+        d.last_delivery_ms = Some(chainwatch_platform::codec::now_ms());
+    }
+
+    fn failed(&self, namespace: &str, trigger: &str, error: &str) {
+        let mut p = self.lock();
+        let d = p.triggers.entry((namespace.to_string(), trigger.to_string())).or_default();
+        d.failed += 1;
+        d.last_error = Some((error.to_string(), chainwatch_platform::codec::now_ms()));
+    }
+}
