@@ -1,4 +1,4 @@
-//! Where tests find the real parts `scripts/testbed.sh up` started (environment variables), with
+//! Test support: where tests find the real parts `scripts/testbed.sh up` started (environment variables), with
 //! an error that says how to start them.
 
 fn var(name: &str, what: &str) -> String {
@@ -29,3 +29,5 @@ pub fn unique(prefix: &str) -> String {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     format!("{prefix}-{}-{t}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
+
+pub mod receivers;
