@@ -36,14 +36,22 @@ fn read(rel: &str) -> Value {
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn vm_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -67,7 +75,11 @@ fn measure(min: Duration, mut f: impl FnMut()) -> Stats {
     }
     samples.sort();
     let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
-    Stats { mean, p50: samples[samples.len() / 2], p99: samples[(samples.len() * 99 / 100).min(samples.len() - 1)] }
+    Stats {
+        mean,
+        p50: samples[samples.len() / 2],
+        p99: samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
+    }
 }
 
 fn show(name: &str, s: &Stats, per: &str) {
@@ -81,7 +93,12 @@ fn show(name: &str, s: &Stats, per: &str) {
 
 fn compile_one(name: &str, spec: &MonitorSpec, abis: &AbiCache) -> Arc<CompiledMonitor> {
     let no_config_maps = |r: &chainwatch_crds::ConfigMapKeyRef| Err(format!("no ConfigMap {}", r.name));
-    let source = MonitorSource { key: MonitorKey::new("bench", name), generation: Some(1), spec, config_maps: &no_config_maps };
+    let source = MonitorSource {
+        key: MonitorKey::new("bench", name),
+        generation: Some(1),
+        spec,
+        config_maps: &no_config_maps,
+    };
     Arc::new(compile(&source, ChainType::Evm, abis).expect("bench monitors compile"))
 }
 
@@ -116,8 +133,11 @@ fn erc20_abi() -> Value {
 /// `n` distinct monitors: `real` of them on contracts active in block 18,000,000, the rest on
 /// random addresses. All carry an ERC-20 ABI, an event, a function and a transaction condition.
 fn monitors(n: usize, real: usize, abis: &AbiCache) -> Vec<Arc<CompiledMonitor>> {
-    const ACTIVE: [&str; 3] =
-        ["0xdac17f958d2ee523a2206206994597c13d831ec7", "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2"];
+    const ACTIVE: [&str; 3] = [
+        "0xdac17f958d2ee523a2206206994597c13d831ec7",
+        "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48",
+        "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2",
+    ];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let abi = erc20_abi();
     (0..n)
@@ -141,8 +161,12 @@ fn monitors(n: usize, real: usize, abis: &AbiCache) -> Vec<Arc<CompiledMonitor>>
 }
 
 fn main() {
-    let min = Duration::from_millis(std::env::var("BENCH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000));
-    println!("chainwatch matching benchmark (single thread, {} build)", if cfg!(debug_assertions) { "debug" } else { "optimized" });
+    let min =
+        Duration::from_millis(std::env::var("BENCH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000));
+    println!(
+        "chainwatch matching benchmark (single thread, {} build)",
+        if cfg!(debug_assertions) { "debug" } else { "optimized" }
+    );
 
     // (a) upstream's USDC fixture monitor on upstream's five fixture blocks
     let receipts: Vec<Value> = read("oz-monitor/evm/transaction_receipts.json").as_array().unwrap().clone();
@@ -152,7 +176,8 @@ fn main() {
         .iter()
         .map(|b| {
             let b = &b["EVM"];
-            let mine: Vec<Value> = receipts.iter().filter(|r| r["blockNumber"] == b["number"]).cloned().collect();
+            let mine: Vec<Value> =
+                receipts.iter().filter(|r| r["blockNumber"] == b["number"]).cloned().collect();
             Block::Evm(EvmBlock::from_rpc_partial(b, &mine).unwrap())
         })
         .collect();
@@ -166,12 +191,17 @@ fn main() {
         }
     });
     let per_block = Stats { mean: s.mean / 5, p50: s.p50 / 5, p99: s.p99 / 5 };
-    show("(a) upstream USDC monitor, 5 upstream blocks, per block", &per_block, &format!("({txs} txs in 5 blocks)"));
+    show(
+        "(a) upstream USDC monitor, 5 upstream blocks, per block",
+        &per_block,
+        &format!("({txs} txs in 5 blocks)"),
+    );
 
     // (b) many monitors on mainnet block 18,000,000
     let block = {
         let b = &read("ethereum-mainnet-rpc/eth_getBlockByNumber/test_08.json")[0]["response"]["result"];
-        let r = read("ethereum-mainnet-rpc/eth_getBlockReceipts/test_02.json")[0]["response"]["result"].clone();
+        let r =
+            read("ethereum-mainnet-rpc/eth_getBlockReceipts/test_02.json")[0]["response"]["result"].clone();
         Block::Evm(EvmBlock::from_rpc(b, r.as_array().unwrap()).unwrap())
     };
     for n in [1_000, 10_000] {
@@ -187,7 +217,11 @@ fn main() {
         let s = measure(min, || {
             black_box(index.match_block(&block));
         });
-        show(&format!("(b) {n} monitors, block 18,000,000 (94 txs, 291 logs)"), &s, &format!("{} matches, {} evaluations", matches.len(), stats.evaluations));
+        show(
+            &format!("(b) {n} monitors, block 18,000,000 (94 txs, 291 logs)"),
+            &s,
+            &format!("{} matches, {} evaluations", matches.len(), stats.evaluations),
+        );
         println!(
             "    compile {n} monitors {:.1} ms ({:.1} µs each), index {:.2} ms, RSS +{:.1} MiB",
             compile_time.as_secs_f64() * 1e3,
@@ -196,16 +230,24 @@ fn main() {
             (rss_after.saturating_sub(rss_before)) as f64 / 1024.0
         );
     }
-    println!("    peak memory of the process (VmHWM) with 10,000 compiled monitors: {:.1} MiB", vm_hwm_kib() as f64 / 1024.0);
+    println!(
+        "    peak memory of the process (VmHWM) with 10,000 compiled monitors: {:.1} MiB",
+        vm_hwm_kib() as f64 / 1024.0
+    );
 
     // (c) expression evaluation alone
-    let shapes = [ParamShape::scalar("from", "address"), ParamShape::scalar("to", "address"), ParamShape::scalar("value", "uint256")];
+    let shapes = [
+        ParamShape::scalar("from", "address"),
+        ParamShape::scalar("to", "address"),
+        ParamShape::scalar("value", "uint256"),
+    ];
     let values = [
         DynSolValue::Address("0x58b704065b7aff3ed351052f8560019e05925023".parse().unwrap()),
         DynSolValue::Address("0xf423d9c1ffeb6386639d024f3b241dab2331b635".parse().unwrap()),
         DynSolValue::Uint(U256::from(8_181_710_000u64), 256),
     ];
-    let args: Vec<Option<Arg<'_>>> = shapes.iter().zip(&values).map(|(shape, value)| Some(Arg { shape, value })).collect();
+    let args: Vec<Option<Arg<'_>>> =
+        shapes.iter().zip(&values).map(|(shape, value)| Some(Arg { shape, value })).collect();
     for src in [
         "value > 8000000000",
         "to == 0xf423d9c1ffeb6386639d024f3b241dab2331b635 AND from == 0x58b704065b7aff3ed351052f8560019e05925023 AND value > 8000000000",
@@ -218,12 +260,22 @@ fn main() {
             }
         });
         let ns = s.mean.as_secs_f64() * 1e9 / f64::from(N);
-        println!("(c) evaluate `{}{}`: {ns:.1} ns per evaluation", &src[..src.len().min(60)], if src.len() > 60 { "…" } else { "" });
+        println!(
+            "(c) evaluate `{}{}`: {ns:.1} ns per evaluation",
+            &src[..src.len().min(60)],
+            if src.len() > 60 { "…" } else { "" }
+        );
     }
     let s = measure(min / 2, || {
         for _ in 0..10_000 {
-            black_box(parse(black_box("to == 0xf423d9c1ffeb6386639d024f3b241dab2331b635 AND value > 8000000000")).unwrap());
+            black_box(
+                parse(black_box("to == 0xf423d9c1ffeb6386639d024f3b241dab2331b635 AND value > 8000000000"))
+                    .unwrap(),
+            );
         }
     });
-    println!("    parse (for comparison; done once per monitor generation): {:.2} µs", s.mean.as_secs_f64() * 1e6 / 10_000.0);
+    println!(
+        "    parse (for comparison; done once per monitor generation): {:.2} µs",
+        s.mean.as_secs_f64() * 1e6 / 10_000.0
+    );
 }

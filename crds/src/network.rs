@@ -109,7 +109,7 @@ pub struct NetworkSpec {
 }
 
 /// Chain family.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChainType {
     /// Ethereum and EVM-compatible chains.

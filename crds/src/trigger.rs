@@ -266,6 +266,29 @@ pub struct TriggerStatus {
 }
 
 impl TriggerSpec {
+    /// Every Secret key this trigger names.
+    pub fn secret_refs(&self) -> Vec<&SecretKeyRef> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.slack {
+            out.push(&s.webhook_url_secret_ref);
+        }
+        if let Some(d) = &self.discord {
+            out.push(&d.webhook_url_secret_ref);
+        }
+        if let Some(t) = &self.telegram {
+            out.push(&t.token_secret_ref);
+        }
+        if let Some(e) = &self.email {
+            out.extend(e.username_secret_ref.iter());
+            out.extend(e.password_secret_ref.iter());
+        }
+        if let Some(w) = &self.webhook {
+            out.extend(w.url_secret_ref.iter());
+            out.extend(w.secret_ref.iter());
+        }
+        out
+    }
+
     /// The configured channel kind.
     pub fn channel(&self) -> Option<&'static str> {
         [

@@ -72,7 +72,10 @@ impl CheckpointStore for FileCheckpoint {
         match tokio::fs::read(&self.path).await {
             Ok(bytes) => {
                 let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} is not a checkpoint: {e}", self.path.display()))
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} is not a checkpoint: {e}", self.path.display()),
+                    )
                 })?;
                 *self.saved.lock().await = Some(cp.last_published);
                 Ok(Some(cp))
@@ -90,7 +93,9 @@ impl CheckpointStore for FileCheckpoint {
         }
         let path = self.path.clone();
         let bytes = serde_json::to_vec_pretty(&cp).expect("a checkpoint serializes");
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await.map_err(std::io::Error::other)??;
+        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+            .await
+            .map_err(std::io::Error::other)??;
         *saved = Some(cp.last_published);
         Ok(())
     }
@@ -141,7 +146,10 @@ mod tests {
         let store = FileCheckpoint::new(dir.path(), "net");
         assert_eq!(store.load().await.unwrap(), None);
         store.save(&Checkpoint { last_published: 10, ..Default::default() }).await.unwrap();
-        store.save(&Checkpoint { last_published: 7, republish_from: Some(5), ..Default::default() }).await.unwrap();
+        store
+            .save(&Checkpoint { last_published: 7, republish_from: Some(5), ..Default::default() })
+            .await
+            .unwrap();
         let reopened = FileCheckpoint::new(dir.path(), "net");
         let cp = reopened.load().await.unwrap().unwrap();
         assert_eq!(cp.last_published, 10);

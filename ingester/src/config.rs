@@ -56,7 +56,9 @@ pub const DEFAULT_PARTITIONS: i32 = 6;
 pub fn cron_interval(expr: &str) -> Result<Duration, String> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     if fields.len() != 6 {
-        return Err(format!("`{expr}` is not a 6-field cron schedule (seconds first), e.g. `*/10 * * * * *`"));
+        return Err(format!(
+            "`{expr}` is not a 6-field cron schedule (seconds first), e.g. `*/10 * * * * *`"
+        ));
     }
     let step = |f: &str| -> Option<u64> {
         match f {
@@ -73,17 +75,23 @@ pub fn cron_interval(expr: &str) -> Result<Duration, String> {
         if let Some(n) = step(m) {
             return Ok(Duration::from_secs(60 * n));
         }
-        if fixed(m) {
-            if let Some(n) = step(h) {
-                return Ok(Duration::from_secs(3600 * n));
-            }
+        if fixed(m)
+            && let Some(n) = step(h)
+        {
+            return Ok(Duration::from_secs(3600 * n));
         }
     }
-    Err(format!("cron schedule `{expr}` is not a fixed interval chainwatch understands; use pollInterval instead"))
+    Err(format!(
+        "cron schedule `{expr}` is not a fixed interval chainwatch understands; use pollInterval instead"
+    ))
 }
 
 /// Builds the runtime settings of `spec`. `secret` reads a Secret key of the operator's namespace.
-pub fn runtime(name: &str, spec: &NetworkSpec, secret: &dyn Fn(&SecretKeyRef) -> Result<String, String>) -> Result<NetworkRuntime, ConfigError> {
+pub fn runtime(
+    name: &str,
+    spec: &NetworkSpec,
+    secret: &dyn Fn(&SecretKeyRef) -> Result<String, String>,
+) -> Result<NetworkRuntime, ConfigError> {
     let (default_block_time, default_confirmations) = chain_defaults(spec.chain_type);
     let block_time = match &spec.block_time {
         Some(d) => d.parse().map_err(|e| err("spec.blockTime", e.to_string()))?,
@@ -93,11 +101,16 @@ pub fn runtime(name: &str, spec: &NetworkSpec, secret: &dyn Fn(&SecretKeyRef) ->
     for (i, e) in spec.rpc.iter().enumerate() {
         let url = match (&e.url, &e.url_secret_ref) {
             (Some(u), _) => u.clone(),
-            (None, Some(r)) => secret(r).map_err(|m| err(format!("spec.rpc[{i}].urlSecretRef"), m))?.trim().to_string(),
+            (None, Some(r)) => {
+                secret(r).map_err(|m| err(format!("spec.rpc[{i}].urlSecretRef"), m))?.trim().to_string()
+            }
             (None, None) => return Err(err(format!("spec.rpc[{i}]"), "set url or urlSecretRef")),
         };
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(err(format!("spec.rpc[{i}]"), "only http(s) endpoints are supported by the ingester"));
+            return Err(err(
+                format!("spec.rpc[{i}]"),
+                "only http(s) endpoints are supported by the ingester",
+            ));
         }
         let timeout = match &e.timeout {
             Some(d) => d.parse().map_err(|m| err(format!("spec.rpc[{i}].timeout"), m.to_string()))?,
@@ -114,7 +127,12 @@ pub fn runtime(name: &str, spec: &NetworkSpec, secret: &dyn Fn(&SecretKeyRef) ->
         None => None,
         Some(IntOrString::String(s)) if s == "unlimited" => None,
         Some(IntOrString::Int(n)) if *n > 0 => Some(*n as u64),
-        Some(other) => return Err(err("spec.maxPastBlocks", format!("{other:?} is neither a positive number nor `unlimited`"))),
+        Some(other) => {
+            return Err(err(
+                "spec.maxPastBlocks",
+                format!("{other:?} is neither a positive number nor `unlimited`"),
+            ));
+        }
     };
     let kafka = spec.kafka.clone().unwrap_or_default();
     let retention = match &kafka.retention {
@@ -162,7 +180,10 @@ mod tests {
             "maxPastBlocks": 50, "backfill": {"from": 100, "to": 200}
         }))
         .unwrap();
-        let rt = runtime("n", &spec, &|r| if r.name == "rpc" { Ok(" https://b.example/key \n".into()) } else { Err("missing".into()) }).unwrap();
+        let rt = runtime("n", &spec, &|r| {
+            if r.name == "rpc" { Ok(" https://b.example/key \n".into()) } else { Err("missing".into()) }
+        })
+        .unwrap();
         assert_eq!(rt.confirmations, 12);
         assert_eq!(rt.settings.poll_interval, Duration::from_secs(6));
         assert_eq!(rt.endpoints[1].url, "https://b.example/key");

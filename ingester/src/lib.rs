@@ -69,10 +69,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Builds the block source of a runtime configuration.
-pub fn build_source(name: &str, rt: &NetworkRuntime, rpc_metrics: RpcMetrics) -> Result<Arc<dyn BlockSource>, String> {
+pub fn build_source(
+    name: &str,
+    rt: &NetworkRuntime,
+    rpc_metrics: RpcMetrics,
+) -> Result<Arc<dyn BlockSource>, String> {
     let pool = RpcPool::new(name, rt.endpoints.clone(), RetryPolicy::default(), rpc_metrics);
     match rt.chain {
-        ChainType::Evm => Ok(Arc::new(source::evm::EvmSource::new(pool, rt.confirmations, rt.finality, rt.chain_id))),
+        ChainType::Evm => {
+            Ok(Arc::new(source::evm::EvmSource::new(pool, rt.confirmations, rt.finality, rt.chain_id)))
+        }
         ChainType::Stellar => Ok(Arc::new(source::stellar::StellarSource::new(pool, rt.confirmations))),
         other => Err(format!("ingesting {other} networks is not supported yet (evm and stellar are)")),
     }
@@ -93,7 +99,12 @@ pub struct Components {
 
 /// Runs ingestion from the configuration channel until `shutdown`: a new configuration stops the
 /// running ingestion (draining it and saving the checkpoint) and starts it again with the new one.
-pub async fn supervise(name: String, mut config: watch::Receiver<Option<Result<NetworkRuntime, ConfigError>>>, c: Components, shutdown: CancellationToken) -> Result<(), pipeline::IngestError> {
+pub async fn supervise(
+    name: String,
+    mut config: watch::Receiver<Option<Result<NetworkRuntime, ConfigError>>>,
+    c: Components,
+    shutdown: CancellationToken,
+) -> Result<(), pipeline::IngestError> {
     loop {
         let current = config.borrow_and_update().clone();
         match current {
@@ -158,7 +169,11 @@ pub async fn supervise(name: String, mut config: watch::Receiver<Option<Result<N
 
 /// Reads a Secret key.
 async fn read_secret(api: &Api<Secret>, r: &SecretKeyRef) -> Result<String, String> {
-    let secret = api.get_opt(&r.name).await.map_err(|e| format!("reading Secret {}: {e}", r.name))?.ok_or_else(|| format!("Secret {} not found", r.name))?;
+    let secret = api
+        .get_opt(&r.name)
+        .await
+        .map_err(|e| format!("reading Secret {}: {e}", r.name))?
+        .ok_or_else(|| format!("Secret {} not found", r.name))?;
     let data = secret.data.unwrap_or_default();
     let bytes = data.get(&r.key).ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
     String::from_utf8(bytes.0.clone()).map_err(|_| format!("Secret {}/{} is not UTF-8", r.name, r.key))
@@ -170,7 +185,13 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
     let rpc_metrics = RpcMetrics::register(&mut registry);
     let metrics = IngesterMetrics::register(&mut registry);
     let ready = Readiness::default();
-    let (admin_addr, admin) = chainwatch_platform::admin::serve(args.admin.addr, Arc::new(registry), ready.clone(), shutdown.clone()).await?;
+    let (admin_addr, admin) = chainwatch_platform::admin::serve(
+        args.admin.addr,
+        Arc::new(registry),
+        ready.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(%admin_addr, network = %args.network, "ingester starting");
     let admin = tokio::spawn(admin);
 
@@ -191,7 +212,9 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
         let shutdown = shutdown.clone();
         let ready = ready.clone();
         async move {
-            let stream = watcher(networks, watcher::Config::default().fields(&format!("metadata.name={name}"))).applied_objects();
+            let stream =
+                watcher(networks, watcher::Config::default().fields(&format!("metadata.name={name}")))
+                    .applied_objects();
             futures::pin_mut!(stream);
             let mut topic_ensured = false;
             loop {
@@ -201,29 +224,38 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
                 };
                 match next {
                     None => return,
-                    Some(Err(e)) => tracing::warn!(network = %name, error = %e, "watching the Network failed; retrying"),
+                    Some(Err(e)) => {
+                        tracing::warn!(network = %name, error = %e, "watching the Network failed; retrying")
+                    }
                     Some(Ok(network)) => {
                         let mut resolved = std::collections::HashMap::new();
                         for r in network.spec.rpc.iter().filter_map(|e| e.url_secret_ref.as_ref()) {
                             resolved.insert((r.name.clone(), r.key.clone()), read_secret(&secrets, r).await);
                         }
-                        let lookup = |r: &SecretKeyRef| resolved.get(&(r.name.clone(), r.key.clone())).cloned().unwrap_or_else(|| Err("not read".into()));
+                        let lookup = |r: &SecretKeyRef| {
+                            resolved
+                                .get(&(r.name.clone(), r.key.clone()))
+                                .cloned()
+                                .unwrap_or_else(|| Err("not read".into()))
+                        };
                         let rt = config::runtime(&name, &network.spec, &lookup);
-                        if let Ok(rt) = &rt {
-                            if !topic_ensured {
-                                let spec = TopicSpec {
-                                    name: chainwatch_platform::bus::blocks_topic(&name),
-                                    partitions: rt.partitions,
-                                    replication_factor: rt.replication_factor,
-                                    retention_ms: rt.retention.map(|d| d.as_millis() as i64),
-                                    compact: false,
-                                };
-                                match kafka_admin.ensure_topic(&spec).await {
-                                    Ok(_) => {
-                                        topic_ensured = true;
-                                        ready.set(true);
-                                    }
-                                    Err(e) => tracing::warn!(network = %name, error = %e, "cannot reach Kafka to check the block topic"),
+                        if let Ok(rt) = &rt
+                            && !topic_ensured
+                        {
+                            let spec = TopicSpec {
+                                name: chainwatch_platform::bus::blocks_topic(&name),
+                                partitions: rt.partitions,
+                                replication_factor: rt.replication_factor,
+                                retention_ms: rt.retention.map(|d| d.as_millis() as i64),
+                                compact: false,
+                            };
+                            match kafka_admin.ensure_topic(&spec).await {
+                                Ok(_) => {
+                                    topic_ensured = true;
+                                    ready.set(true);
+                                }
+                                Err(e) => {
+                                    tracing::warn!(network = %name, error = %e, "cannot reach Kafka to check the block topic")
                                 }
                             }
                         }
@@ -234,7 +266,13 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
         }
     };
     let follow = tokio::spawn(follow);
-    let status_writer = tokio::spawn(status::write_status(networks, name.clone(), status_rx, args.status_interval, shutdown.clone()));
+    let status_writer = tokio::spawn(status::write_status(
+        networks,
+        name.clone(),
+        status_rx,
+        args.status_interval,
+        shutdown.clone(),
+    ));
 
     let components = Components {
         producer: producer.clone(),

@@ -41,9 +41,15 @@ impl Default for IngesterMetrics {
             head: Family::default(),
             last_published: Family::default(),
             published: Family::default(),
-            publish_latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 14))),
-            fetch_latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
-            block_bytes: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1024.0, 4.0, 10))),
+            publish_latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            }),
+            fetch_latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
+            block_bytes: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(1024.0, 4.0, 10))
+            }),
             fetch_errors: Family::default(),
             reorgs: Family::default(),
             reorg_depth: Family::default(),
@@ -57,12 +63,28 @@ impl IngesterMetrics {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("chainwatch_ingester");
         r.register("head_block", "Newest block number the RPC reported", m.head.clone());
-        r.register("last_published_block", "Newest block published to Kafka and acknowledged", m.last_published.clone());
+        r.register(
+            "last_published_block",
+            "Newest block published to Kafka and acknowledged",
+            m.last_published.clone(),
+        );
         r.register("blocks_published", "Blocks published and acknowledged", m.published.clone());
-        r.register("publish_duration_seconds", "Time from send to broker acknowledgement", m.publish_latency.clone());
-        r.register("fetch_duration_seconds", "Time to fetch a block with its receipts/events", m.fetch_latency.clone());
+        r.register(
+            "publish_duration_seconds",
+            "Time from send to broker acknowledgement",
+            m.publish_latency.clone(),
+        );
+        r.register(
+            "fetch_duration_seconds",
+            "Time to fetch a block with its receipts/events",
+            m.fetch_latency.clone(),
+        );
         r.register("block_record_bytes", "Encoded size of published block records", m.block_bytes.clone());
-        r.register("fetch_errors", "Failed block fetches by reason (they are retried)", m.fetch_errors.clone());
+        r.register(
+            "fetch_errors",
+            "Failed block fetches by reason (they are retried)",
+            m.fetch_errors.clone(),
+        );
         r.register("reorgs", "Reorgs detected by parent-hash continuity", m.reorgs.clone());
         r.register("last_reorg_depth", "Depth of the newest reorg", m.reorg_depth.clone());
         r.register("skipped_blocks", "Blocks skipped because of a numeric maxPastBlocks", m.skipped.clone());

@@ -142,7 +142,13 @@ impl Ingester {
             Some(cp) => {
                 tracing::info!(%network, last_published = cp.last_published, resume_at = cp.resume_at(), "resuming from the checkpoint");
                 let next = cp.resume_at();
-                State { recent: cp.recent.iter().cloned().collect(), cp, next, last_save: Instant::now(), dirty: false }
+                State {
+                    recent: cp.recent.iter().cloned().collect(),
+                    cp,
+                    next,
+                    last_save: Instant::now(),
+                    dirty: false,
+                }
             }
             None => {
                 let head = loop {
@@ -158,7 +164,12 @@ impl Ingester {
                 };
                 let next = self.settings.start.unwrap_or(head.target);
                 tracing::info!(%network, start = next, "no checkpoint: starting");
-                let cp = Checkpoint { version: 1, last_published: next.saturating_sub(1), recent: vec![], republish_from: None };
+                let cp = Checkpoint {
+                    version: 1,
+                    last_published: next.saturating_sub(1),
+                    recent: vec![],
+                    republish_from: None,
+                };
                 State { cp, recent: VecDeque::new(), next, last_save: Instant::now(), dirty: true }
             }
         };
@@ -210,7 +221,11 @@ impl Ingester {
                         Err(e) => tracing::debug!(%network, error = %e, "tip check failed"),
                     }
                 }
-                self.progress(true, "AtHead", &format!("waiting for block {} (head {})", st.next, head.latest));
+                self.progress(
+                    true,
+                    "AtHead",
+                    &format!("waiting for block {} (head {})", st.next, head.latest),
+                );
                 if sleep_or_stop(self.settings.poll_interval, &stop).await {
                     break;
                 }
@@ -329,13 +344,12 @@ impl Ingester {
                         Some((n, Ok(block), took)) => {
                             self.metrics.fetched(&network, took);
                             let id = block.id();
-                            if let Some(p) = &prev {
-                                if p.number + 1 == n && p.hash != id.parent_hash {
+                            if let Some(p) = &prev
+                                && p.number + 1 == n && p.hash != id.parent_hash {
                                     tracing::warn!(%network, block = n, expected_parent = %p.hash, parent = %id.parent_hash, "parent hash mismatch: reorg");
                                     outcome = Err(RangeError::Reorg(n));
                                     continue;
                                 }
-                            }
                             prev = Some(id.clone());
                             let record = BlockTopicRecord::Block(BlockRecord { network: network.clone(), block, published_at_ms: now_ms() });
                             let bytes = record.encode();
@@ -387,8 +401,16 @@ impl Ingester {
         replacement.reverse();
         let depth = replaced.len() as u64;
         tracing::warn!(%network, from = ancestor + 1, depth, "reorg: publishing a reorg record and the canonical blocks");
-        let record = BlockTopicRecord::Reorg(ReorgRecord { network: network.clone(), replaced, replacement, detected_at_ms: now_ms() });
-        self.producer.send(&self.topic(), &(ancestor + 1).to_string(), record.encode()).await.map_err(RangeError::Publish)?;
+        let record = BlockTopicRecord::Reorg(ReorgRecord {
+            network: network.clone(),
+            replaced,
+            replacement,
+            detected_at_ms: now_ms(),
+        });
+        self.producer
+            .send(&self.topic(), &(ancestor + 1).to_string(), record.encode())
+            .await
+            .map_err(RangeError::Publish)?;
         st.recent.retain(|b| b.number <= ancestor);
         st.cp.republish_from = Some(ancestor + 1);
         st.next = ancestor + 1;

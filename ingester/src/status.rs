@@ -69,7 +69,11 @@ fn condition(kind: &str, h: &Health, since: SystemTime) -> serde_json::Value {
 }
 
 /// The status patch (only the fields the ingester owns).
-pub fn status_patch(s: &IngestStatus, rpc_since: SystemTime, progress_since: SystemTime) -> serde_json::Value {
+pub fn status_patch(
+    s: &IngestStatus,
+    rpc_since: SystemTime,
+    progress_since: SystemTime,
+) -> serde_json::Value {
     let mut status = json!({
         "conditions": [condition(RPC_REACHABLE, &s.rpc, rpc_since), condition(PROGRESSING, &s.progressing, progress_since)],
     });
@@ -86,7 +90,8 @@ pub fn status_patch(s: &IngestStatus, rpc_since: SystemTime, progress_since: Sys
         status["lastBlockTime"] = json!(time(t));
     }
     if !s.skipped.is_empty() {
-        status["skippedRanges"] = json!(s.skipped.iter().map(|(f, t)| json!({"from": f, "to": t})).collect::<Vec<_>>());
+        status["skippedRanges"] =
+            json!(s.skipped.iter().map(|(f, t)| json!({"from": f, "to": t})).collect::<Vec<_>>());
     }
     if let Some((from, depth, at)) = s.last_reorg {
         status["lastReorg"] = json!({"fromBlock": from, "depth": depth, "time": time(at)});
@@ -96,14 +101,25 @@ pub fn status_patch(s: &IngestStatus, rpc_since: SystemTime, progress_since: Sys
 
 /// Patches the Network's status from the watch channel: at most every `interval`, and at once when
 /// a condition changes.
-pub async fn write_status(api: Api<Network>, name: String, mut rx: watch::Receiver<IngestStatus>, interval: Duration, stop: CancellationToken) {
+pub async fn write_status(
+    api: Api<Network>,
+    name: String,
+    mut rx: watch::Receiver<IngestStatus>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut last_sent: Option<IngestStatus> = None;
     let mut rpc_since = SystemTime::now();
     let mut progress_since = SystemTime::now();
     loop {
         let current = rx.borrow_and_update().clone();
-        let conditions_changed = last_sent.as_ref().is_none_or(|l| l.rpc.ok != current.rpc.ok || l.progressing.ok != current.progressing.ok || l.rpc.reason != current.rpc.reason || l.progressing.reason != current.progressing.reason);
+        let conditions_changed = last_sent.as_ref().is_none_or(|l| {
+            l.rpc.ok != current.rpc.ok
+                || l.progressing.ok != current.progressing.ok
+                || l.rpc.reason != current.rpc.reason
+                || l.progressing.reason != current.progressing.reason
+        });
         if last_sent.as_ref() != Some(&current) {
             if let Some(l) = &last_sent {
                 if l.rpc.ok != current.rpc.ok {
@@ -113,7 +129,14 @@ pub async fn write_status(api: Api<Network>, name: String, mut rx: watch::Receiv
                     progress_since = SystemTime::now();
                 }
             }
-            match api.patch_status(&name, &params, &Patch::Apply(status_patch(&current, rpc_since, progress_since))).await {
+            match api
+                .patch_status(
+                    &name,
+                    &params,
+                    &Patch::Apply(status_patch(&current, rpc_since, progress_since)),
+                )
+                .await
+            {
                 Ok(_) => last_sent = Some(current),
                 Err(e) => tracing::warn!(network = %name, error = %e, "status patch failed"),
             }

@@ -51,7 +51,10 @@ pub fn encode(registry: &Registry) -> String {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], encode(&s.registry))
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        encode(&s.registry),
+    )
 }
 
 async fn livez() -> &'static str {
@@ -82,6 +85,8 @@ pub async fn serve(
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .with_state(AppState { registry, ready, shutdown: shutdown.clone() });
-    let fut = async move { axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await };
+    let fut = async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    };
     Ok((local, fut))
 }

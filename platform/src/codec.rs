@@ -15,8 +15,8 @@
 //! 4–6×. Topic and client size limits (see `bus::kafka`) are set for 16 MiB records.
 //! The schema is documented in `docs/wire-format.md`.
 
-use chainwatch_core::block::{Block, BlockId};
 use chainwatch_core::MonitorMatch;
+use chainwatch_core::block::{Block, BlockId};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// Magic bytes at the start of every record.
@@ -54,7 +54,9 @@ impl Kind {
 pub enum CodecError {
     #[error("not a chainwatch record (bad magic bytes)")]
     BadMagic,
-    #[error("record schema v{found}.x is newer than this build understands (v{MAJOR}.{MINOR}): upgrade this component")]
+    #[error(
+        "record schema v{found}.x is newer than this build understands (v{MAJOR}.{MINOR}): upgrade this component"
+    )]
     NewerMajor { found: u8 },
     #[error("record is a {found:?}, expected a {expected:?}")]
     WrongKind { found: Option<Kind>, expected: Kind },
@@ -167,7 +169,8 @@ fn decode_json<T: DeserializeOwned>(bytes: &[u8], expected: Kind) -> Result<T, C
             let mut dec = lz4_flex::frame::FrameDecoder::new(body);
             let mut out = Vec::new();
             let mut limited = std::io::Read::take(&mut dec, MAX_DECODED as u64 + 1);
-            std::io::Read::read_to_end(&mut limited, &mut out).map_err(|e| CodecError::Decompress(e.to_string()))?;
+            std::io::Read::read_to_end(&mut limited, &mut out)
+                .map_err(|e| CodecError::Decompress(e.to_string()))?;
             if out.len() > MAX_DECODED {
                 return Err(CodecError::Decompress(format!("record larger than {MAX_DECODED} bytes")));
             }
@@ -216,13 +219,16 @@ impl DeadLetterRecord {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chainwatch_core::block::{StellarLedger};
+    use chainwatch_core::block::StellarLedger;
 
     fn ledger() -> BlockTopicRecord {
         BlockTopicRecord::Block(BlockRecord {

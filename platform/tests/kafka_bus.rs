@@ -11,7 +11,19 @@ async fn large_records_round_trip_and_positions_only_pass_processed_records() {
     let args = KafkaArgs::new(kafka_bootstrap());
     let topic = unique("cw-test-bus");
     let admin = args.admin().unwrap();
-    assert_eq!(admin.ensure_topic(&TopicSpec { name: topic.clone(), partitions: 1, replication_factor: None, retention_ms: Some(3_600_000), compact: false }).await.unwrap(), 1);
+    assert_eq!(
+        admin
+            .ensure_topic(&TopicSpec {
+                name: topic.clone(),
+                partitions: 1,
+                replication_factor: None,
+                retention_ms: Some(3_600_000),
+                compact: false
+            })
+            .await
+            .unwrap(),
+        1
+    );
     let producer = args.producer().unwrap();
     // a 2 MiB record: a large block with receipts must fit
     let big: Vec<u8> = (0..2 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
@@ -21,7 +33,10 @@ async fn large_records_round_trip_and_positions_only_pass_processed_records() {
     }
     let group = unique("cw-test-group");
     let consumer = args.consumer(&group, &[&topic]).unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("a record within 30 s").unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("a record within 30 s")
+        .unwrap();
     assert_eq!(first.payload, big);
     let mut rest = Vec::new();
     for _ in 1..5 {
@@ -45,7 +60,13 @@ async fn topics_grow_but_never_shrink() {
     let args = KafkaArgs::new(kafka_bootstrap());
     let admin = args.admin().unwrap();
     let name = unique("cw-test-admin");
-    let spec = |partitions| TopicSpec { name: name.clone(), partitions, replication_factor: None, retention_ms: None, compact: false };
+    let spec = |partitions| TopicSpec {
+        name: name.clone(),
+        partitions,
+        replication_factor: None,
+        retention_ms: None,
+        compact: false,
+    };
     assert_eq!(admin.ensure_topic(&spec(2)).await.unwrap(), 2);
     assert_eq!(admin.partitions(&name).unwrap(), Some(2));
     assert_eq!(admin.ensure_topic(&spec(4)).await.unwrap(), 4);

@@ -67,7 +67,14 @@ impl FilterStage {
         tracing::info!(network = %self.network, "filter stage stopped");
     }
 
-    async fn dead_letter(&self, msg: &Message, reason: &str, detail: String, payload: serde_json::Value, attempts: u32) {
+    async fn dead_letter(
+        &self,
+        msg: &Message,
+        reason: &str,
+        detail: String,
+        payload: serde_json::Value,
+        attempts: u32,
+    ) {
         self.metrics.dead_letter("filter", reason);
         tracing::error!(network = %self.network, source = %msg.source(), %reason, %detail, "dead-lettering a block");
         let record = DeadLetterRecord {
@@ -124,7 +131,8 @@ impl FilterStage {
                 return;
             };
             let started = Instant::now();
-            let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| index.match_block(&block.block)));
+            let evaluated =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| index.match_block(&block.block)));
             let (matches, stats) = match evaluated {
                 Ok(r) => r,
                 Err(panic) => {
@@ -135,7 +143,11 @@ impl FilterStage {
             self.metrics.block(&self.network, started.elapsed(), &stats);
             let sends = matches.into_iter().map(|m| {
                 let key = m.monitor.key.to_string();
-                let record = MatchRecord { matched: m, block_published_at_ms: block.published_at_ms, produced_at_ms: now_ms() };
+                let record = MatchRecord {
+                    matched: m,
+                    block_published_at_ms: block.published_at_ms,
+                    produced_at_ms: now_ms(),
+                };
                 let producer = self.producer.clone();
                 async move { producer.send(MATCHES_TOPIC, &key, record.encode()).await }
             });
@@ -148,11 +160,22 @@ impl FilterStage {
                 }
             }
         }
-        let reason = if last_error.starts_with("evaluation") { "evaluation_failed" } else { "produce_failed" };
-        self.dead_letter(msg, reason, last_error, json!({"block": number, "hash": block.block.id().hash}), self.attempts).await;
+        let reason =
+            if last_error.starts_with("evaluation") { "evaluation_failed" } else { "produce_failed" };
+        self.dead_letter(
+            msg,
+            reason,
+            last_error,
+            json!({"block": number, "hash": block.block.id().hash}),
+            self.attempts,
+        )
+        .await;
     }
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown".into())
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chainwatch_platform::bus::kafka::{KafkaArgs, KafkaConsumer, TopicSpec};
-use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group};
+use chainwatch_platform::bus::{
+    Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group,
+};
 use chainwatch_platform::{AdminArgs, Readiness};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -73,7 +75,13 @@ pub struct WorkerArgs {
 
 impl WorkerArgs {
     pub fn script_runner(&self) -> ScriptRunner {
-        ScriptRunner { limits: ScriptLimits { cpu_seconds: self.script_cpu_seconds, memory_bytes: self.script_memory_mib << 20, ..Default::default() } }
+        ScriptRunner {
+            limits: ScriptLimits {
+                cpu_seconds: self.script_cpu_seconds,
+                memory_bytes: self.script_memory_mib << 20,
+                ..Default::default()
+            },
+        }
     }
 
     pub fn destination_policy(&self) -> DestinationPolicy {
@@ -95,9 +103,27 @@ pub enum RunError {
 /// Topics the worker writes to; created if missing.
 pub fn worker_topics() -> Vec<TopicSpec> {
     vec![
-        TopicSpec { name: MATCHES_TOPIC.into(), partitions: 12, replication_factor: None, retention_ms: Some(7 * 24 * 3600 * 1000), compact: false },
-        TopicSpec { name: DEADLETTER_TOPIC.into(), partitions: 3, replication_factor: None, retention_ms: Some(30 * 24 * 3600 * 1000), compact: false },
-        TopicSpec { name: DELIVERED_TOPIC.into(), partitions: 6, replication_factor: None, retention_ms: Some(7 * 24 * 3600 * 1000), compact: true },
+        TopicSpec {
+            name: MATCHES_TOPIC.into(),
+            partitions: 12,
+            replication_factor: None,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            compact: false,
+        },
+        TopicSpec {
+            name: DEADLETTER_TOPIC.into(),
+            partitions: 3,
+            replication_factor: None,
+            retention_ms: Some(30 * 24 * 3600 * 1000),
+            compact: false,
+        },
+        TopicSpec {
+            name: DELIVERED_TOPIC.into(),
+            partitions: 6,
+            replication_factor: None,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            compact: true,
+        },
     ]
 }
 
@@ -107,8 +133,11 @@ async fn wait_synced(metrics: &WorkerMetrics, stop: &CancellationToken) {
         if stop.is_cancelled() {
             return;
         }
-        if started.elapsed() > Duration::from_secs(30) && started.elapsed().as_secs() % 30 == 0 {
-            tracing::warn!(synced = metrics.synced_kinds(), "still waiting for the first list of every watched kind");
+        if started.elapsed() > Duration::from_secs(30) && started.elapsed().as_secs().is_multiple_of(30) {
+            tracing::warn!(
+                synced = metrics.synced_kinds(),
+                "still waiting for the first list of every watched kind"
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -119,7 +148,13 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
     let mut registry = Registry::default();
     let metrics = WorkerMetrics::register(&mut registry);
     let ready = Readiness::default();
-    let (admin_addr, admin) = chainwatch_platform::admin::serve(args.admin.addr, Arc::new(registry), ready.clone(), shutdown.clone()).await?;
+    let (admin_addr, admin) = chainwatch_platform::admin::serve(
+        args.admin.addr,
+        Arc::new(registry),
+        ready.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(%admin_addr, network = ?args.network, notify = args.notify, "worker starting");
     let admin = tokio::spawn(admin);
 
@@ -131,7 +166,8 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
         let stop = background.clone();
         async move { store.run(stop).await }
     });
-    let feed = tokio::spawn(config::kube::feed(client.clone(), store.clone(), metrics.clone(), background.clone()));
+    let feed =
+        tokio::spawn(config::kube::feed(client.clone(), store.clone(), metrics.clone(), background.clone()));
     let config_metrics = tokio::spawn({
         let mut rx = store.subscribe();
         let metrics = metrics.clone();
@@ -179,7 +215,9 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
     let status = Arc::new(status::KubeStatus::new(client.clone()));
     if args.notify {
         let delivered = DeliveredLog::new(producer.clone());
-        let delivered_consumer: Arc<dyn Consumer> = Arc::new(args.kafka.consumer(&format!("chainwatch-delivered-{}", uuid_like()), &[DELIVERED_TOPIC])?);
+        let delivered_consumer: Arc<dyn Consumer> = Arc::new(
+            args.kafka.consumer(&format!("chainwatch-delivered-{}", uuid_like()), &[DELIVERED_TOPIC])?,
+        );
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel();
         tasks.spawn({
             let delivered = delivered.clone();

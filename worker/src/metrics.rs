@@ -106,25 +106,73 @@ impl WorkerMetrics {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("chainwatch_worker");
         r.register("monitors", "Admitted, unpaused monitors evaluated per network", m.monitors.clone());
-        r.register("monitors_rejected", "Monitors left out (not admitted or not compiling)", m.rejected.clone());
-        r.register("config_version", "Version of the configuration snapshot in use", m.config_version.clone());
-        r.register("malformed_objects", "Objects skipped because they do not decode", m.malformed_objects.clone());
+        r.register(
+            "monitors_rejected",
+            "Monitors left out (not admitted or not compiling)",
+            m.rejected.clone(),
+        );
+        r.register(
+            "config_version",
+            "Version of the configuration snapshot in use",
+            m.config_version.clone(),
+        );
+        r.register(
+            "malformed_objects",
+            "Objects skipped because they do not decode",
+            m.malformed_objects.clone(),
+        );
         r.register("watch_errors", "Watch failures by kind (retried)", m.watch_errors.clone());
         r.register("blocks_evaluated", "Blocks evaluated by the filter stage", m.blocks.clone());
         r.register("matches", "Matches produced", m.matches.clone());
-        r.register("evaluation_duration_seconds", "Time to evaluate every monitor on a block", m.evaluation.clone());
-        r.register("expression_errors", "Expressions that failed at run time (the condition did not match)", m.eval_errors.clone());
+        r.register(
+            "evaluation_duration_seconds",
+            "Time to evaluate every monitor on a block",
+            m.evaluation.clone(),
+        );
+        r.register(
+            "expression_errors",
+            "Expressions that failed at run time (the condition did not match)",
+            m.eval_errors.clone(),
+        );
         r.register("decode_errors", "Calls, logs and XDR that did not decode", m.decode_errors.clone());
         r.register("reorg_records", "Reorg records received", m.reorgs.clone());
-        r.register("dead_letters", "Records sent to the dead-letter topic, by stage and reason", m.dead_letters.clone());
+        r.register(
+            "dead_letters",
+            "Records sent to the dead-letter topic, by stage and reason",
+            m.dead_letters.clone(),
+        );
         r.register("deliveries", "Notification deliveries by channel and outcome", m.deliveries.clone());
         r.register("delivery_retries", "Delivery attempts after the first", m.retries.clone());
-        r.register("delivery_duration_seconds", "Time of a successful delivery, retries included", m.delivery_latency.clone());
-        r.register("block_to_notification_seconds", "Time from block publication to delivered notification", m.end_to_end.clone());
-        r.register("throttled", "Notifications not sent because of a throttle (trigger) or a tenant limit", m.throttled.clone());
-        r.register("duplicates_suppressed", "Notifications not sent again because their idempotency key was delivered", m.duplicates.clone());
-        r.register("trigger_condition_drops", "Matches dropped by a trigger-condition script", m.condition_drops.clone());
-        r.register("consumer_lag", "Records not yet consumed by the group, on this worker's partitions", m.lag.clone());
+        r.register(
+            "delivery_duration_seconds",
+            "Time of a successful delivery, retries included",
+            m.delivery_latency.clone(),
+        );
+        r.register(
+            "block_to_notification_seconds",
+            "Time from block publication to delivered notification",
+            m.end_to_end.clone(),
+        );
+        r.register(
+            "throttled",
+            "Notifications not sent because of a throttle (trigger) or a tenant limit",
+            m.throttled.clone(),
+        );
+        r.register(
+            "duplicates_suppressed",
+            "Notifications not sent again because their idempotency key was delivered",
+            m.duplicates.clone(),
+        );
+        r.register(
+            "trigger_condition_drops",
+            "Matches dropped by a trigger-condition script",
+            m.condition_drops.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Records not yet consumed by the group, on this worker's partitions",
+            m.lag.clone(),
+        );
         m
     }
 

@@ -15,8 +15,8 @@ use chainwatch_core::MonitorMatch;
 use chainwatch_core::monitor::MonitorKey;
 use chainwatch_crds::{Monitor, Trigger};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -68,7 +68,10 @@ pub struct KubeStatus {
 }
 
 fn time(ms: u64) -> Time {
-    Time(k8s_openapi::jiff::Timestamp::from_millisecond(ms as i64).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+    Time(
+        k8s_openapi::jiff::Timestamp::from_millisecond(ms as i64)
+            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    )
 }
 
 impl KubeStatus {
@@ -136,14 +139,17 @@ impl KubeStatus {
                 status["lastMatchTime"] = json!(time(*at));
                 status["lastMatch"] = json!({"network": network, "block": block, "transaction": tx});
             }
-            let patch = json!({"metadata": {"resourceVersion": current.metadata.resource_version}, "status": status});
+            let patch =
+                json!({"metadata": {"resourceVersion": current.metadata.resource_version}, "status": status});
             match api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(e)) if e.code == 409 => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(kube::Error::Api(kube::core::Status::failure("too many conflicts", "Conflict").with_code(409).boxed()))
+        Err(kube::Error::Api(
+            kube::core::Status::failure("too many conflicts", "Conflict").with_code(409).boxed(),
+        ))
     }
 
     async fn flush_trigger(&self, ns: &str, name: &str, delta: &TriggerDelta) -> Result<(), kube::Error> {
@@ -162,7 +168,8 @@ impl KubeStatus {
                 status["lastError"] = json!(err.chars().take(1024).collect::<String>());
                 status["lastErrorTime"] = json!(time(*ms));
             }
-            let patch = json!({"metadata": {"resourceVersion": current.metadata.resource_version}, "status": status});
+            let patch =
+                json!({"metadata": {"resourceVersion": current.metadata.resource_version}, "status": status});
             match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => break,
                 Err(kube::Error::Api(e)) if e.code == 409 => continue,
@@ -182,13 +189,21 @@ impl KubeStatus {
                 let (reason, message) = if ok {
                     ("Delivered", "the newest notification was delivered".to_string())
                 } else {
-                    ("DeadLettered", delta.last_error.as_ref().map(|(e, _)| e.chars().take(512).collect()).unwrap_or_default())
+                    (
+                        "DeadLettered",
+                        delta
+                            .last_error
+                            .as_ref()
+                            .map(|(e, _)| e.chars().take(512).collect())
+                            .unwrap_or_default(),
+                    )
                 };
                 let patch = json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "status": {"conditions": [{
                     "type": "Delivering", "status": if ok { "True" } else { "False" }, "reason": reason, "message": message,
                     "lastTransitionTime": time(chainwatch_platform::codec::now_ms()),
                 }]}});
-                api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+                api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+                    .await?;
                 self.lock().delivering.insert(key, ok);
             }
         }
@@ -203,7 +218,12 @@ impl StatusSink for KubeStatus {
         d.matches += 1;
         let newer = d.last.as_ref().is_none_or(|(_, _, b, _)| m.block.number >= *b);
         if newer {
-            d.last = Some((chainwatch_platform::codec::now_ms(), m.network.clone(), m.block.number, m.transaction_hash()));
+            d.last = Some((
+                chainwatch_platform::codec::now_ms(),
+                m.network.clone(),
+                m.block.number,
+                m.transaction_hash(),
+            ));
         }
     }
 

@@ -17,7 +17,11 @@ pub struct RpcShapeError {
     pub message: String,
 }
 
-pub(crate) fn shape(what: &'static str, field: impl Into<String>, message: impl Into<String>) -> RpcShapeError {
+pub(crate) fn shape(
+    what: &'static str,
+    field: impl Into<String>,
+    message: impl Into<String>,
+) -> RpcShapeError {
     RpcShapeError { what, field: field.into(), message: message.into() }
 }
 

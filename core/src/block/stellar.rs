@@ -67,13 +67,19 @@ use stellar_xdr::{LedgerHeaderHistoryEntry, Limits, ReadXdr};
 use super::{RpcShapeError, shape};
 
 fn str_at<'a>(v: &'a Value, what: &'static str, at: &str, key: &str) -> Result<&'a str, RpcShapeError> {
-    v.get(key).and_then(Value::as_str).ok_or_else(|| shape(what, format!("{at}{key}"), "is missing or not a string"))
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| shape(what, format!("{at}{key}"), "is missing or not a string"))
 }
 
 fn u64_at(v: &Value, what: &'static str, at: &str, key: &str) -> Result<u64, RpcShapeError> {
     match v.get(key) {
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| shape(what, format!("{at}{key}"), "is not a non-negative integer")),
-        Some(Value::String(s)) => s.parse().map_err(|_| shape(what, format!("{at}{key}"), format!("is not a number: {s:?}"))),
+        Some(Value::Number(n)) => {
+            n.as_u64().ok_or_else(|| shape(what, format!("{at}{key}"), "is not a non-negative integer"))
+        }
+        Some(Value::String(s)) => {
+            s.parse().map_err(|_| shape(what, format!("{at}{key}"), format!("is not a number: {s:?}")))
+        }
         _ => Err(shape(what, format!("{at}{key}"), "is missing")),
     }
 }
@@ -92,7 +98,11 @@ impl StellarLedger {
             let at = format!("transactions[{i}].");
             let tx_ledger = u64_at(t, "transaction", &at, "ledger")?;
             if tx_ledger != u64::from(sequence) {
-                return Err(shape("transaction", format!("{at}ledger"), format!("is {tx_ledger}, not {sequence}")));
+                return Err(shape(
+                    "transaction",
+                    format!("{at}ledger"),
+                    format!("is {tx_ledger}, not {sequence}"),
+                ));
             }
             txs.push(StellarTransaction {
                 hash: str_at(t, "transaction", &at, "txHash")?.to_string(),
@@ -113,7 +123,11 @@ impl StellarLedger {
                 .and_then(Value::as_array)
                 .ok_or_else(|| shape("event", format!("{at}topic"), "is missing"))?
                 .iter()
-                .map(|t| t.as_str().map(str::to_string).ok_or_else(|| shape("event", format!("{at}topic"), "has a non-string entry")))
+                .map(|t| {
+                    t.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| shape("event", format!("{at}topic"), "has a non-string entry"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             evs.push(StellarEvent {
                 event_type: str_at(e, "event", &at, "type")?.to_string(),
@@ -122,7 +136,10 @@ impl StellarLedger {
                 tx_hash: e.get("txHash").and_then(Value::as_str).unwrap_or_default().to_string(),
                 topics,
                 value: str_at(e, "event", &at, "value")?.to_string(),
-                in_successful_contract_call: e.get("inSuccessfulContractCall").and_then(Value::as_bool).unwrap_or(true),
+                in_successful_contract_call: e
+                    .get("inSuccessfulContractCall")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
             });
         }
         evs.sort_by(|a, b| a.id.cmp(&b.id));

@@ -120,7 +120,10 @@ impl Anvil {
                 return Ok(r);
             }
             if Instant::now() > deadline {
-                return Err(DevnetError::Rpc { method: "eth_getTransactionReceipt".into(), message: format!("{hash} not mined") });
+                return Err(DevnetError::Rpc {
+                    method: "eth_getTransactionReceipt".into(),
+                    message: format!("{hash} not mined"),
+                });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -132,14 +135,15 @@ impl Anvil {
         let hash = self.send(from, None, data).await?;
         self.mine_if_manual().await?;
         let receipt = self.receipt(&hash).await?;
-        receipt["contractAddress"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| DevnetError::Rpc { method: "deploy".into(), message: format!("no contract address in {receipt}") })
+        receipt["contractAddress"].as_str().and_then(|a| a.parse().ok()).ok_or_else(|| DevnetError::Rpc {
+            method: "deploy".into(),
+            message: format!("no contract address in {receipt}"),
+        })
     }
 
     async fn mine_if_manual(&self) -> Result<(), DevnetError> {
-        let auto = self.rpc("anvil_getAutomine", json!([])).await.ok().and_then(|v| v.as_bool()).unwrap_or(true);
+        let auto =
+            self.rpc("anvil_getAutomine", json!([])).await.ok().and_then(|v| v.as_bool()).unwrap_or(true);
         if !auto {
             self.mine(1).await?;
         }
@@ -147,14 +151,31 @@ impl Anvil {
     }
 
     /// Sends `token.transfer(to, value)` from `from` (not mined when automine is off).
-    pub async fn transfer(&self, token: Address, from: Address, to: Address, value: U256) -> Result<String, DevnetError> {
-        let data = format!("0xa9059cbb{:0>64}{}", hex::encode(to.as_slice()), hex::encode(value.to_be_bytes::<32>()));
+    pub async fn transfer(
+        &self,
+        token: Address,
+        from: Address,
+        to: Address,
+        value: U256,
+    ) -> Result<String, DevnetError> {
+        let data = format!(
+            "0xa9059cbb{:0>64}{}",
+            hex::encode(to.as_slice()),
+            hex::encode(value.to_be_bytes::<32>())
+        );
         self.send(from, Some(token), data).await
     }
 
     /// Makes `blocks` blocks holding `per_block` token transfers each (automine is switched off
     /// meanwhile).
-    pub async fn transfer_blocks(&self, token: Address, from: Address, to: Address, blocks: u64, per_block: u64) -> Result<(), DevnetError> {
+    pub async fn transfer_blocks(
+        &self,
+        token: Address,
+        from: Address,
+        to: Address,
+        blocks: u64,
+        per_block: u64,
+    ) -> Result<(), DevnetError> {
         self.set_automine(false).await?;
         for b in 0..blocks {
             for i in 0..per_block {

@@ -61,24 +61,38 @@ impl RpcMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("chainwatch_rpc");
-        r.register("requests", "JSON-RPC HTTP requests sent, by endpoint and method (batch for batches)", m.requests.clone());
+        r.register(
+            "requests",
+            "JSON-RPC HTTP requests sent, by endpoint and method (batch for batches)",
+            m.requests.clone(),
+        );
         r.register("errors", "Failed JSON-RPC requests by endpoint and error class", m.errors.clone());
         r.register("request_duration_seconds", "JSON-RPC request latency by endpoint", m.latency.clone());
-        r.register("rotations", "Retries that moved to another endpoint, by the error class that caused it", m.rotations.clone());
+        r.register(
+            "rotations",
+            "Retries that moved to another endpoint, by the error class that caused it",
+            m.rotations.clone(),
+        );
         r.register("rate_limited", "HTTP 429 answers by endpoint", m.rate_limited.clone());
         m
     }
 
     pub fn request(&self, network: &str, endpoint: &str, method: &str) {
-        self.requests.get_or_create(&Req { network: network.into(), endpoint: endpoint.into(), method: method.into() }).inc();
+        self.requests
+            .get_or_create(&Req { network: network.into(), endpoint: endpoint.into(), method: method.into() })
+            .inc();
     }
 
     pub fn error(&self, network: &str, endpoint: &str, class: &str) {
-        self.errors.get_or_create(&Err { network: network.into(), endpoint: endpoint.into(), class: class.into() }).inc();
+        self.errors
+            .get_or_create(&Err { network: network.into(), endpoint: endpoint.into(), class: class.into() })
+            .inc();
     }
 
     pub fn latency(&self, network: &str, endpoint: &str, d: Duration) {
-        self.latency.get_or_create(&Ep { network: network.into(), endpoint: endpoint.into() }).observe(d.as_secs_f64());
+        self.latency
+            .get_or_create(&Ep { network: network.into(), endpoint: endpoint.into() })
+            .observe(d.as_secs_f64());
     }
 
     pub fn rotation(&self, network: &str, reason: &str) {
@@ -93,10 +107,28 @@ impl RpcMetrics {
     pub fn requests_to(&self, network: &str, endpoint: &str) -> u64 {
         // Family has no iteration API; callers use the registry text. This helper covers the
         // methods the ingester sends.
-        ["batch", "eth_blockNumber", "eth_getBlockByNumber", "eth_getBlockReceipts", "eth_getTransactionReceipt", "eth_chainId",
-         "getLatestLedger", "getLedgers", "getTransactions", "getEvents"]
-            .iter()
-            .map(|m| self.requests.get_or_create(&Req { network: network.into(), endpoint: endpoint.into(), method: (*m).into() }).get())
-            .sum()
+        [
+            "batch",
+            "eth_blockNumber",
+            "eth_getBlockByNumber",
+            "eth_getBlockReceipts",
+            "eth_getTransactionReceipt",
+            "eth_chainId",
+            "getLatestLedger",
+            "getLedgers",
+            "getTransactions",
+            "getEvents",
+        ]
+        .iter()
+        .map(|m| {
+            self.requests
+                .get_or_create(&Req {
+                    network: network.into(),
+                    endpoint: endpoint.into(),
+                    method: (*m).into(),
+                })
+                .get()
+        })
+        .sum()
     }
 }

@@ -153,7 +153,12 @@ pub fn endpoint_label(url: &str) -> String {
 }
 
 impl RpcPool {
-    pub fn new(network: &str, endpoints: Vec<EndpointConfig>, retry: RetryPolicy, metrics: RpcMetrics) -> Self {
+    pub fn new(
+        network: &str,
+        endpoints: Vec<EndpointConfig>,
+        retry: RetryPolicy,
+        metrics: RpcMetrics,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -194,11 +199,14 @@ impl RpcPool {
     fn pick(&self, avoid: &[usize]) -> Option<usize> {
         let now = Instant::now();
         let eps = &self.inner.endpoints;
-        let candidates: Vec<usize> = (0..eps.len()).filter(|&i| eps[i].config.weight > 0 && eps[i].breaker.available(now)).collect();
+        let candidates: Vec<usize> =
+            (0..eps.len()).filter(|&i| eps[i].config.weight > 0 && eps[i].breaker.available(now)).collect();
         let preferred: Vec<usize> = candidates.iter().copied().filter(|i| !avoid.contains(i)).collect();
         let pool = if preferred.is_empty() { candidates } else { preferred };
         if pool.is_empty() {
-            return (0..eps.len()).filter(|&i| eps[i].config.weight > 0).min_by_key(|&i| eps[i].breaker.reopens_at());
+            return (0..eps.len())
+                .filter(|&i| eps[i].config.weight > 0)
+                .min_by_key(|&i| eps[i].breaker.reopens_at());
         }
         let total: u64 = pool.iter().map(|&i| u64::from(eps[i].config.weight)).sum();
         let mut draw = rand::rng().random_range(0..total);
@@ -236,11 +244,11 @@ impl RpcPool {
         let mut last_err = None;
         for attempt in 0..max_attempts {
             let Some(i) = self.pick(&tried) else { return Err(RpcError::NoEndpoints) };
-            if let Some(prev) = tried.last() {
-                if *prev != i {
-                    let reason = last_err.as_ref().map_or("unknown", RpcError::class);
-                    inner.metrics.rotation(&inner.network, reason);
-                }
+            if let Some(prev) = tried.last()
+                && *prev != i
+            {
+                let reason = last_err.as_ref().map_or("unknown", RpcError::class);
+                inner.metrics.rotation(&inner.network, reason);
             }
             match self.send(i, &calls).await {
                 Ok(results) => {
@@ -276,7 +284,15 @@ impl RpcPool {
         let body: Value = if calls.len() == 1 {
             json!({"jsonrpc": "2.0", "id": 0, "method": calls[0].method, "params": calls[0].params})
         } else {
-            Value::Array(calls.iter().enumerate().map(|(id, c)| json!({"jsonrpc": "2.0", "id": id, "method": c.method, "params": c.params})).collect())
+            Value::Array(
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(
+                        |(id, c)| json!({"jsonrpc": "2.0", "id": id, "method": c.method, "params": c.params}),
+                    )
+                    .collect(),
+            )
         };
         let method = if calls.len() == 1 { calls[0].method } else { "batch" };
         inner.metrics.request(&inner.network, &ep.label, method);
@@ -301,8 +317,10 @@ impl RpcPool {
                     RpcError::Connect { endpoint: label(), message: e.to_string() }
                 }
             })?;
-            let value: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| RpcError::Malformed { endpoint: label(), message: format!("not JSON ({e}): {}", preview(&bytes)) })?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| RpcError::Malformed {
+                endpoint: label(),
+                message: format!("not JSON ({e}): {}", preview(&bytes)),
+            })?;
             let envelopes: Vec<Value> = match (calls.len(), value) {
                 (1, Value::Array(mut a)) if a.len() == 1 => vec![a.remove(0)],
                 (1, v @ Value::Object(_)) => vec![v],
@@ -311,7 +329,13 @@ impl RpcPool {
                     a
                 }
                 (n, other) => {
-                    return Err(RpcError::Malformed { endpoint: label(), message: format!("expected {n} responses, got {}", preview(other.to_string().as_bytes())) });
+                    return Err(RpcError::Malformed {
+                        endpoint: label(),
+                        message: format!(
+                            "expected {n} responses, got {}",
+                            preview(other.to_string().as_bytes())
+                        ),
+                    });
                 }
             };
             envelopes
@@ -326,8 +350,16 @@ impl RpcPool {
                         });
                     }
                     match env.get("result") {
-                        None => Err(RpcError::Malformed { endpoint: label(), message: format!("neither result nor error: {}", preview(env.to_string().as_bytes())) }),
-                        Some(Value::Null) if !call.allow_null => Err(RpcError::NullResult { endpoint: label(), method: call.method.to_string() }),
+                        None => Err(RpcError::Malformed {
+                            endpoint: label(),
+                            message: format!(
+                                "neither result nor error: {}",
+                                preview(env.to_string().as_bytes())
+                            ),
+                        }),
+                        Some(Value::Null) if !call.allow_null => {
+                            Err(RpcError::NullResult { endpoint: label(), method: call.method.to_string() })
+                        }
                         Some(v) => Ok(v.clone()),
                     }
                 })

@@ -67,7 +67,10 @@ impl BlockSource for EvmSource {
     async fn block(&self, n: u64) -> Result<Block, SourceError> {
         let number = format!("{n:#x}");
         let (block, receipts) = if self.block_receipts.load(Ordering::Relaxed) {
-            let calls = vec![Call::new("eth_getBlockByNumber", json!([number, true])), Call::new("eth_getBlockReceipts", json!([number]))];
+            let calls = vec![
+                Call::new("eth_getBlockByNumber", json!([number, true])),
+                Call::new("eth_getBlockReceipts", json!([number])),
+            ];
             match self.rpc.batch(calls).await {
                 Ok(mut r) => {
                     let receipts = r.pop().expect("two results");
@@ -88,16 +91,24 @@ impl BlockSource for EvmSource {
             (block, receipts)
         };
         let receipts = receipts.as_array().cloned().unwrap_or_default();
-        let parsed = EvmBlock::from_rpc(&block, &receipts).map_err(|source| SourceError::Malformed { number: n, source })?;
+        let parsed = EvmBlock::from_rpc(&block, &receipts)
+            .map_err(|source| SourceError::Malformed { number: n, source })?;
         if parsed.number != n {
-            return Err(SourceError::Other(format!("asked for block {n}, the endpoint answered block {}", parsed.number)));
+            return Err(SourceError::Other(format!(
+                "asked for block {n}, the endpoint answered block {}",
+                parsed.number
+            )));
         }
         Ok(Block::Evm(parsed))
     }
 
     async fn block_id(&self, n: u64) -> Result<BlockId, SourceError> {
         let b = self.rpc.call("eth_getBlockByNumber", json!([format!("{n:#x}"), false])).await?;
-        let field = |k: &str| b[k].as_str().map(str::to_lowercase).ok_or_else(|| SourceError::Other(format!("block {n} has no {k}")));
+        let field = |k: &str| {
+            b[k].as_str()
+                .map(str::to_lowercase)
+                .ok_or_else(|| SourceError::Other(format!("block {n} has no {k}")))
+        };
         Ok(BlockId { number: n, hash: field("hash")?, parent_hash: field("parentHash")? })
     }
 

@@ -24,7 +24,9 @@ pub enum SourceError {
     Rpc(#[from] RpcError),
     #[error("block {number}: {source}")]
     Malformed { number: u64, source: RpcShapeError },
-    #[error("block {number} is outside the RPC's retention window ({message}); set startBlock or backfill within it")]
+    #[error(
+        "block {number} is outside the RPC's retention window ({message}); set startBlock or backfill within it"
+    )]
     OutsideRetention { number: u64, message: String },
     #[error("the endpoint serves chain id {found}, the Network says {expected}")]
     WrongChain { expected: u64, found: u64 },

@@ -23,17 +23,29 @@ impl StellarSource {
     }
 
     fn map_err(n: u64, e: RpcError) -> SourceError {
-        let retention = e.jsonrpc_code() == Some(-32600) && e.jsonrpc_message().is_some_and(|m| m.contains("ledger range"));
+        let retention = e.jsonrpc_code() == Some(-32600)
+            && e.jsonrpc_message().is_some_and(|m| m.contains("ledger range"));
         if retention {
-            SourceError::OutsideRetention { number: n, message: e.jsonrpc_message().unwrap_or_default().to_string() }
+            SourceError::OutsideRetention {
+                number: n,
+                message: e.jsonrpc_message().unwrap_or_default().to_string(),
+            }
         } else {
             SourceError::Rpc(e)
         }
     }
 
     async fn ledger_entry(&self, n: u64) -> Result<Value, SourceError> {
-        let r = self.rpc.call("getLedgers", json!({"startLedger": n, "pagination": {"limit": 1}})).await.map_err(|e| Self::map_err(n, e))?;
-        let ledger = r["ledgers"].as_array().and_then(|l| l.first()).cloned().ok_or_else(|| SourceError::Other(format!("getLedgers returned no ledger {n}")))?;
+        let r = self
+            .rpc
+            .call("getLedgers", json!({"startLedger": n, "pagination": {"limit": 1}}))
+            .await
+            .map_err(|e| Self::map_err(n, e))?;
+        let ledger = r["ledgers"]
+            .as_array()
+            .and_then(|l| l.first())
+            .cloned()
+            .ok_or_else(|| SourceError::Other(format!("getLedgers returned no ledger {n}")))?;
         if ledger["sequence"].as_u64() != Some(n) {
             return Err(SourceError::Other(format!("asked for ledger {n}, got {}", ledger["sequence"])));
         }
@@ -41,7 +53,13 @@ impl StellarSource {
     }
 
     /// Entries of ledger `n` from a paged method (`transactions` / `events`).
-    async fn paged(&self, n: u64, method: &'static str, field: &str, extra: Value) -> Result<Vec<Value>, SourceError> {
+    async fn paged(
+        &self,
+        n: u64,
+        method: &'static str,
+        field: &str,
+        extra: Value,
+    ) -> Result<Vec<Value>, SourceError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -78,7 +96,9 @@ impl StellarSource {
 impl BlockSource for StellarSource {
     async fn head(&self) -> Result<Head, SourceError> {
         let r = self.rpc.call("getLatestLedger", json!({})).await?;
-        let latest = r["sequence"].as_u64().ok_or_else(|| SourceError::Other(format!("getLatestLedger has no sequence: {r}")))?;
+        let latest = r["sequence"]
+            .as_u64()
+            .ok_or_else(|| SourceError::Other(format!("getLatestLedger has no sequence: {r}")))?;
         Ok(Head { latest, target: latest.saturating_sub(self.confirmations) })
     }
 
@@ -86,13 +106,15 @@ impl BlockSource for StellarSource {
         let ledger = self.ledger_entry(n).await?;
         let txs = self.paged(n, "getTransactions", "transactions", json!({})).await?;
         let events = self.paged(n, "getEvents", "events", json!({"filters": [{"type": "contract"}]})).await?;
-        let parsed = StellarLedger::from_rpc(&ledger, &txs, &events).map_err(|source| SourceError::Malformed { number: n, source })?;
+        let parsed = StellarLedger::from_rpc(&ledger, &txs, &events)
+            .map_err(|source| SourceError::Malformed { number: n, source })?;
         Ok(Block::Stellar(parsed))
     }
 
     async fn block_id(&self, n: u64) -> Result<BlockId, SourceError> {
         let ledger = self.ledger_entry(n).await?;
-        let parsed = StellarLedger::from_rpc(&ledger, &[], &[]).map_err(|source| SourceError::Malformed { number: n, source })?;
+        let parsed = StellarLedger::from_rpc(&ledger, &[], &[])
+            .map_err(|source| SourceError::Malformed { number: n, source })?;
         Ok(BlockId { number: n, hash: parsed.hash, parent_hash: parsed.previous_hash })
     }
 }

@@ -69,7 +69,10 @@ impl Running {
 
     pub async fn stop(self) {
         self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("the ingester drains within 30 s").unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the ingester drains within 30 s")
+            .unwrap();
     }
 
     pub fn metrics_text(&self) -> String {
@@ -84,7 +87,13 @@ pub async fn start(rt: NetworkRuntime, dir: &std::path::Path) -> Running {
     kafka
         .admin()
         .unwrap()
-        .ensure_topic(&TopicSpec { name: blocks_topic(&network), partitions: 1, replication_factor: None, retention_ms: None, compact: false })
+        .ensure_topic(&TopicSpec {
+            name: blocks_topic(&network),
+            partitions: 1,
+            replication_factor: None,
+            retention_ms: None,
+            compact: false,
+        })
         .await
         .unwrap();
     let mut registry = Registry::default();
@@ -107,7 +116,14 @@ pub async fn start(rt: NetworkRuntime, dir: &std::path::Path) -> Running {
         let network = network.clone();
         async move { supervise(network, config_rx, components, stop).await.unwrap() }
     });
-    Running { network, stop, status: status_rx, registry: Arc::new(std::sync::Mutex::new(registry)), task, config: config_tx }
+    Running {
+        network,
+        stop,
+        status: status_rx,
+        registry: Arc::new(std::sync::Mutex::new(registry)),
+        task,
+        config: config_tx,
+    }
 }
 
 pub fn network_name(prefix: &str) -> String {
@@ -116,7 +132,11 @@ pub fn network_name(prefix: &str) -> String {
 
 /// Reads every record of a network's block topic (from the beginning, fresh group) until `until`
 /// says enough or `within` passes.
-pub async fn read_topic(network: &str, within: Duration, until: impl Fn(&[BlockTopicRecord]) -> bool) -> Vec<BlockTopicRecord> {
+pub async fn read_topic(
+    network: &str,
+    within: Duration,
+    until: impl Fn(&[BlockTopicRecord]) -> bool,
+) -> Vec<BlockTopicRecord> {
     let kafka = KafkaArgs::new(kafka_bootstrap());
     let topic = blocks_topic(network);
     let consumer = kafka.consumer(&unique("reader"), &[&topic]).unwrap();

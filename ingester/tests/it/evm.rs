@@ -23,7 +23,13 @@ fn assert_gap_free(records: &[BlockTopicRecord], first: u64, last: u64) {
     assert_eq!(got.len(), want.len(), "block count (first {:?}, last {:?})", got.first(), got.last());
     assert_eq!(got, want);
     for pair in bs.windows(2) {
-        assert_eq!(pair[1].id().parent_hash, pair[0].id().hash, "block {} does not follow block {}", pair[1].number(), pair[0].number());
+        assert_eq!(
+            pair[1].id().parent_hash,
+            pair[0].id().hash,
+            "block {} does not follow block {}",
+            pair[1].number(),
+            pair[0].number()
+        );
     }
 }
 
@@ -50,7 +56,11 @@ async fn a_thousand_blocks_with_transfers_arrive_gap_free_and_in_order() {
     let transfers: usize = blocks(&records)
         .iter()
         .map(|b| match b {
-            Block::Evm(e) => e.transactions.iter().map(|t| t.receipt.as_ref().expect("every transaction has its receipt").logs.len()).sum::<usize>(),
+            Block::Evm(e) => e
+                .transactions
+                .iter()
+                .map(|t| t.receipt.as_ref().expect("every transaction has its receipt").logs.len())
+                .sum::<usize>(),
             _ => 0,
         })
         .sum();
@@ -97,7 +107,10 @@ async fn a_reorg_of_depth_three_is_recorded_with_the_replaced_blocks() {
     let status = running.status.borrow().clone();
     running.stop().await;
 
-    let records = read_topic(&network, Duration::from_secs(30), |r| r.iter().any(|x| matches!(x, BlockTopicRecord::Reorg(_))) && numbers(r).last() == Some(&12)).await;
+    let records = read_topic(&network, Duration::from_secs(30), |r| {
+        r.iter().any(|x| matches!(x, BlockTopicRecord::Reorg(_))) && numbers(r).last() == Some(&12)
+    })
+    .await;
     let reorg = records
         .iter()
         .find_map(|r| match r {
@@ -112,7 +125,8 @@ async fn a_reorg_of_depth_three_is_recorded_with_the_replaced_blocks() {
         assert_ne!(old.hash, new.hash);
     }
     // after the record: the canonical 8, 9, 10, then 11 and 12, each the child of the one before
-    let after: Vec<_> = records.iter().skip_while(|r| !matches!(r, BlockTopicRecord::Reorg(_))).skip(1).cloned().collect();
+    let after: Vec<_> =
+        records.iter().skip_while(|r| !matches!(r, BlockTopicRecord::Reorg(_))).skip(1).cloned().collect();
     assert_gap_free(&after, 8, 12);
     assert_eq!(blocks(&after)[0].id().hash, reorg.replacement[0].hash);
     assert_eq!(status.last_reorg.map(|(from, depth, _)| (from, depth)), Some((8, 3)));

@@ -37,9 +37,18 @@ async fn handle(State(p): State<Proxy>, body: Bytes) -> Response {
     match p.mode {
         Mode::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response(),
         Mode::Malformed => (StatusCode::OK, "<html>upstream error</html>").into_response(),
-        Mode::FlakyThenForward(k) if n < k => (StatusCode::OK, "{\"jsonrpc\":\"2.0\",\"id\":0,\"resu").into_response(),
+        Mode::FlakyThenForward(k) if n < k => {
+            (StatusCode::OK, "{\"jsonrpc\":\"2.0\",\"id\":0,\"resu").into_response()
+        }
         Mode::FlakyThenForward(_) => {
-            let r = p.http.post(&p.target).header("content-type", "application/json").body(body).send().await.unwrap();
+            let r = p
+                .http
+                .post(&p.target)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             (StatusCode::OK, r.bytes().await.unwrap()).into_response()
         }
     }
@@ -69,7 +78,11 @@ fn host(url: &str) -> String {
     url.trim_start_matches("http://").to_string()
 }
 
-async fn ingest_through(endpoints: Vec<chainwatch_ingester::rpc::EndpointConfig>, anvil: &Anvil, blocks_to_mine: u64) -> (String, Running) {
+async fn ingest_through(
+    endpoints: Vec<chainwatch_ingester::rpc::EndpointConfig>,
+    anvil: &Anvil,
+    blocks_to_mine: u64,
+) -> (String, Running) {
     anvil.mine(blocks_to_mine).await.unwrap();
     let head = anvil.block_number().await.unwrap();
     let network = network_name("it-failover");
@@ -88,13 +101,30 @@ async fn ingest_through(endpoints: Vec<chainwatch_ingester::rpc::EndpointConfig>
 async fn an_endpoint_answering_429_loses_no_block_and_traffic_moves() {
     let anvil = Anvil::spawn(&anvil_bin(), &[]).await.unwrap();
     let (limited, seen) = proxy(&anvil.url, Mode::TooManyRequests).await;
-    let (network, running) = ingest_through(vec![endpoint(&limited, 50), endpoint(&anvil.url, 50)], &anvil, 120).await;
+    let (network, running) =
+        ingest_through(vec![endpoint(&limited, 50), endpoint(&anvil.url, 50)], &anvil, 120).await;
     let m = running.metrics_text();
     running.stop().await;
     assert!(seen.load(Ordering::SeqCst) > 0, "the limited endpoint was tried");
-    assert!(counter(&m, "chainwatch_rpc_rate_limited_total", &[("network", &network), ("endpoint", &host(&limited))]) >= 1.0, "{m}");
-    assert!(counter(&m, "chainwatch_rpc_rotations_total", &[("network", &network), ("reason", "rate_limited")]) >= 1.0);
-    assert!(counter(&m, "chainwatch_rpc_requests_total", &[("network", &network), ("endpoint", &host(&anvil.url))]) >= 120.0);
+    assert!(
+        counter(
+            &m,
+            "chainwatch_rpc_rate_limited_total",
+            &[("network", &network), ("endpoint", &host(&limited))]
+        ) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        counter(&m, "chainwatch_rpc_rotations_total", &[("network", &network), ("reason", "rate_limited")])
+            >= 1.0
+    );
+    assert!(
+        counter(
+            &m,
+            "chainwatch_rpc_requests_total",
+            &[("network", &network), ("endpoint", &host(&anvil.url))]
+        ) >= 120.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,21 +134,40 @@ async fn a_dead_endpoint_loses_no_block() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     }; // the listener is dropped: connections are refused
-    let (network, running) = ingest_through(vec![endpoint(&dead, 50), endpoint(&anvil.url, 50)], &anvil, 120).await;
+    let (network, running) =
+        ingest_through(vec![endpoint(&dead, 50), endpoint(&anvil.url, 50)], &anvil, 120).await;
     let m = running.metrics_text();
     running.stop().await;
-    assert!(counter(&m, "chainwatch_rpc_errors_total", &[("network", &network), ("endpoint", &host(&dead)), ("class", "connect")]) >= 1.0, "{m}");
+    assert!(
+        counter(
+            &m,
+            "chainwatch_rpc_errors_total",
+            &[("network", &network), ("endpoint", &host(&dead)), ("class", "connect")]
+        ) >= 1.0,
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_is_retried_and_rotated_and_counted() {
     let anvil = Anvil::spawn(&anvil_bin(), &[]).await.unwrap();
     let (broken, _) = proxy(&anvil.url, Mode::Malformed).await;
-    let (network, running) = ingest_through(vec![endpoint(&broken, 50), endpoint(&anvil.url, 50)], &anvil, 80).await;
+    let (network, running) =
+        ingest_through(vec![endpoint(&broken, 50), endpoint(&anvil.url, 50)], &anvil, 80).await;
     let m = running.metrics_text();
     running.stop().await;
-    assert!(counter(&m, "chainwatch_rpc_errors_total", &[("network", &network), ("endpoint", &host(&broken)), ("class", "malformed")]) >= 1.0, "{m}");
-    assert!(counter(&m, "chainwatch_rpc_rotations_total", &[("network", &network), ("reason", "malformed")]) >= 1.0);
+    assert!(
+        counter(
+            &m,
+            "chainwatch_rpc_errors_total",
+            &[("network", &network), ("endpoint", &host(&broken)), ("class", "malformed")]
+        ) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        counter(&m, "chainwatch_rpc_rotations_total", &[("network", &network), ("reason", "malformed")])
+            >= 1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,5 +178,8 @@ async fn a_single_flaky_endpoint_is_retried_until_it_answers() {
     let m = running.metrics_text();
     running.stop().await;
     assert!(seen.load(Ordering::SeqCst) > 5);
-    assert!(counter(&m, "chainwatch_rpc_errors_total", &[("network", &network), ("class", "malformed")]) >= 5.0, "{m}");
+    assert!(
+        counter(&m, "chainwatch_rpc_errors_total", &[("network", &network), ("class", "malformed")]) >= 5.0,
+        "{m}"
+    );
 }

@@ -64,21 +64,35 @@ async fn handle(State(chain): State<Arc<Chain>>, Json(req): Json<Value>) -> Json
     let p = &req["params"];
     let (oldest, latest) = (*chain.ledgers.keys().next().unwrap(), *chain.ledgers.keys().last().unwrap());
     let start = p["startLedger"].as_u64();
-    if let Some(s) = start {
-        if !chain.ledgers.contains_key(&s) {
-            return rpc_error(&id, -32600, format!("startLedger must be within the ledger range: {oldest} - {latest}"));
-        }
+    if let Some(s) = start
+        && !chain.ledgers.contains_key(&s)
+    {
+        return rpc_error(
+            &id,
+            -32600,
+            format!("startLedger must be within the ledger range: {oldest} - {latest}"),
+        );
     }
     // cursors are "<ledger>:<index>"
-    let cursor = p["pagination"]["cursor"].as_str().and_then(|c| c.split_once(':')).map(|(l, i)| (l.parse::<u64>().unwrap(), i.parse::<usize>().unwrap()));
+    let cursor = p["pagination"]["cursor"]
+        .as_str()
+        .and_then(|c| c.split_once(':'))
+        .map(|(l, i)| (l.parse::<u64>().unwrap(), i.parse::<usize>().unwrap()));
     let result = match req["method"].as_str().unwrap() {
         "getLatestLedger" => json!({"id": "x", "protocolVersion": 23, "sequence": latest}),
-        "getLedgers" => json!({"ledgers": [chain.ledgers[&start.unwrap()]], "latestLedger": latest, "oldestLedger": oldest, "cursor": start.unwrap().to_string()}),
+        "getLedgers" => {
+            json!({"ledgers": [chain.ledgers[&start.unwrap()]], "latestLedger": latest, "oldestLedger": oldest, "cursor": start.unwrap().to_string()})
+        }
         "getTransactions" | "getEvents" => {
-            let (map, field) = if req["method"] == "getTransactions" { (&chain.transactions, "transactions") } else { (&chain.events, "events") };
+            let (map, field) = if req["method"] == "getTransactions" {
+                (&chain.transactions, "transactions")
+            } else {
+                (&chain.events, "events")
+            };
             let (ledger, index) = cursor.unwrap_or_else(|| (start.unwrap(), 0));
             // one entry per page, to exercise paging; then the next ledger's first entry
-            let items: Vec<Value> = map.range(ledger..).flat_map(|(_, v)| v.iter().cloned()).skip(index).take(1).collect();
+            let items: Vec<Value> =
+                map.range(ledger..).flat_map(|(_, v)| v.iter().cloned()).skip(index).take(1).collect();
             let next_cursor = format!("{ledger}:{}", index + 1);
             json!({field: items, "latestLedger": latest, "oldestLedger": oldest, "cursor": next_cursor})
         }
@@ -114,7 +128,9 @@ async fn recorded_testnet_ledgers_are_ingested_in_sequence() {
     let url = server(recorded()).await;
     let ledgers = ingest(&url, 36233, 36234).await;
     assert_eq!(ledgers.iter().map(Block::number).collect::<Vec<_>>(), [36233, 36234]);
-    let (Block::Stellar(a), Block::Stellar(b)) = (&ledgers[0], &ledgers[1]) else { panic!("stellar ledgers") };
+    let (Block::Stellar(a), Block::Stellar(b)) = (&ledgers[0], &ledgers[1]) else {
+        panic!("stellar ledgers")
+    };
     assert_eq!(a.hash, "434de11b427aa4b6f8cda259ac2111a6aa148d2ab6b4c7affe864e94a9f4bd80");
     assert_eq!(b.previous_hash, a.hash, "the header XDR of 36234 names 36233 as its parent");
     assert_eq!(a.close_time, 1734032457);
@@ -129,13 +145,18 @@ async fn a_ledger_with_transactions_is_paged_in_full() {
     hashes.sort();
     assert_eq!(
         hashes,
-        ["2c89fc3311bc275415ed6a764c77d7b0349cb9f4ce37fd2bbfc6604920811501", "80fec04b989895a4222d9985fbf153d253e3e2cbc1da45ef414db96a277b99be"]
+        [
+            "2c89fc3311bc275415ed6a764c77d7b0349cb9f4ce37fd2bbfc6604920811501",
+            "80fec04b989895a4222d9985fbf153d253e3e2cbc1da45ef414db96a277b99be"
+        ]
     );
     // the envelope decodes: increment() on CDMZ6LU6…
     let tx = l.transactions.iter().find(|t| t.hash.starts_with("80fec04b")).unwrap();
     let decoded = chainwatch_core::stellar::decode::transaction(tx).unwrap();
-    assert!(decoded.operations.iter().any(|op| matches!(&op.kind, chainwatch_core::stellar::decode::OpKind::Invoke { contract, function, .. }
-        if contract == "CDMZ6LU66KEMLKI3EJBIGXTZ4KZ2CRTSHZETMY3QQZBWRKVKB5EIOHTX" && function == "increment")));
+    assert!(decoded.operations.iter().any(
+        |op| matches!(&op.kind, chainwatch_core::stellar::decode::OpKind::Invoke { contract, function, .. }
+        if contract == "CDMZ6LU66KEMLKI3EJBIGXTZ4KZ2CRTSHZETMY3QQZBWRKVKB5EIOHTX" && function == "increment")
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

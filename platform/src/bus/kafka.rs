@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -33,7 +35,9 @@ pub struct KafkaArgs {
 }
 
 fn parse_option(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).ok_or_else(|| format!("`{s}` is not key=value"))
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("`{s}` is not key=value"))
 }
 
 impl KafkaArgs {
@@ -113,12 +117,18 @@ pub struct KafkaProducer {
 impl Producer for KafkaProducer {
     async fn send(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
         let record = FutureRecord::to(topic).key(key).payload(&payload);
-        self.inner.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| BusError::Kafka(e))
+        self.inner
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| BusError::Kafka(e))
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
         let p = self.inner.clone();
-        tokio::task::spawn_blocking(move || p.flush(timeout)).await.map_err(|e| BusError::Other(e.to_string()))??;
+        tokio::task::spawn_blocking(move || p.flush(timeout))
+            .await
+            .map_err(|e| BusError::Other(e.to_string()))??;
         Ok(())
     }
 }
@@ -137,7 +147,11 @@ impl KafkaConsumer {
         let mut total = 0;
         for e in assignment.elements() {
             let (_, high) = self.inner.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))?;
-            let pos = positions.find_partition(e.topic(), e.partition()).and_then(|p| p.offset().to_raw()).unwrap_or(0).max(0);
+            let pos = positions
+                .find_partition(e.topic(), e.partition())
+                .and_then(|p| p.offset().to_raw())
+                .unwrap_or(0)
+                .max(0);
             total += (high - pos).max(0);
         }
         Ok(total)
@@ -173,7 +187,9 @@ impl Consumer for KafkaConsumer {
 
     async fn commit(&self) -> Result<(), BusError> {
         let c = self.inner.clone();
-        let r = tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync)).await.map_err(|e| BusError::Other(e.to_string()))?;
+        let r = tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync))
+            .await
+            .map_err(|e| BusError::Other(e.to_string()))?;
         match r {
             Ok(()) => Ok(()),
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
@@ -217,7 +233,8 @@ impl KafkaAdmin {
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(15)));
         let partitions = match self.partitions(&spec.name)? {
             None => {
-                let replication = spec.replication_factor.map_or(TopicReplication::Fixed(-1), TopicReplication::Fixed);
+                let replication =
+                    spec.replication_factor.map_or(TopicReplication::Fixed(-1), TopicReplication::Fixed);
                 let mut topic = NewTopic::new(&spec.name, spec.partitions, replication);
                 let configs = topic_configs(spec);
                 for (k, v) in &configs {
@@ -226,7 +243,9 @@ impl KafkaAdmin {
                 for r in self.inner.create_topics([&topic], &opts).await? {
                     match r {
                         Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((name, code)) => return Err(BusError::Other(format!("creating topic {name}: {code}"))),
+                        Err((name, code)) => {
+                            return Err(BusError::Other(format!("creating topic {name}: {code}")));
+                        }
                     }
                 }
                 spec.partitions

@@ -50,7 +50,12 @@ impl MemoryBus {
             let committed = st.committed.get(&key).copied().unwrap_or(0);
             st.positions.insert(key, committed);
         }
-        MemoryConsumer { bus: self.clone(), group: group.to_string(), topics: topics.iter().map(|t| t.to_string()).collect(), offsets: OffsetTracker::default() }
+        MemoryConsumer {
+            bus: self.clone(),
+            group: group.to_string(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            offsets: OffsetTracker::default(),
+        }
     }
 
     /// Number of records in a topic.
@@ -60,7 +65,11 @@ impl MemoryBus {
 
     /// Records of a topic (for tests and `chainwatch dev` output).
     pub fn records(&self, topic: &str) -> Vec<(String, Vec<u8>)> {
-        self.lock().topics.get(topic).map(|t| t.records.iter().map(|(k, v)| (k.clone(), v.to_vec())).collect()).unwrap_or_default()
+        self.lock()
+            .topics
+            .get(topic)
+            .map(|t| t.records.iter().map(|(k, v)| (k.clone(), v.to_vec())).collect())
+            .unwrap_or_default()
     }
 
     /// Wakes every waiting consumer with `Closed`.
@@ -78,7 +87,11 @@ impl Producer for MemoryBus {
             if st.closed {
                 return Err(BusError::Closed);
             }
-            st.topics.entry(topic.to_string()).or_default().records.push((key.to_string(), Arc::new(payload)));
+            st.topics
+                .entry(topic.to_string())
+                .or_default()
+                .records
+                .push((key.to_string(), Arc::new(payload)));
         }
         self.notify.notify_waiters();
         Ok(())
@@ -115,7 +128,13 @@ impl Consumer for MemoryConsumer {
                         st.positions.insert(key, pos + 1);
                         drop(st);
                         self.offsets.received(topic, 0, pos);
-                        return Ok(Message { topic: topic.clone(), partition: 0, offset: pos, key: Some(k), payload: payload.to_vec() });
+                        return Ok(Message {
+                            topic: topic.clone(),
+                            partition: 0,
+                            offset: pos,
+                            key: Some(k),
+                            payload: payload.to_vec(),
+                        });
                     }
                 }
             }

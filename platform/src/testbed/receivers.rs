@@ -48,7 +48,13 @@ pub struct HttpReceiver {
     state: Arc<Mutex<HttpState>>,
 }
 
-async fn record(State(s): State<Arc<Mutex<HttpState>>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn record(
+    State(s): State<Arc<Mutex<HttpState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
     st.attempts += 1;
     let status = st.script.pop_front().unwrap_or(st.default);
@@ -57,7 +63,10 @@ async fn record(State(s): State<Arc<Mutex<HttpState>>>, method: Method, uri: Uri
         st.requests.push(Received {
             method: method.to_string(),
             path: uri.path().to_string(),
-            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+                .collect(),
             body: body.to_vec(),
             at: Instant::now(),
         });
@@ -145,12 +154,17 @@ impl SmtpReceiver {
                     let (r, mut w) = sock.into_split();
                     let mut lines = BufReader::new(r).lines();
                     let _ = w.write_all(b"220 localhost ESMTP test\r\n").await;
-                    let (mut from, mut to, mut data, mut in_data) = (String::new(), Vec::new(), String::new(), false);
+                    let (mut from, mut to, mut data, mut in_data) =
+                        (String::new(), Vec::new(), String::new(), false);
                     while let Ok(Some(line)) = lines.next_line().await {
                         if in_data {
                             if line == "." {
                                 in_data = false;
-                                store.lock().unwrap_or_else(|p| p.into_inner()).push(Mail { from: from.clone(), to: to.clone(), data: std::mem::take(&mut data) });
+                                store.lock().unwrap_or_else(|p| p.into_inner()).push(Mail {
+                                    from: from.clone(),
+                                    to: to.clone(),
+                                    data: std::mem::take(&mut data),
+                                });
                                 to.clear();
                                 let _ = w.write_all(b"250 OK queued\r\n").await;
                             } else {

@@ -6,14 +6,14 @@
 
 use std::collections::HashSet;
 
-use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use ::kube::api::{Api, DynamicObject};
 use ::kube::core::ApiResource;
 use ::kube::runtime::WatchStreamExt;
 use ::kube::runtime::watcher::{self, Event};
 use ::kube::{Client, Resource, ResourceExt};
+use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +72,12 @@ fn decode<K: Kind>(obj: DynamicObject, metrics: &WorkerMetrics) -> Option<K> {
     }
 }
 
-async fn follow<K: Kind>(client: Client, store: ConfigStore, metrics: WorkerMetrics, stop: CancellationToken) {
+async fn follow<K: Kind>(
+    client: Client,
+    store: ConfigStore,
+    metrics: WorkerMetrics,
+    stop: CancellationToken,
+) {
     let ar = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = Api::all_with(client, &ar);
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();

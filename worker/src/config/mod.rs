@@ -13,10 +13,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chainwatch_core::monitor::{AbiCache, CompileError, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex, compile};
-use chainwatch_crds::{ChainType, ConfigMapKeyRef, Monitor, Network, SecretKeyRef, Tenant, Trigger, TenantLimits};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use ::kube::ResourceExt;
+use chainwatch_core::monitor::{
+    AbiCache, CompileError, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex, compile,
+};
+use chainwatch_crds::{
+    ChainType, ConfigMapKeyRef, Monitor, Network, SecretKeyRef, Tenant, TenantLimits, Trigger,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use tokio::sync::{Notify, watch};
 
 /// Longest wait between a change and the snapshot that contains it.
@@ -90,6 +94,9 @@ impl Snapshot {
     }
 }
 
+/// A compiled monitor (or why it does not compile), with the fingerprint of its inputs.
+type Compiled = (String, Result<Arc<CompiledMonitor>, Vec<CompileError>>);
+
 #[derive(Default)]
 struct State {
     monitors: BTreeMap<MonitorKey, Monitor>,
@@ -98,7 +105,7 @@ struct State {
     tenants: BTreeMap<String, Tenant>,
     secrets: HashMap<ObjectKey, Secret>,
     config_maps: HashMap<ObjectKey, ConfigMap>,
-    compiled: HashMap<(MonitorKey, ChainType), (String, Result<Arc<CompiledMonitor>, Vec<CompileError>>)>,
+    compiled: HashMap<(MonitorKey, ChainType), Compiled>,
     dirty: bool,
 }
 
@@ -133,7 +140,11 @@ fn revision(m: &Monitor) -> String {
 /// Whether the operator admitted the monitor's current generation.
 pub fn operator_admitted(m: &Monitor) -> Result<(), String> {
     let status = m.status.as_ref().ok_or("not yet admitted by the operator (no status)")?;
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").ok_or("not yet admitted by the operator (no Ready condition)")?;
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .ok_or("not yet admitted by the operator (no Ready condition)")?;
     if ready.status != "True" {
         return Err(format!("not admitted: {} ({})", ready.reason, ready.message));
     }
@@ -228,9 +239,20 @@ impl ConfigStore {
         });
     }
     /// Replaces every object of the store (a full resync, e.g. from a directory).
-    pub fn replace_all(&self, monitors: Vec<Monitor>, triggers: Vec<Trigger>, networks: Vec<Network>, tenants: Vec<Tenant>, secrets: Vec<Secret>, config_maps: Vec<ConfigMap>) {
+    pub fn replace_all(
+        &self,
+        monitors: Vec<Monitor>,
+        triggers: Vec<Trigger>,
+        networks: Vec<Network>,
+        tenants: Vec<Tenant>,
+        secrets: Vec<Secret>,
+        config_maps: Vec<ConfigMap>,
+    ) {
         self.touch(|s| {
-            s.monitors = monitors.into_iter().map(|m| (MonitorKey::new(m.namespace().unwrap_or_default(), m.name_any()), m)).collect();
+            s.monitors = monitors
+                .into_iter()
+                .map(|m| (MonitorKey::new(m.namespace().unwrap_or_default(), m.name_any()), m))
+                .collect();
             s.triggers = triggers.into_iter().map(|t| (ns_key(&t), t)).collect();
             s.networks = networks.into_iter().map(|n| (n.name_any(), n)).collect();
             s.tenants = tenants.into_iter().map(|t| (t.name_any(), t)).collect();
@@ -275,17 +297,28 @@ impl ConfigStore {
 
     fn build(&self, st: &mut State) -> Snapshot {
         let version = self.snapshot.borrow().version + 1;
-        let networks: BTreeMap<String, ChainType> = st.networks.iter().map(|(n, net)| (n.clone(), net.spec.chain_type)).collect();
+        let networks: BTreeMap<String, ChainType> =
+            st.networks.iter().map(|(n, net)| (n.clone(), net.spec.chain_type)).collect();
         let tenants: HashMap<String, TenantInfo> = st
             .tenants
             .values()
-            .flat_map(|t| t.spec.namespaces.iter().map(move |ns| (ns.clone(), TenantInfo { name: t.name_any(), limits: t.spec.limits.clone() })))
+            .flat_map(|t| {
+                t.spec.namespaces.iter().map(move |ns| {
+                    (ns.clone(), TenantInfo { name: t.name_any(), limits: t.spec.limits.clone() })
+                })
+            })
             .collect();
 
         let config_maps = &st.config_maps;
         let read_cm = |ns: &str, r: &ConfigMapKeyRef| -> Result<String, String> {
-            let cm = config_maps.get(&(ns.to_string(), r.name.clone())).ok_or_else(|| format!("ConfigMap {ns}/{} not found", r.name))?;
-            cm.data.as_ref().and_then(|d| d.get(&r.key)).cloned().ok_or_else(|| format!("ConfigMap {ns}/{} has no key {}", r.name, r.key))
+            let cm = config_maps
+                .get(&(ns.to_string(), r.name.clone()))
+                .ok_or_else(|| format!("ConfigMap {ns}/{} not found", r.name))?;
+            cm.data
+                .as_ref()
+                .and_then(|d| d.get(&r.key))
+                .cloned()
+                .ok_or_else(|| format!("ConfigMap {ns}/{} has no key {}", r.name, r.key))
         };
 
         // compile (cached by revision) and index per network
@@ -293,11 +326,11 @@ impl ConfigStore {
         let mut rejected = BTreeMap::new();
         let mut live: std::collections::HashSet<(MonitorKey, ChainType)> = Default::default();
         for (key, m) in &st.monitors {
-            if self.admission == Admission::Operator {
-                if let Err(why) = operator_admitted(m) {
-                    rejected.insert(key.clone(), why);
-                    continue;
-                }
+            if self.admission == Admission::Operator
+                && let Err(why) = operator_admitted(m)
+            {
+                rejected.insert(key.clone(), why);
+                continue;
             }
             let mut reasons = Vec::new();
             for network in &m.spec.networks {
@@ -307,13 +340,22 @@ impl ConfigStore {
                 };
                 let rev = revision(m);
                 live.insert((key.clone(), *chain));
-                let cached = st.compiled.get(&(key.clone(), *chain)).filter(|(r, _)| *r == rev).map(|(_, c)| c.clone());
+                let cached = st
+                    .compiled
+                    .get(&(key.clone(), *chain))
+                    .filter(|(r, _)| *r == rev)
+                    .map(|(_, c)| c.clone());
                 let compiled = match cached {
                     Some(c) => c,
                     None => {
                         let ns = key.namespace.clone();
                         let reader = |r: &ConfigMapKeyRef| read_cm(&ns, r);
-                        let source = MonitorSource { key: key.clone(), generation: m.metadata.generation, spec: &m.spec, config_maps: &reader };
+                        let source = MonitorSource {
+                            key: key.clone(),
+                            generation: m.metadata.generation,
+                            spec: &m.spec,
+                            config_maps: &reader,
+                        };
                         let c = compile(&source, *chain, &self.abis).map(Arc::new);
                         st.compiled.insert((key.clone(), *chain), (rev, c.clone()));
                         c
@@ -321,7 +363,9 @@ impl ConfigStore {
                 };
                 match compiled {
                     Ok(c) => per_network.entry(network.clone()).or_default().push(c),
-                    Err(errors) => reasons.push(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+                    Err(errors) => {
+                        reasons.push(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+                    }
                 }
             }
             if self.admission == Admission::Local {
@@ -354,50 +398,43 @@ impl ConfigStore {
             .iter()
             .map(|((ns, name), t)| {
                 let mut resolved = HashMap::new();
-                for r in secret_refs(&t.spec) {
+                for r in t.spec.secret_refs() {
                     let v = secrets
                         .get(&(ns.clone(), r.name.clone()))
                         .ok_or_else(|| format!("Secret {ns}/{} not found", r.name))
                         .and_then(|s| {
                             let data = s.data.as_ref().and_then(|d| d.get(&r.key)).map(|b| b.0.clone());
-                            let string = s.string_data.as_ref().and_then(|d| d.get(&r.key)).map(|v| v.as_bytes().to_vec());
-                            data.or(string).ok_or_else(|| format!("Secret {ns}/{} has no key {}", r.name, r.key))
+                            let string = s
+                                .string_data
+                                .as_ref()
+                                .and_then(|d| d.get(&r.key))
+                                .map(|v| v.as_bytes().to_vec());
+                            data.or(string)
+                                .ok_or_else(|| format!("Secret {ns}/{} has no key {}", r.name, r.key))
                         })
-                        .and_then(|b| String::from_utf8(b).map_err(|_| format!("Secret {ns}/{}/{} is not UTF-8", r.name, r.key)));
+                        .and_then(|b| {
+                            String::from_utf8(b)
+                                .map_err(|_| format!("Secret {ns}/{}/{} is not UTF-8", r.name, r.key))
+                        });
                     resolved.insert(r.clone(), v);
                 }
                 let script = t.spec.script.as_ref().map(|s| {
                     let reader = |r: &ConfigMapKeyRef| read_cm(ns, r);
-                    chainwatch_core::monitor::compile::resolve_script(s, "spec.script", &reader).map_err(|e| e.to_string())
+                    chainwatch_core::monitor::compile::resolve_script(s, "spec.script", &reader)
+                        .map_err(|e| e.to_string())
                 });
-                let rt = ResolvedTrigger { namespace: ns.clone(), name: name.clone(), generation: t.metadata.generation, spec: t.spec.clone(), secrets: resolved, script };
+                let rt = ResolvedTrigger {
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    generation: t.metadata.generation,
+                    spec: t.spec.clone(),
+                    secrets: resolved,
+                    script,
+                };
                 ((ns.clone(), name.clone()), Arc::new(rt))
             })
             .collect();
 
         Snapshot { version, built_at: Some(Instant::now()), networks, indexes, triggers, tenants, rejected }
     }
-}
-
-/// Every Secret a trigger names.
-pub fn secret_refs(t: &chainwatch_crds::TriggerSpec) -> Vec<SecretKeyRef> {
-    let mut out = Vec::new();
-    if let Some(s) = &t.slack {
-        out.push(s.webhook_url_secret_ref.clone());
-    }
-    if let Some(d) = &t.discord {
-        out.push(d.webhook_url_secret_ref.clone());
-    }
-    if let Some(tg) = &t.telegram {
-        out.push(tg.token_secret_ref.clone());
-    }
-    if let Some(e) = &t.email {
-        out.extend(e.username_secret_ref.clone());
-        out.extend(e.password_secret_ref.clone());
-    }
-    if let Some(w) = &t.webhook {
-        out.extend(w.url_secret_ref.clone());
-        out.extend(w.secret_ref.clone());
-    }
-    out
 }

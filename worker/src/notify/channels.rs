@@ -71,16 +71,26 @@ impl Channels {
         let secret = |r| trigger.secret(r).map(str::to_string).map_err(DeliveryError::Permanent);
         let spec = &trigger.spec;
         if let Some(s) = &spec.slack {
-            return self.post_json(&secret(&s.webhook_url_secret_ref)?, &payload::slack(&n.title, &n.body), &[]).await;
+            return self
+                .post_json(&secret(&s.webhook_url_secret_ref)?, &payload::slack(&n.title, &n.body), &[])
+                .await;
         }
         if let Some(d) = &spec.discord {
-            return self.post_json(&secret(&d.webhook_url_secret_ref)?, &payload::discord(&n.title, &n.body), &[]).await;
+            return self
+                .post_json(&secret(&d.webhook_url_secret_ref)?, &payload::discord(&n.title, &n.body), &[])
+                .await;
         }
         if let Some(t) = &spec.telegram {
             let token = secret(&t.token_secret_ref)?;
             let base = t.api_url.as_deref().unwrap_or("https://api.telegram.org").trim_end_matches('/');
             let url = format!("{base}/bot{token}/sendMessage");
-            return self.post_json(&url, &payload::telegram(&t.chat_id, &n.title, &n.body, t.disable_web_preview), &[]).await;
+            return self
+                .post_json(
+                    &url,
+                    &payload::telegram(&t.chat_id, &n.title, &n.body, t.disable_web_preview),
+                    &[],
+                )
+                .await;
         }
         if let Some(w) = &spec.webhook {
             let url = match (&w.url, &w.url_secret_ref) {
@@ -92,7 +102,8 @@ impl Channels {
                 PayloadMode::Template => payload::webhook(&n.title, &n.body),
                 PayloadMode::Raw => n.raw.clone(),
             };
-            let mut headers: Vec<(String, String)> = vec![("Idempotency-Key".into(), n.idempotency_key.to_string())];
+            let mut headers: Vec<(String, String)> =
+                vec![("Idempotency-Key".into(), n.idempotency_key.to_string())];
             if let Some(r) = &w.secret_ref {
                 let key = secret(r)?;
                 if key.is_empty() {
@@ -121,26 +132,47 @@ impl Channels {
                 Some(Err(e)) => return Err(DeliveryError::Permanent(e.clone())),
                 None => return Err(DeliveryError::Permanent("script trigger without a script".into())),
             };
-            let out = self.scripts.run(script, &script_input(n.raw, &script.arguments)).await.map_err(|e| DeliveryError::Transient(format!("script: {e}")))?;
+            let out = self
+                .scripts
+                .run(script, &script_input(n.raw, &script.arguments))
+                .await
+                .map_err(|e| DeliveryError::Transient(format!("script: {e}")))?;
             return match out.exit_code {
                 Some(0) => Ok(()),
-                code => Err(DeliveryError::Transient(format!("script exited with {code:?}: {}", out.stderr.chars().take(300).collect::<String>()))),
+                code => Err(DeliveryError::Transient(format!(
+                    "script exited with {code:?}: {}",
+                    out.stderr.chars().take(300).collect::<String>()
+                ))),
             };
         }
         Err(DeliveryError::Permanent("the trigger has no channel".into()))
     }
 
-    async fn post_json(&self, url: &str, body: &Value, headers: &[(String, String)]) -> Result<(), DeliveryError> {
+    async fn post_json(
+        &self,
+        url: &str,
+        body: &Value,
+        headers: &[(String, String)],
+    ) -> Result<(), DeliveryError> {
         self.http_send(reqwest::Method::POST, url, body, headers).await
     }
 
-    async fn http_send(&self, method: reqwest::Method, url: &str, body: &Value, headers: &[(String, String)]) -> Result<(), DeliveryError> {
-        let parsed: reqwest::Url = url.parse().map_err(|e| DeliveryError::Permanent(format!("invalid URL: {e}")))?;
+    async fn http_send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: &Value,
+        headers: &[(String, String)],
+    ) -> Result<(), DeliveryError> {
+        let parsed: reqwest::Url =
+            url.parse().map_err(|e| DeliveryError::Permanent(format!("invalid URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(DeliveryError::Permanent(format!("unsupported URL scheme {}", parsed.scheme())));
         }
         self.policy.check_url(&parsed).map_err(DeliveryError::Permanent)?;
-        if let Some(host) = parsed.host_str().filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('[')) {
+        if let Some(host) =
+            parsed.host_str().filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['))
+        {
             let port = parsed.port_or_known_default().unwrap_or(443);
             self.policy.resolve(host, port).await.map_err(DeliveryError::Permanent)?;
         }
@@ -167,7 +199,12 @@ impl Channels {
         }
     }
 
-    async fn email(&self, trigger: &ResolvedTrigger, e: &chainwatch_crds::trigger::EmailTrigger, n: &Notification<'_>) -> Result<(), DeliveryError> {
+    async fn email(
+        &self,
+        trigger: &ResolvedTrigger,
+        e: &chainwatch_crds::trigger::EmailTrigger,
+        n: &Notification<'_>,
+    ) -> Result<(), DeliveryError> {
         let tls = e.tls.unwrap_or_default();
         let port = e.port.unwrap_or(match tls {
             SmtpTls::ImplicitTls => 465,
@@ -175,8 +212,18 @@ impl Channels {
             SmtpTls::None => 25,
         });
         self.policy.resolve(&e.host, port).await.map_err(DeliveryError::Permanent)?;
-        let user = e.username_secret_ref.as_ref().map(|r| trigger.secret(r).map(str::to_string)).transpose().map_err(DeliveryError::Permanent)?;
-        let pass = e.password_secret_ref.as_ref().map(|r| trigger.secret(r).map(str::to_string)).transpose().map_err(DeliveryError::Permanent)?;
+        let user = e
+            .username_secret_ref
+            .as_ref()
+            .map(|r| trigger.secret(r).map(str::to_string))
+            .transpose()
+            .map_err(DeliveryError::Permanent)?;
+        let pass = e
+            .password_secret_ref
+            .as_ref()
+            .map(|r| trigger.secret(r).map(str::to_string))
+            .transpose()
+            .map_err(DeliveryError::Permanent)?;
         let cache_key = format!("{}:{port}:{tls:?}:{}", e.host, user.as_deref().unwrap_or(""));
         let transport = {
             let mut cache = self.smtp.lock().unwrap_or_else(|p| p.into_inner());
@@ -199,10 +246,14 @@ impl Channels {
                 }
             }
         };
-        let from: Mailbox = e.sender.parse().map_err(|err| DeliveryError::Permanent(format!("sender {}: {err}", e.sender)))?;
+        let from: Mailbox = e
+            .sender
+            .parse()
+            .map_err(|err| DeliveryError::Permanent(format!("sender {}: {err}", e.sender)))?;
         let mut message = lettre::Message::builder().from(from).subject(n.title.replace(['\r', '\n'], " "));
         for r in &e.recipients {
-            message = message.to(r.parse().map_err(|err| DeliveryError::Permanent(format!("recipient {r}: {err}")))?);
+            message = message
+                .to(r.parse().map_err(|err| DeliveryError::Permanent(format!("recipient {r}: {err}")))?);
         }
         let message = message
             .multipart(MultiPart::alternative_plain_html(n.body.clone(), payload::email_html(&n.body)))

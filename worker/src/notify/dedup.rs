@@ -48,7 +48,7 @@ impl DeliveredLog {
     fn insert(&self, key: String, at_ms: u64) {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         keys.insert(key, at_ms);
-        if keys.len() % 100_000 == 0 {
+        if keys.len().is_multiple_of(100_000) {
             let oldest = now_ms().saturating_sub(WINDOW.as_millis() as u64);
             keys.retain(|_, t| *t >= oldest);
         }
@@ -62,7 +62,12 @@ impl DeliveredLog {
     }
 
     /// Reads the topic: first until `caught_up` says so (startup), then until `stop`.
-    pub async fn follow(&self, consumer: Arc<dyn Consumer>, caught_up: tokio::sync::oneshot::Sender<()>, stop: CancellationToken) {
+    pub async fn follow(
+        &self,
+        consumer: Arc<dyn Consumer>,
+        caught_up: tokio::sync::oneshot::Sender<()>,
+        stop: CancellationToken,
+    ) {
         let mut caught_up = Some(caught_up);
         loop {
             let next = tokio::select! {
@@ -72,7 +77,10 @@ impl DeliveredLog {
             match next {
                 Ok(Ok(m)) => {
                     if let Some(key) = m.key.clone() {
-                        let at = std::str::from_utf8(&m.payload).ok().and_then(|s| s.parse().ok()).unwrap_or_else(now_ms);
+                        let at = std::str::from_utf8(&m.payload)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or_else(now_ms);
                         self.insert(key, at);
                     }
                     consumer.done(&m);

@@ -25,7 +25,12 @@ impl std::str::FromStr for Cidr {
         let addr: IpAddr = ip.trim().parse().map_err(|_| format!("`{s}` is not an IP address or CIDR"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("`{s}` has an invalid prefix"))?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}` has an invalid prefix"))?,
             None => max,
         };
         Ok(Cidr { addr, prefix })
@@ -94,10 +99,10 @@ impl DestinationPolicy {
     pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
         if let Some(host) = url.host_str() {
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                if !self.permits(ip) {
-                    return Err(refusal(host));
-                }
+            if let Ok(ip) = host.parse::<IpAddr>()
+                && !self.permits(ip)
+            {
+                return Err(refusal(host));
             }
         }
         Ok(())
@@ -105,7 +110,10 @@ impl DestinationPolicy {
 
     /// Resolves a host and keeps only permitted addresses.
     pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await.map_err(|e| format!("resolving {host}: {e}"))?.collect();
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("resolving {host}: {e}"))?
+            .collect();
         let permitted: Vec<SocketAddr> = addrs.iter().copied().filter(|a| self.permits(a.ip())).collect();
         if permitted.is_empty() {
             return Err(refusal(host));
@@ -128,7 +136,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.0.clone();
         Box::pin(async move {
-            let addrs = policy.resolve(name.as_str(), 0).await.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+            let addrs = policy
+                .resolve(name.as_str(), 0)
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
             let iter: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(iter)
         })
@@ -141,7 +152,19 @@ mod tests {
 
     #[test]
     fn internal_ranges() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
@@ -151,12 +174,17 @@ mod tests {
 
     #[test]
     fn the_allowlist_wins() {
-        let p = DestinationPolicy { allow: vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()] };
+        let p =
+            DestinationPolicy { allow: vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()] };
         assert!(p.permits("127.0.0.1".parse().unwrap()));
         assert!(p.permits("10.9.9.9".parse().unwrap()));
         assert!(!p.permits("127.0.0.2".parse().unwrap()));
         assert!(!p.permits("169.254.169.254".parse().unwrap()));
-        assert!(p.check_url(&"http://169.254.169.254/latest/meta-data".parse().unwrap()).unwrap_err().contains("refused"));
+        assert!(
+            p.check_url(&"http://169.254.169.254/latest/meta-data".parse().unwrap())
+                .unwrap_err()
+                .contains("refused")
+        );
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
     }
 }

@@ -50,7 +50,9 @@ pub struct NotifyStage {
 /// The retry policy of a trigger, with upstream's defaults.
 pub fn retry_of(t: &ResolvedTrigger) -> (u32, Backoff) {
     let p = t.spec.retry_policy.clone().unwrap_or_default();
-    let dur = |d: &Option<chainwatch_crds::DurationString>, default: Duration| d.as_ref().and_then(|d| d.parse().ok()).unwrap_or(default);
+    let dur = |d: &Option<chainwatch_crds::DurationString>, default: Duration| {
+        d.as_ref().and_then(|d| d.parse().ok()).unwrap_or(default)
+    };
     (
         p.max_retries.unwrap_or(3),
         Backoff {
@@ -100,7 +102,17 @@ impl NotifyStage {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn dead_letter(&self, source: &str, m: Option<&MonitorMatch>, trigger: Option<&str>, key: Option<&str>, reason: &str, detail: &str, attempts: u32, payload: Option<Value>) {
+    async fn dead_letter(
+        &self,
+        source: &str,
+        m: Option<&MonitorMatch>,
+        trigger: Option<&str>,
+        key: Option<&str>,
+        reason: &str,
+        detail: &str,
+        attempts: u32,
+        payload: Option<Value>,
+    ) {
         self.metrics.dead_letter("notify", reason);
         tracing::error!(%source, monitor = ?m.map(|m| m.monitor.key.to_string()), ?trigger, %reason, %detail, "dead-lettering a notification");
         let record = DeadLetterRecord {
@@ -117,7 +129,8 @@ impl NotifyStage {
         };
         let backoff = Backoff::default();
         let mut attempt = 0;
-        while let Err(e) = self.producer.send(DEADLETTER_TOPIC, key.unwrap_or(source), record.encode()).await {
+        while let Err(e) = self.producer.send(DEADLETTER_TOPIC, key.unwrap_or(source), record.encode()).await
+        {
             tracing::error!(error = %e, "writing a dead letter failed; retrying");
             tokio::time::sleep(backoff.delay(attempt.min(6))).await;
             attempt += 1;
@@ -129,7 +142,8 @@ impl NotifyStage {
         let record = match MatchRecord::decode(&msg.payload) {
             Ok(r) => r,
             Err(e) => {
-                self.dead_letter(&msg.source(), None, None, None, "undecodable", &e.to_string(), 1, None).await;
+                self.dead_letter(&msg.source(), None, None, None, "undecodable", &e.to_string(), 1, None)
+                    .await;
                 return;
             }
         };
@@ -138,10 +152,22 @@ impl NotifyStage {
         let raw = m.upstream_json();
         let snapshot = self.config.borrow().clone();
         if !m.monitor.trigger_conditions.is_empty() {
-            let allowed = snapshot.tenant_of(&m.monitor.key.namespace).is_some_and(|t| t.limits.allow_scripts);
+            let allowed =
+                snapshot.tenant_of(&m.monitor.key.namespace).is_some_and(|t| t.limits.allow_scripts);
             if !allowed {
-                let detail = "the monitor has trigger-condition scripts but its tenant does not allow scripts";
-                self.dead_letter(&msg.source(), Some(&m), None, None, "scripts_not_allowed", detail, 0, Some(raw)).await;
+                let detail =
+                    "the monitor has trigger-condition scripts but its tenant does not allow scripts";
+                self.dead_letter(
+                    &msg.source(),
+                    Some(&m),
+                    None,
+                    None,
+                    "scripts_not_allowed",
+                    detail,
+                    0,
+                    Some(raw),
+                )
+                .await;
                 return;
             }
             for (i, cond) in m.monitor.trigger_conditions.iter().enumerate() {
@@ -152,16 +178,30 @@ impl NotifyStage {
                         return;
                     }
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(monitor = %m.monitor.key, condition = i, error = %e, "trigger condition failed; keeping the match"),
+                    Err(e) => {
+                        tracing::warn!(monitor = %m.monitor.key, condition = i, error = %e, "trigger condition failed; keeping the match")
+                    }
                 }
             }
         }
         let source = msg.source();
-        let deliveries = m.monitor.triggers.iter().map(|t| self.deliver(&source, &m, &raw, t, &snapshot, record.block_published_at_ms));
+        let deliveries = m
+            .monitor
+            .triggers
+            .iter()
+            .map(|t| self.deliver(&source, &m, &raw, t, &snapshot, record.block_published_at_ms));
         futures::future::join_all(deliveries).await;
     }
 
-    async fn deliver(&self, source: &str, m: &MonitorMatch, raw: &Value, trigger_name: &str, snapshot: &Snapshot, published_at_ms: u64) {
+    async fn deliver(
+        &self,
+        source: &str,
+        m: &MonitorMatch,
+        raw: &Value,
+        trigger_name: &str,
+        snapshot: &Snapshot,
+        published_at_ms: u64,
+    ) {
         let key = m.idempotency_key(trigger_name);
         if self.delivered.contains(&key) {
             self.metrics.duplicate();
@@ -170,32 +210,76 @@ impl NotifyStage {
         }
         let ns = &m.monitor.key.namespace;
         let Some(trigger) = snapshot.triggers.get(&(ns.clone(), trigger_name.to_string())).cloned() else {
-            self.dead_letter(source, Some(m), Some(trigger_name), Some(&key), "trigger_not_found", &format!("Trigger {ns}/{trigger_name} does not exist"), 0, Some(raw.clone())).await;
+            self.dead_letter(
+                source,
+                Some(m),
+                Some(trigger_name),
+                Some(&key),
+                "trigger_not_found",
+                &format!("Trigger {ns}/{trigger_name} does not exist"),
+                0,
+                Some(raw.clone()),
+            )
+            .await;
             return;
         };
         let channel = trigger.spec.channel().unwrap_or("unknown");
         let tenant = snapshot.tenant_of(ns);
         if trigger.spec.script.is_some() && !tenant.is_some_and(|t| t.limits.allow_scripts) {
-            self.dead_letter(source, Some(m), Some(trigger_name), Some(&key), "scripts_not_allowed", "script triggers need a tenant that allows scripts", 0, Some(raw.clone())).await;
+            self.dead_letter(
+                source,
+                Some(m),
+                Some(trigger_name),
+                Some(&key),
+                "scripts_not_allowed",
+                "script triggers need a tenant that allows scripts",
+                0,
+                Some(raw.clone()),
+            )
+            .await;
             return;
         }
         if let Some(th) = &trigger.spec.throttle {
             let window = th.window.parse().unwrap_or(Duration::from_secs(60));
             let cooldown = th.cooldown.as_ref().and_then(|c| c.parse().ok());
-            if !self.throttles.trigger(&(ns.clone(), trigger_name.to_string()), th.max_notifications, window, cooldown) {
+            if !self.throttles.trigger(
+                &(ns.clone(), trigger_name.to_string()),
+                th.max_notifications,
+                window,
+                cooldown,
+            ) {
                 self.metrics.throttled("trigger");
-                self.dead_letter(source, Some(m), Some(trigger_name), Some(&key), "throttled", &format!("the trigger's throttle ({} per {})", th.max_notifications, th.window), 0, Some(raw.clone())).await;
+                self.dead_letter(
+                    source,
+                    Some(m),
+                    Some(trigger_name),
+                    Some(&key),
+                    "throttled",
+                    &format!("the trigger's throttle ({} per {})", th.max_notifications, th.window),
+                    0,
+                    Some(raw.clone()),
+                )
+                .await;
                 return;
             }
         }
-        if let Some(t) = tenant {
-            if let Some(per_minute) = t.limits.notifications_per_minute {
-                if !self.throttles.tenant(&t.name, per_minute) {
-                    self.metrics.throttled("tenant");
-                    self.dead_letter(source, Some(m), Some(trigger_name), Some(&key), "throttled", &format!("tenant {} allows {per_minute} notifications per minute", t.name), 0, Some(raw.clone())).await;
-                    return;
-                }
-            }
+        if let Some(t) = tenant
+            && let Some(per_minute) = t.limits.notifications_per_minute
+            && !self.throttles.tenant(&t.name, per_minute)
+        {
+            self.metrics.throttled("tenant");
+            self.dead_letter(
+                source,
+                Some(m),
+                Some(trigger_name),
+                Some(&key),
+                "throttled",
+                &format!("tenant {} allows {per_minute} notifications per minute", t.name),
+                0,
+                Some(raw.clone()),
+            )
+            .await;
+            return;
         }
         let vars = template::variables(m);
         let (title, body) = match &trigger.spec.message {
@@ -239,6 +323,16 @@ impl NotifyStage {
         };
         self.metrics.delivery(channel, "dead_lettered");
         self.status.failed(ns, trigger_name, &error.to_string());
-        self.dead_letter(source, Some(m), Some(trigger_name), Some(&key), reason, &error.to_string(), attempt + 1, Some(raw.clone())).await;
+        self.dead_letter(
+            source,
+            Some(m),
+            Some(trigger_name),
+            Some(&key),
+            reason,
+            &error.to_string(),
+            attempt + 1,
+            Some(raw.clone()),
+        )
+        .await;
     }
 }

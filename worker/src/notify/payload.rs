@@ -81,7 +81,8 @@ pub fn escape_markdown_v2(s: &str) -> String {
                 }
             }
             '*' | '_' => {
-                if let Some(end) = find(i + 1, c).filter(|e| *e > i + 1 && !chars[i + 1..*e].contains(&'\n')) {
+                if let Some(end) = find(i + 1, c).filter(|e| *e > i + 1 && !chars[i + 1..*e].contains(&'\n'))
+                {
                     out.push(c);
                     escape_text(&chars[i + 1..end].iter().collect::<String>(), &mut out);
                     out.push(c);
@@ -90,23 +91,22 @@ pub fn escape_markdown_v2(s: &str) -> String {
                 }
             }
             '[' => {
-                if let Some(close) = find(i + 1, ']') {
-                    if chars.get(close + 1) == Some(&'(') {
-                        if let Some(paren) = find(close + 2, ')') {
-                            out.push('[');
-                            escape_text(&chars[i + 1..close].iter().collect::<String>(), &mut out);
-                            out.push_str("](");
-                            for &x in &chars[close + 2..paren] {
-                                if x == ')' || x == '\\' {
-                                    out.push('\\');
-                                }
-                                out.push(x);
-                            }
-                            out.push(')');
-                            i = paren + 1;
-                            continue;
+                if let Some(close) = find(i + 1, ']')
+                    && chars.get(close + 1) == Some(&'(')
+                    && let Some(paren) = find(close + 2, ')')
+                {
+                    out.push('[');
+                    escape_text(&chars[i + 1..close].iter().collect::<String>(), &mut out);
+                    out.push_str("](");
+                    for &x in &chars[close + 2..paren] {
+                        if x == ')' || x == '\\' {
+                            out.push('\\');
                         }
+                        out.push(x);
                     }
+                    out.push(')');
+                    i = paren + 1;
+                    continue;
                 }
             }
             _ => {}
@@ -138,7 +138,10 @@ mod tests {
     fn markdown_v2_keeps_spans_and_escapes_the_rest() {
         assert_eq!(escape_markdown_v2("*bold.* and _it-alic_"), "*bold\\.* and _it\\-alic_");
         assert_eq!(escape_markdown_v2("`a_b*c` x_y"), "`a_b*c` x\\_y");
-        assert_eq!(escape_markdown_v2("see [etherscan](https://etherscan.io/tx/0x1#eventlog)!"), "see [etherscan](https://etherscan.io/tx/0x1#eventlog)\\!");
+        assert_eq!(
+            escape_markdown_v2("see [etherscan](https://etherscan.io/tx/0x1#eventlog)!"),
+            "see [etherscan](https://etherscan.io/tx/0x1#eventlog)\\!"
+        );
         assert_eq!(escape_markdown_v2("(not a [link) here"), "\\(not a \\[link\\) here");
         assert_eq!(escape_markdown_v2("a * b = c + d #1"), "a \\* b \\= c \\+ d \\#1");
     }

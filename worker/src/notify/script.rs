@@ -28,7 +28,13 @@ pub struct ScriptLimits {
 
 impl Default for ScriptLimits {
     fn default() -> Self {
-        Self { cpu_seconds: 10, memory_bytes: 1 << 30, open_files: 64, file_bytes: 16 << 20, output_bytes: 64 << 10 }
+        Self {
+            cpu_seconds: 10,
+            memory_bytes: 1 << 30,
+            open_files: 64,
+            file_bytes: 16 << 20,
+            output_bytes: 64 << 10,
+        }
     }
 }
 
@@ -120,7 +126,9 @@ impl ScriptRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| ScriptError::Spawn { interpreter: program.into(), message: e.to_string() })?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ScriptError::Spawn { interpreter: program.into(), message: e.to_string() })?;
         let pid = child.id();
         let mut stdin = child.stdin.take().expect("piped");
         let input = input.as_bytes().to_vec();
@@ -132,11 +140,16 @@ impl ScriptRunner {
         let stderr = tokio::spawn(read_limited(child.stderr.take().expect("piped"), l.output_bytes));
         let timeout = Duration::from_millis(script.timeout_ms.max(1));
         let status = match tokio::time::timeout(timeout, child.wait()).await {
-            Ok(s) => s.map_err(|e| ScriptError::Spawn { interpreter: program.into(), message: e.to_string() })?,
+            Ok(s) => {
+                s.map_err(|e| ScriptError::Spawn { interpreter: program.into(), message: e.to_string() })?
+            }
             Err(_) => {
                 if let Some(pid) = pid {
                     // the script leads its own process group: kill the group, children included
-                    let _ = tokio::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().await;
+                    let _ = tokio::process::Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{pid}")])
+                        .status()
+                        .await;
                 }
                 let _ = child.kill().await;
                 writer.abort();
@@ -155,7 +168,10 @@ impl ScriptRunner {
     pub async fn condition(&self, script: &ResolvedScript, input: &str) -> Result<bool, ScriptError> {
         let out = self.run(script, input).await?;
         if out.exit_code != Some(0) {
-            return Err(ScriptError::Failed { code: out.exit_code, stderr: out.stderr.chars().take(300).collect() });
+            return Err(ScriptError::Failed {
+                code: out.exit_code,
+                stderr: out.stderr.chars().take(300).collect(),
+            });
         }
         let last = out.stdout.lines().rev().find(|l| !l.trim().is_empty()).ok_or(ScriptError::NoOutput)?;
         match last.trim().to_lowercase().as_str() {
@@ -184,15 +200,36 @@ mod tests {
     async fn conditions_read_the_last_line_and_get_the_match_on_stdin() {
         let r = ScriptRunner::default();
         let input = script_input(&serde_json::json!({"EVM": {"block": 10}}), &["--verbose".into()]);
-        let py = script(ScriptLanguage::Python, "import json,sys\nd=json.load(sys.stdin)\nprint('log line')\nprint('TRUE' if d['args']==['--verbose'] and sys.argv[1]=='--verbose' else 'false')", 5000);
+        let py = script(
+            ScriptLanguage::Python,
+            "import json,sys\nd=json.load(sys.stdin)\nprint('log line')\nprint('TRUE' if d['args']==['--verbose'] and sys.argv[1]=='--verbose' else 'false')",
+            5000,
+        );
         assert_eq!(r.condition(&py, &input).await, Ok(true));
-        let bash = script(ScriptLanguage::Bash, "read -r line; grep -q '\"block\":10' <<< \"$line\" && echo false || echo true", 5000);
+        let bash = script(
+            ScriptLanguage::Bash,
+            "read -r line; grep -q '\"block\":10' <<< \"$line\" && echo false || echo true",
+            5000,
+        );
         assert_eq!(r.condition(&bash, &input).await, Ok(false), "bash-only syntax (<<<) works");
-        let js = script(ScriptLanguage::JavaScript, "let s='';process.stdin.on('data',c=>s+=c).on('end',()=>console.log(JSON.parse(s).monitor_match.EVM.block===10))", 5000);
+        let js = script(
+            ScriptLanguage::JavaScript,
+            "let s='';process.stdin.on('data',c=>s+=c).on('end',()=>console.log(JSON.parse(s).monitor_match.EVM.block===10))",
+            5000,
+        );
         assert_eq!(r.condition(&js, &input).await, Ok(true));
-        assert!(matches!(r.condition(&script(ScriptLanguage::Bash, "echo maybe", 5000), "{}").await, Err(ScriptError::NotBoolean(_))));
-        assert!(matches!(r.condition(&script(ScriptLanguage::Bash, "exit 3", 5000), "{}").await, Err(ScriptError::Failed { code: Some(3), .. })));
-        assert!(matches!(r.condition(&script(ScriptLanguage::Bash, "true", 5000), "{}").await, Err(ScriptError::NoOutput)));
+        assert!(matches!(
+            r.condition(&script(ScriptLanguage::Bash, "echo maybe", 5000), "{}").await,
+            Err(ScriptError::NotBoolean(_))
+        ));
+        assert!(matches!(
+            r.condition(&script(ScriptLanguage::Bash, "exit 3", 5000), "{}").await,
+            Err(ScriptError::Failed { code: Some(3), .. })
+        ));
+        assert!(matches!(
+            r.condition(&script(ScriptLanguage::Bash, "true", 5000), "{}").await,
+            Err(ScriptError::NoOutput)
+        ));
     }
 
     #[tokio::test]
@@ -217,13 +254,26 @@ mod tests {
         for leaked in ["KUBECONFIG", "KAFKA_BOOTSTRAP", "CARGO_HOME", "RUST_LOG"] {
             assert!(!names.contains(&leaked), "{leaked} leaked into the script environment: {names:?}");
         }
-        assert!(names.iter().all(|n| ["PATH", "LANG", "HOME", "PWD", "SHLVL", "_", "OLDPWD"].contains(n)), "{names:?}");
+        assert!(
+            names.iter().all(|n| ["PATH", "LANG", "HOME", "PWD", "SHLVL", "_", "OLDPWD"].contains(n)),
+            "{names:?}"
+        );
     }
 
     #[tokio::test]
     async fn memory_is_limited() {
         let r = ScriptRunner { limits: ScriptLimits { memory_bytes: 200 << 20, ..Default::default() } };
-        let out = r.run(&script(ScriptLanguage::Python, "x = bytearray(500 * 1024 * 1024)\nprint('allocated')", 10_000), "").await.unwrap();
+        let out = r
+            .run(
+                &script(
+                    ScriptLanguage::Python,
+                    "x = bytearray(500 * 1024 * 1024)\nprint('allocated')",
+                    10_000,
+                ),
+                "",
+            )
+            .await
+            .unwrap();
         assert_ne!(out.exit_code, Some(0), "allocating 500 MiB under a 200 MiB limit must fail: {out:?}");
         assert!(out.stderr.contains("MemoryError"), "{}", out.stderr);
     }

@@ -15,10 +15,10 @@ impl Window {
         while self.sent.front().is_some_and(|t| now.duration_since(*t) >= window) {
             self.sent.pop_front();
         }
-        if let (Some(c), Some(last)) = (cooldown, self.sent.back()) {
-            if now.duration_since(*last) < c {
-                return false;
-            }
+        if let (Some(c), Some(last)) = (cooldown, self.sent.back())
+            && now.duration_since(*last) < c
+        {
+            return false;
         }
         if self.sent.len() as u32 >= max {
             return false;
@@ -37,13 +37,29 @@ pub struct Throttles {
 
 impl Throttles {
     /// Whether a trigger may send now (and counts the send if so).
-    pub fn trigger(&self, key: &(String, String), max: u32, window: Duration, cooldown: Option<Duration>) -> bool {
-        self.triggers.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().admit(Instant::now(), max, window, cooldown)
+    pub fn trigger(
+        &self,
+        key: &(String, String),
+        max: u32,
+        window: Duration,
+        cooldown: Option<Duration>,
+    ) -> bool {
+        self.triggers.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().admit(
+            Instant::now(),
+            max,
+            window,
+            cooldown,
+        )
     }
 
     /// Whether a tenant may send now (and counts the send if so).
     pub fn tenant(&self, tenant: &str, per_minute: u32) -> bool {
-        self.tenants.lock().unwrap_or_else(|p| p.into_inner()).entry(tenant.to_string()).or_default().admit(Instant::now(), per_minute, Duration::from_secs(60), None)
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner()).entry(tenant.to_string()).or_default().admit(
+            Instant::now(),
+            per_minute,
+            Duration::from_secs(60),
+            None,
+        )
     }
 }
 
@@ -61,7 +77,17 @@ mod tests {
         assert!(w.admit(t0 + Duration::from_secs(10), 2, Duration::from_secs(10), None));
         let mut c = Window::default();
         assert!(c.admit(t0, 100, Duration::from_secs(60), Some(Duration::from_secs(30))));
-        assert!(!c.admit(t0 + Duration::from_secs(29), 100, Duration::from_secs(60), Some(Duration::from_secs(30))));
-        assert!(c.admit(t0 + Duration::from_secs(30), 100, Duration::from_secs(60), Some(Duration::from_secs(30))));
+        assert!(!c.admit(
+            t0 + Duration::from_secs(29),
+            100,
+            Duration::from_secs(60),
+            Some(Duration::from_secs(30))
+        ));
+        assert!(c.admit(
+            t0 + Duration::from_secs(30),
+            100,
+            Duration::from_secs(60),
+            Some(Duration::from_secs(30))
+        ));
     }
 }

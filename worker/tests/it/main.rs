@@ -9,7 +9,9 @@ use std::time::Duration;
 use chainwatch_core::block::{Block, EvmBlock};
 use chainwatch_crds::{Monitor, Tenant, Trigger};
 use chainwatch_platform::bus::memory::MemoryBus;
-use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group};
+use chainwatch_platform::bus::{
+    Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group,
+};
 use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, DeadLetterRecord, now_ms};
 use chainwatch_platform::testbed::receivers::{HttpReceiver, SmtpReceiver};
 use chainwatch_worker::config::{Admission, ConfigStore};
@@ -36,13 +38,18 @@ fn fixtures() -> PathBuf {
 }
 
 fn rpc_result(rel: &str) -> Value {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("ethereum-mainnet-rpc").join(rel)).unwrap()).unwrap();
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("ethereum-mainnet-rpc").join(rel)).unwrap(),
+    )
+    .unwrap();
     v[0]["response"]["result"].clone()
 }
 
 fn block_18m() -> Block {
     let r = rpc_result("eth_getBlockReceipts/test_02.json");
-    Block::Evm(EvmBlock::from_rpc(&rpc_result("eth_getBlockByNumber/test_08.json"), r.as_array().unwrap()).unwrap())
+    Block::Evm(
+        EvmBlock::from_rpc(&rpc_result("eth_getBlockByNumber/test_08.json"), r.as_array().unwrap()).unwrap(),
+    )
 }
 
 fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
@@ -51,11 +58,15 @@ fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
 
 fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
     let data: serde_json::Map<String, Value> = data.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    obj(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "stringData": data}))
+    obj(
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "stringData": data}),
+    )
 }
 
 fn trigger(name: &str, spec: Value) -> Trigger {
-    obj(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": name, "namespace": NS}, "spec": spec}))
+    obj(
+        json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": name, "namespace": NS}, "spec": spec}),
+    )
 }
 
 fn fast_retries(max: u32) -> Value {
@@ -79,15 +90,19 @@ fn usdt_monitor(triggers: &[&str], extra: Value) -> Monitor {
             s.insert(k.clone(), v.clone());
         }
     }
-    obj(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Monitor", "metadata": {"name": "usdt-large", "namespace": NS}, "spec": spec}))
+    obj(
+        json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Monitor", "metadata": {"name": "usdt-large", "namespace": NS}, "spec": spec}),
+    )
 }
 
 fn base_store(allow_scripts: bool) -> ConfigStore {
     let store = ConfigStore::new(Admission::Local);
     store.apply_network(obj(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "metadata": {"name": "ethereum-mainnet"},
         "spec": {"type": "evm", "rpc": [{"url": "http://unused.invalid"}]}})));
-    store.apply_tenant(obj::<Tenant>(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "acme"},
-        "spec": {"namespaces": [NS], "limits": {"allowScripts": allow_scripts}}})));
+    store.apply_tenant(obj::<Tenant>(
+        json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "acme"},
+        "spec": {"namespaces": [NS], "limits": {"allowScripts": allow_scripts}}}),
+    ));
     store
 }
 
@@ -109,7 +124,9 @@ impl Harness {
         let producer: Arc<dyn Producer> = Arc::new(bus.clone());
         let filter = FilterStage {
             network: "ethereum-mainnet".into(),
-            consumer: Arc::new(bus.consumer(&filter_group("ethereum-mainnet"), &[&blocks_topic("ethereum-mainnet")])),
+            consumer: Arc::new(
+                bus.consumer(&filter_group("ethereum-mainnet"), &[&blocks_topic("ethereum-mainnet")]),
+            ),
             producer: producer.clone(),
             config: store.subscribe(),
             metrics: metrics.clone(),
@@ -141,7 +158,11 @@ impl Harness {
     }
 
     async fn publish_block(&self, block: Block) {
-        let rec = BlockTopicRecord::Block(BlockRecord { network: "ethereum-mainnet".into(), block, published_at_ms: now_ms() });
+        let rec = BlockTopicRecord::Block(BlockRecord {
+            network: "ethereum-mainnet".into(),
+            block,
+            published_at_ms: now_ms(),
+        });
         self.bus.send(&blocks_topic("ethereum-mainnet"), "18000000", rec.encode()).await.unwrap();
     }
 
@@ -161,7 +182,10 @@ impl Harness {
     fn metric(&self, name: &str) -> f64 {
         chainwatch_platform::admin::encode(&self.registry)
             .lines()
-            .filter(|l| l.starts_with(name) && (l.len() == name.len() || [' ', '{'].contains(&l.as_bytes()[name.len()].into())))
+            .filter(|l| {
+                l.starts_with(name)
+                    && (l.len() == name.len() || [' ', '{'].contains(&l.as_bytes()[name.len()].into()))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -185,17 +209,28 @@ async fn every_channel_gets_one_notification_per_match_in_upstreams_shape() {
     let store = base_store(false);
     store.apply_secret(secret(
         "hooks",
-        &[("slack", &hooks.url("/slack")), ("discord", &hooks.url("/discord")), ("telegram", "123456789:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
+        &[
+            ("slack", &hooks.url("/slack")),
+            ("discord", &hooks.url("/discord")),
+            ("telegram", "123456789:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ],
     ));
     store.apply_secret(secret("signing", &[("secret", "s3cret")]));
     let message = json!({"title": "${monitor.name}: ${events.0.args.value}", "body": "Transfer of ${events.0.args.value} in ${transaction.hash}${events}"});
-    store.apply_trigger(trigger("slack", json!({"slack": {"webhookUrlSecretRef": {"name": "hooks", "key": "slack"}}, "message": message})));
-    store.apply_trigger(trigger("discord", json!({"discord": {"webhookUrlSecretRef": {"name": "hooks", "key": "discord"}}, "message": message})));
+    store.apply_trigger(trigger(
+        "slack",
+        json!({"slack": {"webhookUrlSecretRef": {"name": "hooks", "key": "slack"}}, "message": message}),
+    ));
+    store.apply_trigger(trigger(
+        "discord",
+        json!({"discord": {"webhookUrlSecretRef": {"name": "hooks", "key": "discord"}}, "message": message}),
+    ));
     store.apply_trigger(trigger("telegram", json!({"telegram": {"tokenSecretRef": {"name": "hooks", "key": "telegram"}, "chatId": "-100", "apiUrl": hooks.url("/tg")}, "message": message})));
     store.apply_trigger(trigger("webhook", json!({"webhook": {"url": hooks.url("/hook"), "secretRef": {"name": "signing", "key": "secret"}, "headers": {"X-Team": "treasury"}}, "message": message})));
     store.apply_trigger(trigger("raw", json!({"webhook": {"url": hooks.url("/raw"), "payloadMode": "Raw"}})));
     store.apply_trigger(trigger("email", json!({"email": {"host": "127.0.0.1", "port": smtp.addr.port(), "tls": "None", "sender": "alerts@acme.example", "recipients": ["ops@acme.example"]}, "message": message})));
-    store.apply_monitor(usdt_monitor(&["slack", "discord", "telegram", "webhook", "raw", "email"], json!({})));
+    store
+        .apply_monitor(usdt_monitor(&["slack", "discord", "telegram", "webhook", "raw", "email"], json!({})));
     let h = Harness::start(store, local());
     h.publish_block(block_18m()).await;
 
@@ -203,13 +238,19 @@ async fn every_channel_gets_one_notification_per_match_in_upstreams_shape() {
     let mails = smtp.wait_for(2, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // nothing more arrives
     let got_after = hooks.received();
-    assert_eq!(got_after.len(), 10, "5 HTTP triggers × 2 matches: {:?}", got_after.iter().map(|r| &r.path).collect::<Vec<_>>());
+    assert_eq!(
+        got_after.len(),
+        10,
+        "5 HTTP triggers × 2 matches: {:?}",
+        got_after.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
     assert_eq!(smtp.mails().len(), 2);
     let by_path = |p: &str| got.iter().filter(|r| r.path == p).cloned().collect::<Vec<_>>();
 
     // slack: one mrkdwn section with the title in bold
     let slack = by_path("/slack");
-    let texts: Vec<String> = slack.iter().map(|r| r.json()["blocks"][0]["text"]["text"].as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> =
+        slack.iter().map(|r| r.json()["blocks"][0]["text"]["text"].as_str().unwrap().to_string()).collect();
     let first = texts.iter().find(|t| t.contains("1285000000")).expect("the 1,285 USDT transfer");
     assert!(first.starts_with("*Large USDT transfer: 1285000000*\n\nTransfer of 1285000000 in 0xc1e64199d60a6420e360ba326f4026eb61a085481baaec99f2f49224f1b1e96a"), "{first}");
     assert!(first.contains("\n\n*Matched Events:*\n\n*Reason 1*\n\n*Signature:* `Transfer(address,address,uint256)`\n\n*Params:*\n\nfrom: `0x"), "{first}");
@@ -223,7 +264,10 @@ async fn every_channel_gets_one_notification_per_match_in_upstreams_shape() {
     for r in by_path("/hook") {
         let body = r.json();
         let ts: u64 = r.header("X-Timestamp").unwrap().parse().unwrap();
-        assert_eq!(r.header("X-Signature").unwrap(), chainwatch_worker::notify::payload::signature("s3cret", &body, ts));
+        assert_eq!(
+            r.header("X-Signature").unwrap(),
+            chainwatch_worker::notify::payload::signature("s3cret", &body, ts)
+        );
         assert_eq!(r.header("X-Team"), Some("treasury"));
         assert_eq!(r.header("Idempotency-Key").map(str::len), Some(64));
         assert!(body["title"].as_str().unwrap().starts_with("Large USDT transfer: "));
@@ -284,7 +328,10 @@ async fn a_receiver_that_always_fails_gets_a_dead_letter_and_the_offset_moves_on
     // the group's position is past both matches: a new member of the group gets nothing
     tokio::time::sleep(Duration::from_millis(100)).await;
     let again = h.bus.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC]);
-    assert!(tokio::time::timeout(Duration::from_millis(300), again.recv()).await.is_err(), "the offsets moved on");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), again.recv()).await.is_err(),
+        "the offsets moved on"
+    );
     h.stop().await;
 }
 
@@ -297,7 +344,13 @@ async fn the_cloud_metadata_address_is_refused() {
     h.publish_block(block_18m()).await;
     let dead = h.wait_dead_letters(2).await;
     assert_eq!(dead.len(), 2);
-    assert!(dead[0].reason.starts_with("rejected: destination 169.254.169.254 is a loopback, private, link-local or metadata address"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.starts_with(
+            "rejected: destination 169.254.169.254 is a loopback, private, link-local or metadata address"
+        ),
+        "{}",
+        dead[0].reason
+    );
     assert_eq!(dead[0].attempts, 1, "refusals are not retried");
     h.stop().await;
 }
@@ -332,12 +385,19 @@ async fn trigger_conditions_drop_matches_and_need_a_tenant_that_allows_scripts()
     hooks.wait_for(1, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let bodies: Vec<Value> = hooks.received().iter().map(|r| r.json()["body"].clone()).collect();
-    assert_eq!(bodies, [json!("0x831b4c265b7b03bf169e3760afad30b985632dad46826e3b76705bda64579f96")], "the 1,285 USDT match was filtered out");
+    assert_eq!(
+        bodies,
+        [json!("0x831b4c265b7b03bf169e3760afad30b985632dad46826e3b76705bda64579f96")],
+        "the 1,285 USDT match was filtered out"
+    );
     h.stop().await;
 
     let hooks = HttpReceiver::start().await;
     let store = base_store(false);
-    store.apply_trigger(trigger("hook", json!({"webhook": {"url": hooks.url("/hook")}, "message": {"title": "t", "body": "b"}})));
+    store.apply_trigger(trigger(
+        "hook",
+        json!({"webhook": {"url": hooks.url("/hook")}, "message": {"title": "t", "body": "b"}}),
+    ));
     store.apply_monitor(usdt_monitor(&["hook"], condition));
     let h = Harness::start(store, local());
     h.publish_block(block_18m()).await;
@@ -378,17 +438,25 @@ async fn a_changed_monitor_applies_to_the_next_block() {
     h.store.apply_monitor(m);
     let applied = std::time::Instant::now();
     let mut rx = h.store.subscribe();
-    while !rx.borrow_and_update().indexes["ethereum-mainnet"].monitors()[0].match_conditions.events[0].expression.as_deref().unwrap().contains("400000000") {
+    while !rx.borrow_and_update().indexes["ethereum-mainnet"].monitors()[0].match_conditions.events[0]
+        .expression
+        .as_deref()
+        .unwrap()
+        .contains("400000000")
+    {
         tokio::time::timeout(Duration::from_secs(2), rx.changed()).await.expect("a new snapshot").unwrap();
     }
     assert!(applied.elapsed() < Duration::from_secs(1));
     h.publish_block(block_18m()).await;
     let got = hooks.wait_for(2, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let bodies: Vec<String> = hooks.received().iter().map(|r| r.json()["body"].as_str().unwrap().to_string()).collect();
+    let bodies: Vec<String> =
+        hooks.received().iter().map(|r| r.json()["body"].as_str().unwrap().to_string()).collect();
     // already delivered matches are not repeated; the newly matching one is delivered
     assert_eq!(bodies.len(), 3, "{bodies:?}");
-    assert!(bodies.contains(&"0x07299f40780ea95a029aa3f2d368f78274fcfc128f3664972f7414704f642803".to_string()));
+    assert!(
+        bodies.contains(&"0x07299f40780ea95a029aa3f2d368f78274fcfc128f3664972f7414704f642803".to_string())
+    );
     let _ = got;
     h.stop().await;
 }

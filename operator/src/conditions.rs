@@ -1,0 +1,144 @@
+//! Conditions: built from (type, status, reason, message), merged into the previous ones so that
+//! `lastTransitionTime` only changes when the status does.
+
+use chainwatch_crds::common::{Condition, Time};
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
+use serde::de::DeserializeOwned;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::events::Level;
+use crate::network::MANAGER;
+
+/// A desired condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    pub type_: String,
+    pub ok: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Desired {
+    pub fn new(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Self {
+        let mut message: String = message.into();
+        if message.len() > 2048 {
+            message.truncate(2045);
+            message.push_str("...");
+        }
+        Self { type_: type_.into(), ok, reason: reason.into(), message }
+    }
+}
+
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// The conditions to write: `desired`, keeping the transition time of unchanged statuses.
+pub fn merge(previous: &[Condition], desired: &[Desired], generation: Option<i64>) -> Vec<Condition> {
+    desired
+        .iter()
+        .map(|d| {
+            let status = if d.ok { "True" } else { "False" }.to_string();
+            let since = previous
+                .iter()
+                .find(|c| c.type_ == d.type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(now);
+            Condition {
+                type_: d.type_.clone(),
+                status,
+                reason: d.reason.clone(),
+                message: d.message.clone(),
+                last_transition_time: since,
+                observed_generation: generation,
+            }
+        })
+        .collect()
+}
+
+/// The conditions of one writer after a reconcile.
+pub struct Update {
+    /// The writer's conditions to apply.
+    pub conditions: Vec<Condition>,
+    /// Whether they say something new.
+    pub changed: bool,
+    /// Whether Ready was True before (None when there was no Ready).
+    pub was_ready: Option<bool>,
+}
+
+/// Merges `desired` into the `current` conditions of the object (only the types in `desired`
+/// are this writer's; others belong to other field managers).
+pub fn update(current: &[Condition], desired: &[Desired], generation: Option<i64>) -> Update {
+    let mine: Vec<_> =
+        current.iter().filter(|c| desired.iter().any(|d| d.type_ == c.type_)).cloned().collect();
+    let conditions = merge(&mine, desired, generation);
+    Update {
+        changed: !same(&mine, &conditions),
+        was_ready: ready(current).map(|c| c.status == "True"),
+        conditions,
+    }
+}
+
+/// Whether two condition lists say the same (times aside).
+pub fn same(a: &[Condition], b: &[Condition]) -> bool {
+    let key = |c: &Condition| {
+        (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone(), c.observed_generation)
+    };
+    let mut ka: Vec<_> = a.iter().map(key).collect();
+    let mut kb: Vec<_> = b.iter().map(key).collect();
+    ka.sort();
+    kb.sort();
+    ka == kb
+}
+
+/// The Ready condition of a list, if any.
+pub fn ready(conditions: &[Condition]) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == "Ready")
+}
+
+/// Server-side applies the given status fields of object `name` with the operator's field manager
+/// (fields it does not name, like the ingester's conditions, keep their owners).
+pub async fn apply_status<K>(api: &Api<K>, name: &str, status: serde_json::Value) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let patch =
+        serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Status { name: name.to_string(), source })
+}
+
+/// Publishes an event when readiness flips: Normal with `ok_reason`, or Warning with the reason
+/// of the failing condition.
+pub async fn announce<K>(ctx: &Context, obj: &K, was_ready: Option<bool>, ready: &Desired, ok_reason: &str)
+where
+    K: Resource<DynamicType = ()>,
+{
+    if was_ready == Some(ready.ok) {
+        return;
+    }
+    let (level, reason) =
+        if ready.ok { (Level::Normal, ok_reason) } else { (Level::Warning, ready.reason.as_str()) };
+    ctx.events.publish(obj, level, reason, &ready.message).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_time_changes_only_with_the_status() {
+        let first = merge(&[], &[Desired::new("Ready", false, "Compiling", "x")], Some(1));
+        let again = merge(&first, &[Desired::new("Ready", false, "OtherReason", "y")], Some(2));
+        assert_eq!(first[0].last_transition_time, again[0].last_transition_time);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let flipped = merge(&again, &[Desired::new("Ready", true, "Admitted", "ok")], Some(2));
+        assert_ne!(flipped[0].last_transition_time, again[0].last_transition_time);
+        assert!(!same(&again, &flipped));
+        assert!(same(&flipped, &merge(&flipped, &[Desired::new("Ready", true, "Admitted", "ok")], Some(2))));
+    }
+}

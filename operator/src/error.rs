@@ -1,0 +1,38 @@
+//! Reconcile errors, named after the step that failed, each with a bounded category (metric label
+//! and event reason).
+
+use chainwatch_platform::bus::BusError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying {kind} {name}: {source}")]
+    Apply { kind: &'static str, name: String, source: kube::Error },
+    #[error("deleting {kind} {name}: {source}")]
+    Delete { kind: &'static str, name: String, source: kube::Error },
+    #[error("listing {kind}: {source}")]
+    List { kind: &'static str, source: kube::Error },
+    #[error("writing the status of {name}: {source}")]
+    Status { name: String, source: kube::Error },
+    #[error("reading {what}: {source}")]
+    Read { what: String, source: kube::Error },
+    #[error("Kafka topic {topic}: {source}")]
+    Topic { topic: String, source: BusError },
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// Bounded category for metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } => "ApplyFailed",
+            Error::Delete { .. } => "DeleteFailed",
+            Error::List { .. } | Error::Read { .. } => "ReadFailed",
+            Error::Status { .. } => "StatusFailed",
+            Error::Topic { .. } => "KafkaFailed",
+            Error::Finalizer(_) => "FinalizerFailed",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

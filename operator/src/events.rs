@@ -1,0 +1,77 @@
+//! Kubernetes Events about the objects the operator reconciles (core/v1 Events), emitted on
+//! transitions only — never one per reconcile or per match.
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use kube::api::{Api, PostParams};
+use kube::{Client, Resource, ResourceExt};
+
+/// Writes events.
+#[derive(Clone)]
+pub struct Events {
+    client: Client,
+    /// Namespace of events about cluster-scoped objects.
+    default_namespace: String,
+    instance: String,
+}
+
+/// Normal or Warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Normal,
+    Warning,
+}
+
+impl Events {
+    pub fn new(client: Client, default_namespace: &str, instance: &str) -> Self {
+        Self { client, default_namespace: default_namespace.into(), instance: instance.into() }
+    }
+
+    /// Publishes an event about `obj` (failures to publish are logged, not returned).
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        level: Level,
+        reason: &str,
+        message: &str,
+    ) {
+        let ns = obj.namespace().unwrap_or_else(|| self.default_namespace.clone());
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let name = format!("{}.{:x}", obj.name_any(), now.as_nanosecond());
+        let event = Event {
+            metadata: ObjectMeta { name: Some(name), namespace: Some(ns.clone()), ..Default::default() },
+            involved_object: ObjectReference {
+                api_version: Some(K::api_version(&()).into_owned()),
+                kind: Some(K::kind(&()).into_owned()),
+                name: Some(obj.name_any()),
+                namespace: obj.namespace(),
+                uid: obj.meta().uid.clone(),
+                resource_version: obj.meta().resource_version.clone(),
+                ..Default::default()
+            },
+            reason: Some(reason.into()),
+            message: Some(message.chars().take(1024).collect()),
+            type_: Some(
+                match level {
+                    Level::Normal => "Normal",
+                    Level::Warning => "Warning",
+                }
+                .into(),
+            ),
+            source: Some(EventSource { component: Some("chainwatch-operator".into()), host: None }),
+            reporting_component: Some("chainwatch.io/operator".into()),
+            reporting_instance: Some(self.instance.clone()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: Some(MicroTime(now)),
+            action: Some("Reconcile".into()),
+            count: Some(1),
+            ..Default::default()
+        };
+        if let Err(e) =
+            Api::<Event>::namespaced(self.client.clone(), &ns).create(&PostParams::default(), &event).await
+        {
+            tracing::debug!(error = %e, %reason, "publishing an event failed");
+        }
+    }
+}

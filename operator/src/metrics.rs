@@ -1,0 +1,81 @@
+//! Operator metrics: reconciles, errors by category, durations, per controller.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Ctl {
+    controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CtlCat {
+    controller: String,
+    category: String,
+}
+
+#[derive(Clone)]
+pub struct OperatorMetrics {
+    reconciles: Family<Ctl, Counter>,
+    errors: Family<CtlCat, Counter>,
+    duration: Family<Ctl, Histogram>,
+    leader: Gauge,
+    admitted: Gauge,
+}
+
+impl Default for OperatorMetrics {
+    fn default() -> Self {
+        Self {
+            reconciles: Family::default(),
+            errors: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15))),
+            leader: Gauge::default(),
+            admitted: Gauge::default(),
+        }
+    }
+}
+
+impl OperatorMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("chainwatch_operator");
+        r.register("reconciles", "Reconciles by controller", m.reconciles.clone());
+        r.register(
+            "reconcile_errors",
+            "Failed reconciles by controller and error category",
+            m.errors.clone(),
+        );
+        r.register("reconcile_duration_seconds", "Reconcile durations by controller", m.duration.clone());
+        r.register("leader", "1 while this replica holds the leader lease", m.leader.clone());
+        r.register(
+            "monitors_admitted",
+            "Monitors admitted at their last reconcile (Ready=True)",
+            m.admitted.clone(),
+        );
+        m
+    }
+
+    pub fn reconciled(&self, controller: &str, took: Duration) {
+        let l = Ctl { controller: controller.into() };
+        self.reconciles.get_or_create(&l).inc();
+        self.duration.get_or_create(&l).observe(took.as_secs_f64());
+    }
+
+    pub fn error(&self, controller: &str, category: &str) {
+        self.errors.get_or_create(&CtlCat { controller: controller.into(), category: category.into() }).inc();
+    }
+
+    pub fn leader(&self, is: bool) {
+        self.leader.set(i64::from(is));
+    }
+
+    pub fn admitted_delta(&self, d: i64) {
+        self.admitted.inc_by(d);
+    }
+}

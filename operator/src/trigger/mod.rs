@@ -1,0 +1,193 @@
+//! The Trigger controller: checks that a Trigger can deliver — its Secrets exist and hold what the
+//! channel needs, URLs and addresses are well-formed, scripts are allowed for the tenant and the
+//! tenant's trigger limit admits it — and reports `Ready` and the channel in status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chainwatch_crds::Trigger;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use serde_json::json;
+
+use crate::conditions::{self, Desired};
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::monitor::{rank, tenant_of};
+
+fn telegram_token_ok(token: &str) -> bool {
+    let Some((bot, secret)) = token.trim().split_once(':') else { return false };
+    (8..=10).contains(&bot.len())
+        && bot.bytes().all(|c| c.is_ascii_digit())
+        && secret.len() == 35
+        && secret.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+/// An http(s) URL with a host.
+fn http_url_ok(url: &str) -> bool {
+    let Some(rest) = url.trim().strip_prefix("https://").or_else(|| url.trim().strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !host.is_empty() && !host.contains(' ')
+}
+
+fn email_ok(address: &str) -> bool {
+    let a = address.trim();
+    let inner = a.rsplit_once('<').map_or(a, |(_, r)| r.trim_end_matches('>'));
+    matches!(inner.split_once('@'), Some((user, domain)) if !user.is_empty() && domain.contains('.') && !domain.starts_with('.'))
+}
+
+/// Reconciles one Trigger.
+pub async fn reconcile(t: Arc<Trigger>, ctx: Ctx) -> Result<Action> {
+    let stores = &ctx.stores;
+    let started = std::time::Instant::now();
+    let ns = t.namespace().unwrap_or_default();
+    let name = t.name_any();
+    let spec = &t.spec;
+    let mut problems: Vec<(&'static str, String)> = Vec::new();
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut values = std::collections::HashMap::new();
+    for r in spec.secret_refs() {
+        match secrets.get_opt(&r.name).await {
+            Ok(None) => problems.push((
+                "SecretNotFound",
+                format!("Secret {ns}/{} does not exist: create it with key {}", r.name, r.key),
+            )),
+            Ok(Some(s)) => match s.data.as_ref().and_then(|d| d.get(&r.key)) {
+                None => problems
+                    .push(("SecretKeyNotFound", format!("Secret {ns}/{} has no key {}", r.name, r.key))),
+                Some(v) => {
+                    values.insert(
+                        (r.name.clone(), r.key.clone()),
+                        String::from_utf8_lossy(&v.0).trim().to_string(),
+                    );
+                }
+            },
+            Err(source) => return Err(Error::Read { what: format!("Secret {ns}/{}", r.name), source }),
+        }
+    }
+    let value = |r: &chainwatch_crds::SecretKeyRef| values.get(&(r.name.clone(), r.key.clone())).cloned();
+    for (field, r) in [
+        ("spec.slack.webhookUrlSecretRef", spec.slack.as_ref().map(|s| &s.webhook_url_secret_ref)),
+        ("spec.discord.webhookUrlSecretRef", spec.discord.as_ref().map(|s| &s.webhook_url_secret_ref)),
+        ("spec.webhook.urlSecretRef", spec.webhook.as_ref().and_then(|w| w.url_secret_ref.as_ref())),
+    ] {
+        if let Some(url) = r.and_then(value)
+            && !http_url_ok(&url)
+        {
+            problems.push(("InvalidURL", format!("{field}: the Secret does not hold an http(s) URL")));
+        }
+    }
+    if let Some(w) = &spec.webhook
+        && let Some(secret) = w.secret_ref.as_ref().and_then(value)
+        && secret.is_empty()
+    {
+        problems.push(("EmptySigningSecret", "spec.webhook.secretRef: the signing secret is empty".into()));
+    }
+    if let Some(token) = spec.telegram.as_ref().and_then(|tg| value(&tg.token_secret_ref))
+        && !telegram_token_ok(&token)
+    {
+        problems.push(("InvalidTelegramToken", "spec.telegram.tokenSecretRef: a bot token looks like 123456789:AA… (digits, a colon, 35 characters)".into()));
+    }
+    if let Some(e) = &spec.email {
+        if !email_ok(&e.sender) {
+            problems.push((
+                "InvalidEmailAddress",
+                format!("spec.email.sender: `{}` is not an email address", e.sender),
+            ));
+        }
+        for (i, r) in e.recipients.iter().enumerate() {
+            if !email_ok(r) {
+                problems.push((
+                    "InvalidEmailAddress",
+                    format!("spec.email.recipients[{i}]: `{r}` is not an email address"),
+                ));
+            }
+        }
+    }
+    let tenant = tenant_of(&stores.tenants, &ns);
+    if let Some(script) = &spec.script {
+        if !tenant.as_ref().is_some_and(|t| t.spec.limits.allow_scripts) {
+            problems.push((
+                "ScriptsNotAllowed",
+                "spec.script: the namespace's tenant does not allow scripts (spec.limits.allowScripts)"
+                    .into(),
+            ));
+        }
+        if let Some(from) = &script.source_from {
+            let r = &from.config_map_key_ref;
+            let cm = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&r.name)
+                .await
+                .map_err(|source| Error::Read { what: format!("ConfigMap {ns}/{}", r.name), source })?;
+            if !cm.and_then(|c| c.data).is_some_and(|d| d.contains_key(&r.key)) {
+                problems.push((
+                    "ConfigMapNotFound",
+                    format!(
+                        "spec.script.sourceFrom: ConfigMap {ns}/{} with key {} does not exist",
+                        r.name, r.key
+                    ),
+                ));
+            }
+        }
+    }
+    match &tenant {
+        None => problems.push((
+            "NoTenant",
+            format!("namespace {ns} belongs to no Tenant: create a Tenant whose spec.namespaces lists {ns}"),
+        )),
+        Some(tn) => {
+            if let (Some(max), Some(r)) =
+                (tn.spec.limits.max_triggers, rank(stores.triggers.state(), tn, &ns, &name))
+                && r as u32 >= max
+            {
+                problems.push(("OverQuota", format!("tenant {} allows {max} triggers (spec.limits.maxTriggers); this is trigger number {} by creation time", tn.name_any(), r + 1)));
+            }
+        }
+    }
+
+    let ready = match problems.first() {
+        None => Desired::new(
+            "Ready",
+            true,
+            "Ready",
+            format!("{} trigger ready", spec.channel().unwrap_or("unknown")),
+        ),
+        Some((reason, _)) => Desired::new(
+            "Ready",
+            false,
+            reason,
+            problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
+        ),
+    };
+    let current = t.status.clone().unwrap_or_default();
+    let update = conditions::update(&current.conditions, std::slice::from_ref(&ready), t.metadata.generation);
+    let channel = spec.channel().map(str::to_string);
+    if update.changed || current.observed_generation != t.metadata.generation || current.channel != channel {
+        let status = json!({"conditions": update.conditions, "observedGeneration": t.metadata.generation, "channel": channel});
+        conditions::apply_status(&Api::<Trigger>::namespaced(ctx.client.clone(), &ns), &name, status).await?;
+        conditions::announce(&ctx, t.as_ref(), update.was_ready, &ready, "Ready").await;
+    }
+    ctx.metrics.reconciled("trigger", started.elapsed());
+    Ok(Action::requeue(Duration::from_secs(if ready.ok { 600 } else { 60 })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_checks() {
+        assert!(telegram_token_ok("123456789:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+        assert!(!telegram_token_ok("123:abc"));
+        assert!(http_url_ok("https://hooks.slack.com/services/A/B/C"));
+        assert!(!http_url_ok("ftp://x") && !http_url_ok("https://"));
+        assert!(email_ok("alerts@acme.example") && email_ok("Alerts <alerts@acme.example>"));
+        assert!(!email_ok("alerts") && !email_ok("a@b"));
+    }
+}
