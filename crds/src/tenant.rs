@@ -59,11 +59,14 @@ pub struct TenantSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantLimits {
-    /// Most Monitors admitted across the tenant's namespaces. Default: no limit.
+    /// Most Monitors admitted across the tenant's namespaces. Default: no limit. Over the limit,
+    /// the oldest are admitted (by creation time, which has one-second resolution; ties by
+    /// namespace and name) and the others show `Ready=False` with reason `OverQuota`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub max_monitors: Option<u32>,
-    /// Most Triggers admitted across the tenant's namespaces. Default: no limit.
+    /// Most Triggers admitted across the tenant's namespaces. Default: no limit. The oldest are
+    /// admitted, as for `maxMonitors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub max_triggers: Option<u32>,

@@ -174,6 +174,11 @@ where
     (run, |_obj: Arc<K>, failed: &Failed, _ctx: Arc<Ctx>| Action::requeue(failed.retry))
 }
 
+/// The Network a child belongs to, by its label.
+fn network_of<K: Resource>(child: K) -> Option<ObjectRef<Network>> {
+    child.meta().labels.as_ref()?.get(labels::NETWORK).map(|n| ObjectRef::new(n))
+}
+
 /// Runs the controllers until `stop`.
 pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
     let client = ctx.client.clone();
@@ -195,6 +200,8 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 n.metadata.generation.hash(&mut h);
                 n.metadata.deletion_timestamp.is_some().hash(&mut h);
+                // the finalizer helper adds ours, then waits for that change
+                n.metadata.finalizers.hash(&mut h);
                 if let Some(s) = &n.status {
                     for c in
                         s.conditions.iter().filter(|c| c.type_ == "Progressing" || c.type_ == "RpcReachable")
@@ -207,11 +214,32 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
             Default::default(),
         );
         let (reconciler, on_error) = supervised("network", network::reconcile);
+        let by_secret = stores.networks.clone();
+        let children =
+            watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
         Controller::for_stream(stream, reader)
-            .owns(Api::<StatefulSet>::namespaced(client.clone(), &ns), wc.clone())
-            .owns(Api::<Deployment>::namespaced(client.clone(), &ns), wc.clone())
-            .owns(Api::<Service>::namespaced(client.clone(), &ns), wc.clone())
-            .owns(Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns), wc.clone())
+            // endpoint URLs from Secrets of the operator's namespace
+            .watches(Api::<Secret>::namespaced(client.clone(), &ns), wc.clone(), move |s: Secret| {
+                let name = s.name_any();
+                by_secret
+                    .state()
+                    .iter()
+                    .filter(|n| {
+                        n.spec.rpc.iter().any(|e| e.url_secret_ref.as_ref().is_some_and(|r| r.name == name))
+                    })
+                    .map(|n| ObjectRef::from_obj(n.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            // children, by their network label (not `.owns`: a namespaced child's owner reference
+            // to the cluster-scoped Network would yield a namespaced object reference)
+            .watches(Api::<StatefulSet>::namespaced(client.clone(), &ns), children.clone(), network_of)
+            .watches(Api::<Deployment>::namespaced(client.clone(), &ns), children.clone(), network_of)
+            .watches(Api::<Service>::namespaced(client.clone(), &ns), children.clone(), network_of)
+            .watches(
+                Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns),
+                children.clone(),
+                network_of,
+            )
             .graceful_shutdown_on(stop.clone().cancelled_owned())
             .run(reconciler, on_error, Arc::new(ctx.clone()))
             .for_each(|_| async {})
@@ -230,8 +258,14 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
         let by_trigger = stores.monitors.clone();
         let by_tenant = stores.monitors.clone();
         let by_config_map = stores.monitors.clone();
+        let (peers, tenants) = (stores.monitors.clone(), stores.tenants.clone());
         let (reconciler, on_error) = supervised("monitor", monitor::reconcile);
         Controller::for_stream(stream, reader)
+            .watches(Api::<Monitor>::all(client.clone()), wc.clone(), move |m: Monitor| {
+                monitor::over_quota_peers(peers.state(), &tenants, m.namespace(), |p: &Monitor| {
+                    p.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "OverQuota"))
+                })
+            })
             .watches(Api::<Network>::all(client.clone()), wc.clone(), move |n: Network| {
                 by_network
                     .state()
@@ -288,8 +322,14 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
         .predicate_filter(predicates::generation, Default::default());
         let by_secret = stores.triggers.clone();
         let by_tenant = stores.triggers.clone();
+        let (peers, tenants) = (stores.triggers.clone(), stores.tenants.clone());
         let (reconciler, on_error) = supervised("trigger", trigger::reconcile);
         Controller::for_stream(stream, reader)
+            .watches(Api::<Trigger>::all(client.clone()), wc.clone(), move |t: Trigger| {
+                monitor::over_quota_peers(peers.state(), &tenants, t.namespace(), |p: &Trigger| {
+                    p.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "OverQuota"))
+                })
+            })
             .watches(Api::<Secret>::all(client.clone()), wc.clone(), move |s: Secret| {
                 let name = s.name_any();
                 by_secret

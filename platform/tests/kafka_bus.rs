@@ -68,11 +68,11 @@ async fn topics_grow_but_never_shrink() {
         compact: false,
     };
     assert_eq!(admin.ensure_topic(&spec(2)).await.unwrap(), 2);
-    assert_eq!(admin.partitions(&name).unwrap(), Some(2));
+    assert_eq!(admin.partitions(&name).await.unwrap(), Some(2));
     assert_eq!(admin.ensure_topic(&spec(4)).await.unwrap(), 4);
-    assert_eq!(admin.partitions(&name).unwrap(), Some(4));
+    assert_eq!(admin.partitions(&name).await.unwrap(), Some(4));
     assert_eq!(admin.ensure_topic(&spec(1)).await.unwrap(), 4, "partitions are never removed");
     admin.delete_topic(&name).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(admin.partitions(&name).unwrap(), None);
+    assert_eq!(admin.partitions(&name).await.unwrap(), None);
 }

@@ -55,6 +55,26 @@ pub fn rank<K: kube::Resource>(
     mine.iter().position(|(_, ns, n)| ns == namespace && n == name)
 }
 
+/// Objects (Monitors or Triggers) of the same tenant as a changed one that are waiting on quota:
+/// a creation or deletion may change their rank, so they are looked at again at once.
+pub fn over_quota_peers<K>(
+    items: Vec<Arc<K>>,
+    tenants: &Store<Tenant>,
+    changed_namespace: Option<String>,
+    over_quota: impl Fn(&K) -> bool,
+) -> Vec<kube::runtime::reflector::ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let Some(tenant) = changed_namespace.and_then(|ns| tenant_of(tenants, &ns)) else { return Vec::new() };
+    items
+        .iter()
+        .filter(|o| o.meta().namespace.as_ref().is_some_and(|ns| tenant.spec.namespaces.contains(ns)))
+        .filter(|o| over_quota(o))
+        .map(|o| kube::runtime::reflector::ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
 /// Reconciles one Monitor.
 pub async fn reconcile(m: Arc<Monitor>, ctx: Ctx) -> Result<Action> {
     let stores = &ctx.stores;

@@ -231,11 +231,11 @@ pub fn ingester_statefulset(network: &Network, s: &PodSettings) -> StatefulSet {
     let net = network.name_any();
     let spec_ingester = network.spec.ingester.clone().unwrap_or_default();
     let selector = labels::selector(&net, labels::INGESTER);
-    let mut env = common_env(s);
-    env.extend([
-        env_var("CHAINWATCH_NETWORK", &net),
-        env_var("CHAINWATCH_CHECKPOINT_DIR", "/var/lib/chainwatch"),
-        env_var("CHAINWATCH_SECRETS_NAMESPACE", &s.namespace),
+    let mut vars = common_env(s);
+    vars.extend([
+        env("CHAINWATCH_NETWORK", &net),
+        env("CHAINWATCH_CHECKPOINT_DIR", "/var/lib/chainwatch"),
+        env("CHAINWATCH_SECRETS_NAMESPACE", &s.namespace),
     ]);
     StatefulSet {
         metadata: meta(network, &name, Some(&s.namespace), labels::INGESTER),
@@ -257,7 +257,7 @@ pub fn ingester_statefulset(network: &Network, s: &PodSettings) -> StatefulSet {
                         image: Some(s.image.clone()),
                         image_pull_policy: s.image_pull_policy.clone(),
                         args: Some(vec!["ingester".into()]),
-                        env: Some(env),
+                        env: Some(vars),
                         ports: Some(vec![ContainerPort {
                             name: Some("admin".into()),
                             container_port: ADMIN_PORT,
@@ -300,16 +300,14 @@ pub fn ingester_statefulset(network: &Network, s: &PodSettings) -> StatefulSet {
                     }),
                     ..Default::default()
                 }),
-                ..Default::default()
+                // the API server stores an empty status here; sending it too keeps a repeated
+                // server-side apply a no-op (otherwise every apply rewrites the StatefulSet)
+                status: Some(Default::default()),
             }]),
             ..Default::default()
         }),
         ..Default::default()
     }
-}
-
-fn env_var(name: &str, value: &str) -> EnvVar {
-    env(name, value)
 }
 
 /// The ingester's Service (metrics, and the StatefulSet's governing service).
@@ -361,10 +359,10 @@ pub fn worker_deployment(network: &Network, s: &PodSettings, partitions: i32, sc
     let net = network.name_any();
     let workers = network.spec.workers.clone().unwrap_or_default();
     let (min, _) = worker_bounds(&workers, partitions);
-    let mut env = common_env(s);
-    env.push(env_var("CHAINWATCH_NETWORK", &net));
+    let mut vars = common_env(s);
+    vars.push(env("CHAINWATCH_NETWORK", &net));
     if let Some(a) = &s.allow_destinations {
-        env.push(env_var("CHAINWATCH_ALLOW_DESTINATIONS", a));
+        vars.push(env("CHAINWATCH_ALLOW_DESTINATIONS", a));
     }
     Deployment {
         metadata: meta(network, &worker_name(&net), Some(&s.namespace), labels::WORKER),
@@ -388,7 +386,7 @@ pub fn worker_deployment(network: &Network, s: &PodSettings, partitions: i32, sc
                         image: Some(s.image.clone()),
                         image_pull_policy: s.image_pull_policy.clone(),
                         args: Some(vec!["worker".into()]),
-                        env: Some(env),
+                        env: Some(vars),
                         ports: Some(vec![ContainerPort {
                             name: Some("admin".into()),
                             container_port: ADMIN_PORT,

@@ -112,6 +112,7 @@ pub async fn reconcile(network: Arc<Network>, ctx: Ctx) -> Result<Action> {
         }
     })
     .await;
+    tracing::debug!(?result, "network reconciled");
     ctx.metrics.reconciled("network", started.elapsed());
     result.map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e)

@@ -103,7 +103,7 @@ impl KafkaArgs {
     }
 
     pub fn admin(&self) -> Result<KafkaAdmin, BusError> {
-        Ok(KafkaAdmin { inner: self.base().create()? })
+        Ok(KafkaAdmin { inner: Arc::new(self.base().create()?) })
     }
 }
 
@@ -211,7 +211,7 @@ fn topic_configs(spec: &TopicSpec) -> Vec<(&'static str, String)> {
 
 /// Topic administration.
 pub struct KafkaAdmin {
-    inner: AdminClient<DefaultClientContext>,
+    inner: Arc<AdminClient<DefaultClientContext>>,
 }
 
 /// A topic as chainwatch wants it.
@@ -231,7 +231,7 @@ impl KafkaAdmin {
     /// its configuration (size limit, retention). Returns the partitions it has afterwards.
     pub async fn ensure_topic(&self, spec: &TopicSpec) -> Result<i32, BusError> {
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(15)));
-        let partitions = match self.partitions(&spec.name)? {
+        let partitions = match self.partitions(&spec.name).await? {
             None => {
                 let replication =
                     spec.replication_factor.map_or(TopicReplication::Fixed(-1), TopicReplication::Fixed);
@@ -278,13 +278,8 @@ impl KafkaAdmin {
 
     /// Partitions of a topic, `None` if it does not exist. (Lists all topics: asking for one by
     /// name would auto-create it on brokers that allow that.)
-    pub fn partitions(&self, topic: &str) -> Result<Option<i32>, BusError> {
-        let md = self.inner.inner().fetch_metadata(None, Duration::from_secs(10))?;
-        Ok(md.topics().iter().find(|t| t.name() == topic).and_then(|t| match t.error() {
-            Some(_) => None,
-            None if t.partitions().is_empty() => None,
-            None => Some(t.partitions().len() as i32),
-        }))
+    pub async fn partitions(&self, topic: &str) -> Result<Option<i32>, BusError> {
+        Ok(self.topics().await?.get(topic).copied().filter(|&n| n > 0))
     }
 
     /// Deletes a topic (missing topics are fine).
@@ -299,9 +294,19 @@ impl KafkaAdmin {
         Ok(())
     }
 
-    /// Names of all topics.
-    pub fn topics(&self) -> Result<HashMap<String, i32>, BusError> {
-        let md = self.inner.inner().fetch_metadata(None, Duration::from_secs(10))?;
-        Ok(md.topics().iter().map(|t| (t.name().to_string(), t.partitions().len() as i32)).collect())
+    /// All topics (without errors) and their partition counts. The metadata request blocks, so
+    /// it runs on the blocking pool.
+    pub async fn topics(&self) -> Result<HashMap<String, i32>, BusError> {
+        let admin = self.inner.clone();
+        let md =
+            tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, Duration::from_secs(10)))
+                .await
+                .map_err(|e| BusError::Other(e.to_string()))??;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect())
     }
 }

@@ -1,0 +1,376 @@
+//! The Network controller against kube-testenv and the broker: the objects it writes (read back
+//! field by field), what a spec change touches, deletion with the finalizer, and its status.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chainwatch_crds::Network;
+use chainwatch_platform::bus::kafka::KafkaArgs;
+use chainwatch_platform::testbed::unique;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::harness::{self, Operator, condition, eventually, get, repo};
+
+const T: Duration = Duration::from_secs(30);
+
+fn labels(network: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "chainwatch".into()),
+        ("app.kubernetes.io/instance".into(), format!("{component}-{network}")),
+        ("app.kubernetes.io/component".into(), component.into()),
+        ("app.kubernetes.io/part-of".into(), "chainwatch".into()),
+        ("app.kubernetes.io/managed-by".into(), "chainwatch-operator".into()),
+        ("chainwatch.io/network".into(), network.into()),
+    ])
+}
+
+fn env_of(c: &k8s_openapi::api::core::v1::Container) -> BTreeMap<String, String> {
+    c.env.clone().unwrap_or_default().into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect()
+}
+
+fn kafka() -> KafkaArgs {
+    KafkaArgs::new(chainwatch_platform::testbed::kafka_bootstrap())
+}
+
+async fn exists<K>(api: &Api<K>, name: &str) -> bool
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.unwrap().is_some()
+}
+
+async fn network_yaml(client: &Client, name: &str, extra: serde_json::Value) {
+    let mut spec = json!({"type": "evm", "chainId": 1, "rpc": [{"url": "http://127.0.0.1:1"}], "kafka": {"partitions": 2}});
+    json_patch(&mut spec, &extra);
+    harness::apply_value(client, &json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "metadata": {"name": name}, "spec": spec})).await.unwrap();
+}
+
+fn json_patch(a: &mut serde_json::Value, b: &serde_json::Value) {
+    if let (Some(a), Some(b)) = (a.as_object_mut(), b.as_object()) {
+        for (k, v) in b {
+            match a.get_mut(k) {
+                Some(x) if x.is_object() && v.is_object() => json_patch(x, v),
+                _ => {
+                    a.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_network_becomes_an_ingester_workers_and_an_autoscaler() {
+    let client = harness::client().await;
+    harness::install_crds(&client).await;
+    harness::reset(&client).await;
+    let ns = unique("cw-op");
+    harness::namespace(&client, &ns).await;
+    let op = Operator::start(&ns, "op-a", &[]).await;
+    harness::apply_file(&client, &repo().join("examples/10-network-ethereum-mainnet.yaml")).await;
+    let net = "ethereum-mainnet";
+    let name = format!("chainwatch-ingester-{net}");
+    let worker = format!("chainwatch-worker-{net}");
+
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let sts =
+        eventually("the ingester StatefulSet", T, || async { sts_api.get_opt(&name).await.unwrap() }).await;
+    let network: Network = get(&Api::all(client.clone()), net).await;
+    // identity, labels, owner
+    assert_eq!(sts.labels(), &labels(net, "ingester"));
+    let owner = &sts.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller, &owner.uid),
+        ("Network", net, Some(true), network.metadata.uid.as_ref().unwrap())
+    );
+    let spec = sts.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.service_name.as_deref(), Some(name.as_str()));
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some(name.as_str()));
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("chainwatch:test"), "the operator passes its image on");
+    assert_eq!(c.args.as_deref(), Some(&["ingester".to_string()][..]));
+    let env = env_of(c);
+    assert_eq!(env["CHAINWATCH_NETWORK"], net);
+    assert_eq!(env["KAFKA_BOOTSTRAP"], chainwatch_platform::testbed::kafka_bootstrap());
+    assert_eq!(env["CHAINWATCH_CHECKPOINT_DIR"], "/var/lib/chainwatch");
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(
+        (sc.run_as_non_root, sc.read_only_root_filesystem, sc.allow_privilege_escalation),
+        (Some(true), Some(true), Some(false))
+    );
+    assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, "/var/lib/chainwatch");
+    assert!(c.liveness_probe.is_some() && c.readiness_probe.is_some());
+    let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+    assert_eq!(claim.metadata.name.as_deref(), Some("checkpoint"));
+    assert_eq!(
+        claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+        "64Mi"
+    );
+
+    // its Service and least-privilege RBAC
+    let svc: Service = get(&Api::namespaced(client.clone(), &ns), &name).await;
+    let port = &svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+    assert_eq!((port.name.as_deref(), port.port), (Some("metrics"), 8080));
+    assert_eq!(svc.spec.as_ref().unwrap().selector.as_ref().unwrap()["chainwatch.io/network"], net);
+    assert!(exists(&Api::<ServiceAccount>::namespaced(client.clone(), &ns), &name).await);
+    let role: ClusterRole = get(&Api::all(client.clone()), &name).await;
+    let rules = role.rules.unwrap();
+    assert_eq!(rules.len(), 2, "read its Network, write its status, nothing else");
+    for r in &rules {
+        assert_eq!(r.resource_names.as_deref(), Some(&[net.to_string()][..]));
+        assert!(!r.verbs.iter().any(|v| v == "*" || v == "delete" || v == "create"));
+    }
+    let binding: ClusterRoleBinding = get(&Api::all(client.clone()), &name).await;
+    let subject = &binding.subjects.as_ref().unwrap()[0];
+    assert_eq!(
+        (subject.kind.as_str(), subject.name.as_str(), subject.namespace.as_deref()),
+        ("ServiceAccount", name.as_str(), Some(ns.as_str()))
+    );
+    assert!(
+        !exists(&Api::<Role>::namespaced(client.clone(), &ns), &name).await,
+        "no Secret access without urlSecretRef"
+    );
+
+    // workers and their autoscaler (no KEDA here: an HPA on CPU)
+    let dep: Deployment = get(&Api::namespaced(client.clone(), &ns), &worker).await;
+    assert_eq!(dep.labels(), &labels(net, "worker"));
+    let wc = &dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        (wc.image.as_deref(), wc.args.as_deref()),
+        (Some("chainwatch:test"), Some(&["worker".to_string()][..]))
+    );
+    assert_eq!(env_of(wc)["CHAINWATCH_NETWORK"], net);
+    let replicas_owner = dep
+        .metadata
+        .managed_fields
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|m| m.manager.as_deref() == Some("chainwatch-operator"))
+        .any(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.to_string().contains("f:replicas")));
+    assert!(!replicas_owner, "the operator leaves replicas to the autoscaler");
+    let hpa: HorizontalPodAutoscaler = get(&Api::namespaced(client.clone(), &ns), &worker).await;
+    let h = hpa.spec.unwrap();
+    assert_eq!((h.min_replicas, h.max_replicas), (Some(1), 6), "example: 1..6 over 12 partitions");
+    assert_eq!(
+        (h.scale_target_ref.kind.as_str(), h.scale_target_ref.name.as_str()),
+        ("Deployment", worker.as_str())
+    );
+    let cpu = h.metrics.unwrap()[0].resource.clone().unwrap();
+    assert_eq!((cpu.name.as_str(), cpu.target.average_utilization), ("cpu", Some(70)));
+
+    // the topic, and the status saying what is missing
+    let topic = "chainwatch.blocks.ethereum-mainnet";
+    let partitions = eventually("the topic", T, || async {
+        kafka().admin().unwrap().partitions(topic).await.ok().flatten()
+    })
+    .await;
+    assert!(partitions >= 12, "{partitions} partitions");
+    let n: Network = eventually("Network status", T, || async {
+        let n: Network = get(&Api::all(client.clone()), net).await;
+        condition(&n, "TopicReady").is_some_and(|c| c.0 == "True").then_some(n)
+    })
+    .await;
+    let ready = condition(&n, "Ready").unwrap();
+    assert_eq!((ready.0.as_str(), ready.1.as_str()), ("False", "WaitingForIngester"), "{}", ready.2);
+    assert_eq!(n.status.as_ref().unwrap().observed_generation, n.metadata.generation);
+    assert!(n.finalizers().iter().any(|f| f == "chainwatch.io/kafka-topic"));
+
+    // the ingester reports progress: Ready follows
+    let progress = json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "status": {"conditions": [
+        {"type": "Progressing", "status": "True", "reason": "Ingesting", "message": "at block 21000000", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    Api::<Network>::all(client.clone())
+        .patch_status(net, &PatchParams::apply("chainwatch-ingester").force(), &Patch::Apply(&progress))
+        .await
+        .unwrap();
+    eventually("Ready=True once the ingester progresses", T, || async {
+        let n: Network = get(&Api::all(client.clone()), net).await;
+        condition(&n, "Ready").is_some_and(|c| c.0 == "True" && c.1 == "Running").then_some(())
+    })
+    .await;
+    let n: Network = get(&Api::all(client.clone()), net).await;
+    assert!(condition(&n, "Progressing").is_some(), "the operator keeps the ingester's conditions");
+    op.stop().await;
+    harness::reset(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_max_replicas_updates_only_the_autoscaler() {
+    let client = harness::client().await;
+    harness::install_crds(&client).await;
+    harness::reset(&client).await;
+    let ns = unique("cw-op");
+    harness::namespace(&client, &ns).await;
+    let op = Operator::start(&ns, "op-a", &[]).await;
+    let net = unique("scale");
+    network_yaml(&client, &net, json!({"kafka": {"partitions": 8}, "workers": {"maxReplicas": 6}})).await;
+    let worker = format!("chainwatch-worker-{net}");
+    let ingester = format!("chainwatch-ingester-{net}");
+    let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    eventually("the HPA", T, || async {
+        hpa_api.get_opt(&worker).await.unwrap().filter(|h| h.spec.as_ref().unwrap().max_replicas == 6)
+    })
+    .await;
+    // settle: the status write after the children
+    eventually("TopicReady", T, || async {
+        condition(&get(&Api::<Network>::all(client.clone()), &net).await, "TopicReady").map(|_| ())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    async fn versions(client: &Client, ns: &str, ingester: &str, worker: &str) -> Vec<String> {
+        vec![
+            get(&Api::<StatefulSet>::namespaced(client.clone(), ns), ingester)
+                .await
+                .resource_version()
+                .unwrap(),
+            get(&Api::<Service>::namespaced(client.clone(), ns), ingester).await.resource_version().unwrap(),
+            get(&Api::<ServiceAccount>::namespaced(client.clone(), ns), ingester)
+                .await
+                .resource_version()
+                .unwrap(),
+            get(&Api::<Deployment>::namespaced(client.clone(), ns), worker).await.resource_version().unwrap(),
+            get(&Api::<ClusterRole>::all(client.clone()), ingester).await.resource_version().unwrap(),
+            get(&Api::<ClusterRoleBinding>::all(client.clone()), ingester).await.resource_version().unwrap(),
+        ]
+    }
+    let before = versions(&client, &ns, &ingester, &worker).await;
+    let hpa_before = get(&hpa_api, &worker).await.resource_version();
+    let reconciles_before = op.metric("chainwatch_operator_reconciles_total{controller=\"network\"}").await;
+
+    network_yaml(&client, &net, json!({"kafka": {"partitions": 8}, "workers": {"maxReplicas": 3}})).await;
+    let hpa = eventually("maxReplicas 3 on the HPA", T, || async {
+        hpa_api.get_opt(&worker).await.unwrap().filter(|h| h.spec.as_ref().unwrap().max_replicas == 3)
+    })
+    .await;
+    assert_ne!(hpa.resource_version(), hpa_before);
+    eventually("a reconcile after the change", T, || async {
+        (op.metric("chainwatch_operator_reconciles_total{controller=\"network\"}").await > reconciles_before)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        versions(&client, &ns, &ingester, &worker).await,
+        before,
+        "StatefulSet, Service, ServiceAccount, Deployment and RBAC are not rewritten"
+    );
+
+    // more replicas than partitions is capped
+    network_yaml(&client, &net, json!({"kafka": {"partitions": 8}, "workers": {"maxReplicas": 50}})).await;
+    eventually("maxReplicas capped at the 8 partitions", T, || async {
+        hpa_api.get_opt(&worker).await.unwrap().filter(|h| h.spec.as_ref().unwrap().max_replicas == 8)
+    })
+    .await;
+    op.stop().await;
+    harness::reset(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_network_removes_its_children_and_topic() {
+    let client = harness::client().await;
+    harness::install_crds(&client).await;
+    harness::reset(&client).await;
+    let ns = unique("cw-op");
+    harness::namespace(&client, &ns).await;
+    let op = Operator::start(&ns, "op-a", &[]).await;
+    let deleted = unique("gone");
+    let kept = unique("kept");
+    network_yaml(&client, &deleted, json!({})).await;
+    network_yaml(&client, &kept, json!({"kafka": {"deletionPolicy": "Retain"}})).await;
+    for net in [&deleted, &kept] {
+        eventually("TopicReady", T, || async {
+            condition(&get(&Api::<Network>::all(client.clone()), net).await, "TopicReady")
+                .is_some_and(|c| c.0 == "True")
+                .then_some(())
+        })
+        .await;
+        assert!(
+            kafka().admin().unwrap().partitions(&format!("chainwatch.blocks.{net}")).await.unwrap().is_some()
+        );
+    }
+    let networks: Api<Network> = Api::all(client.clone());
+    for net in [&deleted, &kept] {
+        networks.delete(net, &DeleteParams::default()).await.unwrap();
+    }
+    for net in [&deleted, &kept] {
+        eventually("the Network gone (finalizer done)", T, || async {
+            networks.get_opt(net).await.unwrap().is_none().then_some(())
+        })
+        .await;
+        let name = format!("chainwatch-ingester-{net}");
+        let worker = format!("chainwatch-worker-{net}");
+        assert!(!exists(&Api::<StatefulSet>::namespaced(client.clone(), &ns), &name).await);
+        assert!(!exists(&Api::<Service>::namespaced(client.clone(), &ns), &name).await);
+        assert!(!exists(&Api::<ServiceAccount>::namespaced(client.clone(), &ns), &name).await);
+        assert!(!exists(&Api::<Deployment>::namespaced(client.clone(), &ns), &worker).await);
+        assert!(!exists(&Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns), &worker).await);
+        assert!(!exists(&Api::<ClusterRole>::all(client.clone()), &name).await);
+        assert!(!exists(&Api::<ClusterRoleBinding>::all(client.clone()), &name).await);
+    }
+    let admin = kafka().admin().unwrap();
+    assert_eq!(
+        admin.partitions(&format!("chainwatch.blocks.{deleted}")).await.unwrap(),
+        None,
+        "deletionPolicy Delete (default) deletes the topic"
+    );
+    assert!(
+        admin.partitions(&format!("chainwatch.blocks.{kept}")).await.unwrap().is_some(),
+        "deletionPolicy Retain keeps it"
+    );
+    admin.delete_topic(&format!("chainwatch.blocks.{kept}")).await.unwrap();
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_secrets_are_readable_by_the_ingester_only_by_name_and_checked() {
+    let client = harness::client().await;
+    harness::install_crds(&client).await;
+    harness::reset(&client).await;
+    let ns = unique("cw-op");
+    harness::namespace(&client, &ns).await;
+    let op = Operator::start(&ns, "op-a", &[]).await;
+    let net = unique("secret");
+    network_yaml(&client, &net, json!({"rpc": [{"urlSecretRef": {"name": "alchemy", "key": "url"}}]})).await;
+    let networks: Api<Network> = Api::all(client.clone());
+    let (_, reason, message) = eventually("Ready=False SecretNotFound", T, || async {
+        condition(&get(&networks, &net).await, "Ready").filter(|c| c.1 == "SecretNotFound")
+    })
+    .await;
+    assert_eq!(reason, "SecretNotFound");
+    assert!(message.contains("spec.rpc[0].urlSecretRef") && message.contains("alchemy"), "{message}");
+    let name = format!("chainwatch-ingester-{net}");
+    let role: Role = get(&Api::namespaced(client.clone(), &ns), &name).await;
+    let rule = &role.rules.unwrap()[0];
+    assert_eq!(
+        (rule.resources.as_deref(), rule.resource_names.as_deref(), rule.verbs.as_slice()),
+        (Some(&["secrets".to_string()][..]), Some(&["alchemy".to_string()][..]), &["get".to_string()][..])
+    );
+    let rb: RoleBinding = get(&Api::namespaced(client.clone(), &ns), &name).await;
+    assert_eq!(rb.role_ref.name, name);
+
+    harness::apply_value(&client, &harness::secret(&ns, "alchemy", "url", "https://eth.example/v2/key"))
+        .await
+        .unwrap();
+    eventually("the Secret found", T, || async {
+        condition(&get(&networks, &net).await, "Ready").filter(|c| c.1 == "WaitingForIngester")
+    })
+    .await;
+
+    // dropping the secret reference drops the Role
+    network_yaml(&client, &net, json!({"rpc": [{"url": "http://127.0.0.1:1"}]})).await;
+    eventually("the Role removed", T, || async {
+        (!exists(&Api::<Role>::namespaced(client.clone(), &ns), &name).await).then_some(())
+    })
+    .await;
+    op.stop().await;
+    harness::reset(&client).await;
+    kafka().admin().unwrap().delete_topic(&format!("chainwatch.blocks.{net}")).await.unwrap();
+}
