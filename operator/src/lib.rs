@@ -19,6 +19,7 @@ pub mod network;
 pub mod stores;
 pub mod tenant;
 pub mod trigger;
+pub mod watches;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -54,9 +55,10 @@ pub struct OperatorArgs {
     /// Namespace of the operator and of the pipelines it creates.
     #[arg(long, env = "POD_NAMESPACE", default_value = "chainwatch-system")]
     pub namespace: String,
-    /// Image of the ingester and worker pods (the operator's own image runs every binary).
-    #[arg(long, env = "CHAINWATCH_IMAGE", default_value = "ghcr.io/chainwatch/chainwatch:latest")]
-    pub image: String,
+    /// Image of the ingester and worker pods. Default: the image of the operator's own Pod (one
+    /// image runs every chainwatch binary).
+    #[arg(long, env = "CHAINWATCH_IMAGE")]
+    pub image: Option<String>,
     /// imagePullPolicy of those pods.
     #[arg(long, env = "CHAINWATCH_IMAGE_PULL_POLICY")]
     pub image_pull_policy: Option<String>,
@@ -94,6 +96,32 @@ pub enum RunError {
     Admin(#[from] std::io::Error),
     #[error("Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The image (and pull policy) ingesters and workers run: `--image`, or the operator's own.
+async fn own_image(
+    client: &Client,
+    args: &OperatorArgs,
+    identity: &str,
+) -> Result<(String, Option<String>), RunError> {
+    if let Some(image) = &args.image {
+        return Ok((image.clone(), args.image_pull_policy.clone()));
+    }
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &args.namespace);
+    let pod = pods.get(identity).await.map_err(|e| {
+        RunError::Config(format!("cannot read this operator's Pod {}/{identity} to learn its image ({e}): set --image / CHAINWATCH_IMAGE, or POD_NAME and POD_NAMESPACE", args.namespace))
+    })?;
+    let containers = pod.spec.map(|s| s.containers).unwrap_or_default();
+    let c = containers
+        .iter()
+        .find(|c| c.name == "operator")
+        .or(containers.first())
+        .ok_or_else(|| RunError::Config("the operator's Pod has no containers".into()))?;
+    let image =
+        c.image.clone().ok_or_else(|| RunError::Config("the operator's container has no image".into()))?;
+    Ok((image, args.image_pull_policy.clone().or_else(|| c.image_pull_policy.clone())))
 }
 
 /// Consecutive failures per object, for exponential backoff.
@@ -261,12 +289,12 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
         let (peers, tenants) = (stores.monitors.clone(), stores.tenants.clone());
         let (reconciler, on_error) = supervised("monitor", monitor::reconcile);
         Controller::for_stream(stream, reader)
-            .watches(Api::<Monitor>::all(client.clone()), wc.clone(), move |m: Monitor| {
+            .watches_stream(watches::spec_changes(Api::<Monitor>::all(client.clone())), move |m: Monitor| {
                 monitor::over_quota_peers(peers.state(), &tenants, m.namespace(), |p: &Monitor| {
                     p.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "OverQuota"))
                 })
             })
-            .watches(Api::<Network>::all(client.clone()), wc.clone(), move |n: Network| {
+            .watches_stream(watches::spec_changes(Api::<Network>::all(client.clone())), move |n: Network| {
                 by_network
                     .state()
                     .iter()
@@ -274,7 +302,7 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
                     .map(|m| ObjectRef::from_obj(m.as_ref()))
                     .collect::<Vec<_>>()
             })
-            .watches(Api::<Trigger>::all(client.clone()), wc.clone(), move |t: Trigger| {
+            .watches_stream(watches::spec_changes(Api::<Trigger>::all(client.clone())), move |t: Trigger| {
                 by_trigger
                     .state()
                     .iter()
@@ -282,7 +310,7 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
                     .map(|m| ObjectRef::from_obj(m.as_ref()))
                     .collect::<Vec<_>>()
             })
-            .watches(Api::<Tenant>::all(client.clone()), wc.clone(), move |t: Tenant| {
+            .watches_stream(watches::spec_changes(Api::<Tenant>::all(client.clone())), move |t: Tenant| {
                 by_tenant
                     .state()
                     .iter()
@@ -325,7 +353,7 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
         let (peers, tenants) = (stores.triggers.clone(), stores.tenants.clone());
         let (reconciler, on_error) = supervised("trigger", trigger::reconcile);
         Controller::for_stream(stream, reader)
-            .watches(Api::<Trigger>::all(client.clone()), wc.clone(), move |t: Trigger| {
+            .watches_stream(watches::spec_changes(Api::<Trigger>::all(client.clone())), move |t: Trigger| {
                 monitor::over_quota_peers(peers.state(), &tenants, t.namespace(), |p: &Trigger| {
                     p.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "OverQuota"))
                 })
@@ -341,7 +369,7 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
                     .map(|t| ObjectRef::from_obj(t.as_ref()))
                     .collect::<Vec<_>>()
             })
-            .watches(Api::<Tenant>::all(client.clone()), wc.clone(), move |tn: Tenant| {
+            .watches_stream(watches::spec_changes(Api::<Tenant>::all(client.clone())), move |tn: Tenant| {
                 by_tenant
                     .state()
                     .iter()
@@ -360,12 +388,23 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
         let by_trigger = stores.tenants.clone();
         let (reconciler, on_error) = supervised("tenant", tenant::reconcile);
         Controller::new(Api::<Tenant>::all(client.clone()), wc.clone())
-            .watches(Api::<Monitor>::all(client.clone()), wc.clone(), move |m: Monitor| {
-                m.namespace()
-                    .and_then(|ns| monitor::tenant_of(&by_monitor, &ns))
-                    .map(|t| ObjectRef::from_obj(t.as_ref()))
-            })
-            .watches(Api::<Trigger>::all(client.clone()), wc.clone(), move |t: Trigger| {
+            // counts of Monitors and of Ready ones: not on match counters
+            .watches_stream(
+                watches::changes(Api::<Monitor>::all(client.clone()), |m: &Monitor| {
+                    let ready = m
+                        .status
+                        .as_ref()
+                        .and_then(|s| conditions::ready(&s.conditions))
+                        .map(|c| c.status.clone());
+                    (m.metadata.generation, ready)
+                }),
+                move |m: Monitor| {
+                    m.namespace()
+                        .and_then(|ns| monitor::tenant_of(&by_monitor, &ns))
+                        .map(|t| ObjectRef::from_obj(t.as_ref()))
+                },
+            )
+            .watches_stream(watches::spec_changes(Api::<Trigger>::all(client.clone())), move |t: Trigger| {
                 t.namespace()
                     .and_then(|ns| monitor::tenant_of(&by_trigger, &ns))
                     .map(|t| ObjectRef::from_obj(t.as_ref()))
@@ -392,16 +431,15 @@ async fn serves(client: &Client, group: &str) -> bool {
 pub async fn context(
     client: Client,
     args: &OperatorArgs,
+    image: (String, Option<String>),
+    identity: &str,
     metrics: OperatorMetrics,
     stores: Stores,
 ) -> Context {
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        std::env::var("HOSTNAME").unwrap_or_else(|_| format!("chainwatch-operator-{}", std::process::id()))
-    });
     Context {
         pods: PodSettings {
-            image: args.image.clone(),
-            image_pull_policy: args.image_pull_policy.clone(),
+            image: image.0,
+            image_pull_policy: image.1,
             namespace: args.namespace.clone(),
             kafka_bootstrap: args.kafka.bootstrap.clone(),
             kafka_options: (!args.kafka.options.is_empty()).then(|| {
@@ -412,7 +450,7 @@ pub async fn context(
         },
         kafka: (!args.no_kafka).then(|| args.kafka.clone()),
         metrics,
-        events: Events::new(client.clone(), &args.namespace, &identity),
+        events: Events::new(client.clone(), &args.namespace, identity),
         abis: AbiCache::default(),
         keda_installed: serves(&client, "keda.sh").await,
         rbac_available: serves(&client, "rbac.authorization.k8s.io").await,
@@ -438,7 +476,8 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME").unwrap_or_else(|_| format!("chainwatch-operator-{}", std::process::id()))
     });
-    tracing::info!(%admin_addr, %identity, namespace = %args.namespace, "operator starting");
+    let image = own_image(&client, &args, &identity).await?;
+    tracing::info!(%admin_addr, %identity, namespace = %args.namespace, image = %image.0, "operator starting");
     ready.set(true); // a standby replica is healthy too
 
     loop {
@@ -463,7 +502,8 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
         };
         let mut tasks = tokio::task::JoinSet::new();
         let stores = Stores::start(client.clone(), stop.clone(), &mut tasks).await;
-        let ctx = Arc::new(context(client.clone(), &args, metrics.clone(), stores).await);
+        let ctx =
+            Arc::new(context(client.clone(), &args, image.clone(), &identity, metrics.clone(), stores).await);
         tracing::info!(
             keda = ctx.keda_installed,
             rbac = ctx.rbac_available,

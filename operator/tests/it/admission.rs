@@ -224,3 +224,55 @@ async fn triggers_report_missing_secrets_and_script_permission() {
     op.stop().await;
     harness::reset(&client).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_do_not_readmit() {
+    let client = harness::client().await;
+    harness::install_crds(&client).await;
+    harness::reset(&client).await;
+    let op_ns = unique("cw-op");
+    let ns = unique("tenant");
+    harness::namespace(&client, &op_ns).await;
+    harness::namespace(&client, &ns).await;
+    let op = Operator::start(&op_ns, "op-a", &["--no-kafka"]).await;
+    let net = unique("eth");
+    apply(&client, json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": ns}, "spec": {"namespaces": [ns]}})).await;
+    apply(&client, json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "metadata": {"name": net}, "spec": {"type": "evm", "rpc": [{"url": "http://127.0.0.1:1"}]}})).await;
+    apply(&client, webhook(&ns, "hook")).await;
+    for name in ["watched", "sentinel"] {
+        apply(&client, monitor(&ns, name, transfer_monitor(&net, "value > 1", &["hook"]))).await;
+        ready_with(&client, &ns, name, "Admitted").await;
+    }
+    let reconciles =
+        || async { op.metric("chainwatch_operator_reconciles_total{controller=\"monitor\"}").await };
+    let before = reconciles().await;
+
+    // what an ingester and a worker write all day long
+    let pp = kube::api::PatchParams::apply("status-writer").force();
+    for i in 0..20 {
+        let s = json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "status": {"head": 100 + i, "lastBlock": 90 + i, "lag": 10}});
+        Api::<chainwatch_crds::Network>::all(client.clone())
+            .patch_status(&net, &pp, &kube::api::Patch::Apply(&s))
+            .await
+            .unwrap();
+        let t = json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "status": {"deliveredCount": i}});
+        Api::<Trigger>::namespaced(client.clone(), &ns)
+            .patch_status("hook", &pp, &kube::api::Patch::Apply(&t))
+            .await
+            .unwrap();
+        let m =
+            json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Monitor", "status": {"matchCount": i}});
+        Api::<Monitor>::namespaced(client.clone(), &ns)
+            .patch_status("watched", &pp, &kube::api::Patch::Apply(&m))
+            .await
+            .unwrap();
+    }
+    // a spec change the operator must see, then a short window for stragglers
+    apply(&client, monitor(&ns, "sentinel", transfer_monitor(&net, "value > 2", &["hook"]))).await;
+    ready_with(&client, &ns, "sentinel", "Admitted").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let extra = reconciles().await - before;
+    assert!(extra <= 2.0, "60 status writes caused {extra} monitor reconciles (want only the sentinel's)");
+    op.stop().await;
+    harness::reset(&client).await;
+}

@@ -256,20 +256,23 @@ fn free_port() -> SocketAddr {
 }
 
 impl Operator {
-    /// Starts an operator whose pipelines live in `namespace`, with extra arguments.
+    /// Starts an operator whose pipelines live in `namespace`, with extra arguments. Its image is
+    /// `chainwatch:test`, unless `extra` has `--image-from-pod` (then it reads its own Pod's).
     pub async fn start(namespace: &str, identity: &str, extra: &[&str]) -> Operator {
         let admin = free_port();
         let kafka = chainwatch_platform::testbed::kafka_bootstrap();
         let mut argv = vec![
             "operator".to_string(),
             format!("--namespace={namespace}"),
-            "--image=chainwatch:test".into(),
             format!("--kafka-bootstrap={kafka}"),
             format!("--admin-addr={admin}"),
             format!("--identity={identity}"),
             "--lease-seconds=4".into(),
         ];
-        argv.extend(extra.iter().map(|s| s.to_string()));
+        if !extra.contains(&"--image-from-pod") {
+            argv.push("--image=chainwatch:test".into());
+        }
+        argv.extend(extra.iter().filter(|a| **a != "--image-from-pod").map(|s| s.to_string()));
         let args = Args::try_parse_from(argv).expect("operator arguments").operator;
         let stop = CancellationToken::new();
         let task = tokio::spawn({

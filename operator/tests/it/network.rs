@@ -374,3 +374,33 @@ async fn endpoint_secrets_are_readable_by_the_ingester_only_by_name_and_checked(
     harness::reset(&client).await;
     kafka().admin().unwrap().delete_topic(&format!("chainwatch.blocks.{net}")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_runs_pipelines_from_its_own_image() {
+    let client = harness::client().await;
+    harness::install_crds(&client).await;
+    harness::reset(&client).await;
+    let ns = unique("cw-op");
+    harness::namespace(&client, &ns).await;
+    // the operator's Pod as the Deployment in config/manager creates it (kube-testenv runs no
+    // kubelet: the Pod object is enough)
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "chainwatch-operator-7d9f-abcde", "namespace": ns},
+        "spec": {"containers": [{"name": "operator", "image": "registry.example/chainwatch:v1.2.3", "imagePullPolicy": "IfNotPresent"}]}});
+    harness::apply_value(&client, &pod).await.unwrap();
+    let op =
+        Operator::start(&ns, "chainwatch-operator-7d9f-abcde", &["--image-from-pod", "--no-kafka"]).await;
+    let net = unique("img");
+    network_yaml(&client, &net, json!({})).await;
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let sts = eventually("the ingester StatefulSet", T, || async {
+        sts_api.get_opt(&format!("chainwatch-ingester-{net}")).await.unwrap()
+    })
+    .await;
+    let c = &sts.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(
+        (c.image.as_deref(), c.image_pull_policy.as_deref()),
+        (Some("registry.example/chainwatch:v1.2.3"), Some("IfNotPresent"))
+    );
+    op.stop().await;
+    harness::reset(&client).await;
+}
