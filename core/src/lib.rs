@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod signature;
 pub mod stellar;
 pub mod template;
+pub mod trigger_checks;
 pub mod upstream;
 pub mod value;
 

@@ -7,7 +7,8 @@
 //! | [`Monitor`] | namespaced | what to watch and which Triggers to fire |
 //! | [`Trigger`] | namespaced | where a notification goes |
 //!
-//! API types only: no client, no runtime. `crdgen` writes the CRD YAML under `config/crd/`.
+//! API types only: no client, no runtime. `crdgen` writes the CRD YAML under `config/crd/`;
+//! [`validate`] checks an object against it offline, as the API server would.
 
 // kube-derive expands several `printcolumn(...)` with the same keys, which this lint mistakes for
 // repeated attributes.
@@ -18,6 +19,7 @@ pub mod monitor;
 pub mod network;
 pub mod tenant;
 pub mod trigger;
+pub mod validate;
 
 pub use common::{
     ConfigMapKeyRef, ConfigMapSource, DurationString, Jitter, RetryPolicy, ScriptLanguage, ScriptSpec,

@@ -12,7 +12,7 @@ use crate::common::{
 };
 
 /// A notification channel: exactly one of slack, discord, telegram, email, webhook or script.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "chainwatch.io",
     version = "v1alpha1",

@@ -142,3 +142,30 @@ fn every_invalid_example_names_the_message_the_api_server_gives() {
         }
     }
 }
+
+#[test]
+fn offline_validation_agrees_with_the_api_server() {
+    // valid examples pass
+    for path in yaml_files(&repo().join("examples")) {
+        for (kind, value) in documents(&path) {
+            let json = serde_json::to_value(&value).unwrap();
+            if let Some(v) = chainwatch_crds::validate::validate(&json) {
+                assert!(v.is_empty(), "{}: {kind}: {v:?}", path.display());
+            }
+        }
+    }
+    // invalid ones fail with the message the API server gives (checked there in operator/tests)
+    for path in yaml_files(&repo().join("examples/invalid")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text.lines().next().unwrap().trim_start_matches("# expect: ").trim();
+        for (_, value) in documents(&path) {
+            let json = serde_json::to_value(&value).unwrap();
+            let v = chainwatch_crds::validate::validate(&json).unwrap();
+            assert!(
+                v.iter().any(|x| x.to_string().contains(expect)),
+                "{}: want `{expect}`, got {v:?}",
+                path.display()
+            );
+        }
+    }
+}

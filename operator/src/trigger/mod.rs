@@ -17,30 +17,6 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::monitor::{rank, tenant_of};
 
-fn telegram_token_ok(token: &str) -> bool {
-    let Some((bot, secret)) = token.trim().split_once(':') else { return false };
-    (8..=10).contains(&bot.len())
-        && bot.bytes().all(|c| c.is_ascii_digit())
-        && secret.len() == 35
-        && secret.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-}
-
-/// An http(s) URL with a host.
-fn http_url_ok(url: &str) -> bool {
-    let Some(rest) = url.trim().strip_prefix("https://").or_else(|| url.trim().strip_prefix("http://"))
-    else {
-        return false;
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    !host.is_empty() && !host.contains(' ')
-}
-
-fn email_ok(address: &str) -> bool {
-    let a = address.trim();
-    let inner = a.rsplit_once('<').map_or(a, |(_, r)| r.trim_end_matches('>'));
-    matches!(inner.split_once('@'), Some((user, domain)) if !user.is_empty() && domain.contains('.') && !domain.starts_with('.'))
-}
-
 /// Reconciles one Trigger.
 pub async fn reconcile(t: Arc<Trigger>, ctx: Ctx) -> Result<Action> {
     let stores = &ctx.stores;
@@ -72,44 +48,9 @@ pub async fn reconcile(t: Arc<Trigger>, ctx: Ctx) -> Result<Action> {
         }
     }
     let value = |r: &chainwatch_crds::SecretKeyRef| values.get(&(r.name.clone(), r.key.clone())).cloned();
-    for (field, r) in [
-        ("spec.slack.webhookUrlSecretRef", spec.slack.as_ref().map(|s| &s.webhook_url_secret_ref)),
-        ("spec.discord.webhookUrlSecretRef", spec.discord.as_ref().map(|s| &s.webhook_url_secret_ref)),
-        ("spec.webhook.urlSecretRef", spec.webhook.as_ref().and_then(|w| w.url_secret_ref.as_ref())),
-    ] {
-        if let Some(url) = r.and_then(value)
-            && !http_url_ok(&url)
-        {
-            problems.push(("InvalidURL", format!("{field}: the Secret does not hold an http(s) URL")));
-        }
-    }
-    if let Some(w) = &spec.webhook
-        && let Some(secret) = w.secret_ref.as_ref().and_then(value)
-        && secret.is_empty()
-    {
-        problems.push(("EmptySigningSecret", "spec.webhook.secretRef: the signing secret is empty".into()));
-    }
-    if let Some(token) = spec.telegram.as_ref().and_then(|tg| value(&tg.token_secret_ref))
-        && !telegram_token_ok(&token)
-    {
-        problems.push(("InvalidTelegramToken", "spec.telegram.tokenSecretRef: a bot token looks like 123456789:AA… (digits, a colon, 35 characters)".into()));
-    }
-    if let Some(e) = &spec.email {
-        if !email_ok(&e.sender) {
-            problems.push((
-                "InvalidEmailAddress",
-                format!("spec.email.sender: `{}` is not an email address", e.sender),
-            ));
-        }
-        for (i, r) in e.recipients.iter().enumerate() {
-            if !email_ok(r) {
-                problems.push((
-                    "InvalidEmailAddress",
-                    format!("spec.email.recipients[{i}]: `{r}` is not an email address"),
-                ));
-            }
-        }
-    }
+    problems.extend(
+        chainwatch_core::trigger_checks::check(spec, &value).into_iter().map(|p| (p.reason, p.message)),
+    );
     let tenant = tenant_of(&stores.tenants, &ns);
     if let Some(script) = &spec.script {
         if !tenant.as_ref().is_some_and(|t| t.spec.limits.allow_scripts) {
@@ -175,19 +116,4 @@ pub async fn reconcile(t: Arc<Trigger>, ctx: Ctx) -> Result<Action> {
     }
     ctx.metrics.reconciled("trigger", started.elapsed());
     Ok(Action::requeue(Duration::from_secs(if ready.ok { 600 } else { 60 })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn format_checks() {
-        assert!(telegram_token_ok("123456789:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
-        assert!(!telegram_token_ok("123:abc"));
-        assert!(http_url_ok("https://hooks.slack.com/services/A/B/C"));
-        assert!(!http_url_ok("ftp://x") && !http_url_ok("https://"));
-        assert!(email_ok("alerts@acme.example") && email_ok("Alerts <alerts@acme.example>"));
-        assert!(!email_ok("alerts") && !email_ok("a@b"));
-    }
 }

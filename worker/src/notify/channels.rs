@@ -42,12 +42,16 @@ pub struct Notification<'a> {
     pub idempotency_key: &'a str,
 }
 
+/// Where notifications go instead of their channels in a dry run (`chainwatch dev --dry-notify`).
+pub type DrySink = Arc<dyn Fn(&ResolvedTrigger, &Notification<'_>) + Send + Sync>;
+
 /// The channels, with their clients.
 pub struct Channels {
     http: reqwest::Client,
     policy: Arc<DestinationPolicy>,
     scripts: ScriptRunner,
     smtp: Mutex<HashMap<String, AsyncSmtpTransport<Tokio1Executor>>>,
+    dry: Option<DrySink>,
 }
 
 const USER_AGENT: &str = concat!("chainwatch/", env!("CARGO_PKG_VERSION"));
@@ -63,11 +67,20 @@ impl Channels {
             .pool_max_idle_per_host(16)
             .build()
             .expect("building an HTTP client");
-        Self { http, policy, scripts, smtp: Mutex::default() }
+        Self { http, policy, scripts, smtp: Mutex::default(), dry: None }
+    }
+
+    /// Channels that hand every notification to `sink` instead of sending it.
+    pub fn dry_run(sink: DrySink) -> Self {
+        Self { dry: Some(sink), ..Self::new(DestinationPolicy::default(), ScriptRunner::default()) }
     }
 
     /// Sends a notification through a trigger.
     pub async fn send(&self, trigger: &ResolvedTrigger, n: &Notification<'_>) -> Result<(), DeliveryError> {
+        if let Some(sink) = &self.dry {
+            sink(trigger, n);
+            return Ok(());
+        }
         let secret = |r| trigger.secret(r).map(str::to_string).map_err(DeliveryError::Permanent);
         let spec = &trigger.spec;
         if let Some(s) = &spec.slack {

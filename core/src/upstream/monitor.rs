@@ -19,21 +19,7 @@ pub struct ImportedMonitor {
     pub script_paths: Vec<String>,
 }
 
-/// A field of the upstream JSON that is missing or has the wrong type.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct UpstreamError {
-    pub field: String,
-    pub message: String,
-}
-
-fn err(field: impl Into<String>, message: impl Into<String>) -> UpstreamError {
-    UpstreamError { field: field.into(), message: message.into() }
-}
-
-fn str_field<'a>(v: &'a Json, key: &str, at: &str) -> Result<&'a str, UpstreamError> {
-    v.get(key).and_then(Json::as_str).ok_or_else(|| err(format!("{at}{key}"), "is missing or not a string"))
-}
+use super::{UpstreamError, err, str_field, unknown_fields};
 
 fn opt_expression(v: &Json, at: &str) -> Result<Option<String>, UpstreamError> {
     match v.get("expression") {
@@ -169,11 +155,7 @@ pub fn monitor_from_upstream(v: &Json) -> Result<ImportedMonitor, UpstreamError>
         "chain_configurations",
         "$schema",
     ];
-    if let Some(obj) = v.as_object() {
-        for k in obj.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
-            unsupported.push((k.clone(), "unknown field (upstream rejects unknown fields too)".to_string()));
-        }
-    }
+    unsupported.extend(unknown_fields(v, "", &KNOWN));
     Ok(ImportedMonitor {
         spec: MonitorSpec {
             display_name: Some(name.clone()),

@@ -1,0 +1,285 @@
+//! `chainwatch test`: one monitor on one block — the matches and the notifications its triggers
+//! would send, without sending them. The block comes from an RPC endpoint (through the ingester's
+//! own source, so it is normalized exactly as in production) or from recorded JSON-RPC exchanges.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use chainwatch_core::block::{Block, EvmBlock};
+use chainwatch_core::monitor::{AbiCache, MonitorKey, MonitorSource, NetworkIndex, compile};
+use chainwatch_core::{MonitorMatch, template};
+use chainwatch_crds::{ChainType, Network, Trigger};
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use crate::manifests::{self, Objects};
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// File(s) with the Monitor (and optionally its Network, Triggers, Secrets, ConfigMaps).
+    #[arg(short, long = "monitor", required = true)]
+    pub monitors: Vec<PathBuf>,
+    /// File with the Network (if not in the monitor's files).
+    #[arg(long)]
+    pub network: Option<PathBuf>,
+    /// More files or directories to read Triggers, Secrets and ConfigMaps from.
+    #[arg(short = 'f', long = "config")]
+    pub config: Vec<PathBuf>,
+    /// Which monitor, when the files hold several (`name` or `namespace/name`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Block (EVM) or ledger (Stellar) number.
+    #[arg(short, long)]
+    pub block: u64,
+    /// Fetch the block from this JSON-RPC endpoint (default: the Network's endpoints).
+    #[arg(long, conflicts_with = "replay")]
+    pub rpc: Option<String>,
+    /// Read the block from recorded JSON-RPC exchanges (`[{request, response}]` files, as in
+    /// tests fixtures): eth_getBlockByNumber with eth_getBlockReceipts or eth_getTransactionReceipt.
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
+    /// Namespace of objects that do not set one.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = crate::check::Format::Human)]
+    pub output: crate::check::Format,
+}
+
+/// What a dry run found.
+pub struct Outcome {
+    pub network: String,
+    pub block: u64,
+    pub matches: Vec<MonitorMatch>,
+    /// (trigger, channel, title, body) per match and trigger.
+    pub notifications: Vec<(String, String, String, String)>,
+}
+
+fn pick_monitor(o: &Objects, name: Option<&str>) -> anyhow::Result<chainwatch_crds::Monitor> {
+    let all: Vec<_> = o.monitors.iter().map(|(_, m)| m.clone()).collect();
+    match name {
+        None if all.len() == 1 => Ok(all[0].clone()),
+        None => bail!(
+            "the files hold {} monitors ({}): choose one with --name",
+            all.len(),
+            all.iter().map(|m| m.name_any()).collect::<Vec<_>>().join(", ")
+        ),
+        Some(n) => all
+            .into_iter()
+            .find(|m| {
+                m.name_any() == n || format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any()) == n
+            })
+            .with_context(|| format!("no monitor {n} in the files")),
+    }
+}
+
+/// Recorded JSON-RPC results by method and first parameter (block numbers normalized).
+fn replay_index(dir: &PathBuf) -> anyhow::Result<HashMap<(String, String), Value>> {
+    let mut index = HashMap::new();
+    let files = manifests::files(std::slice::from_ref(dir), true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "json")) {
+        let Ok(v) = serde_json::from_str::<Value>(&std::fs::read_to_string(f)?) else { continue };
+        for ex in v.as_array().into_iter().flatten() {
+            let method = ex["request"]["method"].as_str().unwrap_or_default().to_string();
+            let param = ex["request"]["params"][0].clone();
+            let key = match &param {
+                Value::String(s) if s.starts_with("0x") && s.len() <= 18 => u64::from_str_radix(&s[2..], 16)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| s.to_lowercase()),
+                Value::String(s) => s.to_lowercase(),
+                other => other.to_string(),
+            };
+            if !ex["response"]["result"].is_null() {
+                index.insert((method, key), ex["response"]["result"].clone());
+            }
+        }
+    }
+    Ok(index)
+}
+
+fn replay_block(dir: &PathBuf, chain: ChainType, n: u64) -> anyhow::Result<Block> {
+    if chain != ChainType::Evm {
+        bail!("--replay reads EVM exchanges; for {chain} networks use --rpc");
+    }
+    let index = replay_index(dir)?;
+    let block = index
+        .get(&("eth_getBlockByNumber".to_string(), n.to_string()))
+        .with_context(|| format!("no eth_getBlockByNumber for block {n} under {}", dir.display()))?;
+    let receipts: Vec<Value> = match index.get(&("eth_getBlockReceipts".to_string(), n.to_string())) {
+        Some(r) => r.as_array().cloned().unwrap_or_default(),
+        None => block["transactions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|tx| {
+                let h = tx["hash"].as_str().unwrap_or_default().to_lowercase();
+                index
+                    .get(&("eth_getTransactionReceipt".to_string(), h.clone()))
+                    .cloned()
+                    .with_context(|| format!("no receipts for block {n}: neither eth_getBlockReceipts nor eth_getTransactionReceipt for {h}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    Ok(Block::Evm(EvmBlock::from_rpc(block, &receipts).map_err(|e| anyhow::anyhow!("block {n}: {e}"))?))
+}
+
+async fn rpc_block(network: &Network, rpc: Option<&str>, n: u64) -> anyhow::Result<Block> {
+    let mut spec = network.spec.clone();
+    if let Some(url) = rpc {
+        spec.rpc = vec![chainwatch_crds::RpcEndpoint {
+            url: Some(url.to_string()),
+            url_secret_ref: None,
+            weight: None,
+            timeout: None,
+        }];
+    }
+    let no_secrets =
+        |r: &chainwatch_crds::SecretKeyRef| Err(format!("Secret {} cannot be read here: pass --rpc", r.name));
+    let rt = chainwatch_ingester::config::runtime(&network.name_any(), &spec, &no_secrets)
+        .map_err(|e| anyhow::anyhow!("Network {}: {e}", network.name_any()))?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = chainwatch_ingester::rpc::RpcMetrics::register(&mut registry);
+    let source = chainwatch_ingester::build_source(&network.name_any(), &rt, metrics)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    source.block(n).await.map_err(|e| anyhow::anyhow!("fetching block {n}: {e}"))
+}
+
+/// Renders what each trigger of the monitor would send for each match.
+pub fn notifications(o: &Objects, matches: &[MonitorMatch]) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for m in matches {
+        let vars = template::variables(m);
+        for t in &m.monitor.triggers {
+            let trig: Option<&Trigger> = o.triggers.iter().map(|(_, t)| t).find(|x| {
+                x.name_any() == *t && x.namespace().as_deref() == Some(m.monitor.key.namespace.as_str())
+            });
+            match trig {
+                None => {
+                    out.push((t.clone(), "?".into(), "(trigger not among the files)".into(), String::new()))
+                }
+                Some(x) => {
+                    let channel = x.spec.channel().unwrap_or("?").to_string();
+                    let (title, body) = match &x.spec.message {
+                        Some(msg) => {
+                            (template::render(&msg.title, &vars), template::render(&msg.body, &vars))
+                        }
+                        None => ("(raw payload)".into(), m.upstream_json().to_string()),
+                    };
+                    out.push((t.clone(), channel, title, body));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs the dry run.
+pub async fn dry_run(args: &TestArgs) -> anyhow::Result<(Outcome, Objects)> {
+    let mut paths = args.monitors.clone();
+    paths.extend(args.network.iter().cloned());
+    paths.extend(args.config.iter().cloned());
+    let (docs, errors) = manifests::load(&paths, true);
+    if let Some(e) = errors.first() {
+        bail!("{e}");
+    }
+    let (o, bad) = Objects::from_docs(&docs, &args.namespace);
+    if let Some((d, e)) = bad.first() {
+        bail!("{}: {}: {e} (run `chainwatch check` for details)", d.source, d.describe());
+    }
+    let monitor = pick_monitor(&o, args.name.as_deref())?;
+    let network = match monitor
+        .spec
+        .networks
+        .iter()
+        .find_map(|n| o.networks.iter().find(|(_, x)| x.name_any() == *n))
+    {
+        Some((_, n)) => n.clone(),
+        None => bail!(
+            "the monitor's networks ({}) are not among the files: pass --network FILE",
+            monitor.spec.networks.join(", ")
+        ),
+    };
+    let ns = monitor.namespace().unwrap_or_default();
+    let cms = |r: &chainwatch_crds::ConfigMapKeyRef| o.config_map_value(&ns, &r.name, &r.key);
+    let source = MonitorSource {
+        key: MonitorKey::new(&ns, monitor.name_any()),
+        generation: None,
+        spec: &monitor.spec,
+        config_maps: &cms,
+    };
+    let compiled = compile(&source, network.spec.chain_type, &AbiCache::default()).map_err(|errs| {
+        anyhow::anyhow!(
+            "the monitor does not compile:\n{}",
+            errs.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    let block = match &args.replay {
+        Some(dir) => replay_block(dir, network.spec.chain_type, args.block)?,
+        None => rpc_block(&network, args.rpc.as_deref(), args.block).await?,
+    };
+    let index = NetworkIndex::build(&network.name_any(), [Arc::new(compiled)]);
+    let (matches, _) = index.match_block(&block);
+    let notifications = notifications(&o, &matches);
+    Ok((Outcome { network: network.name_any(), block: args.block, matches, notifications }, o))
+}
+
+fn human(out: &Outcome) -> String {
+    let mut s = format!("block {} on {}: {} match(es)\n", out.block, out.network, out.matches.len());
+    for m in &out.matches {
+        s.push_str(&format!("\n  {} matched tx {}\n", m.monitor.display_name, m.transaction_hash()));
+        for f in &m.matched_on_args.functions {
+            let args: Vec<String> = f.args.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
+            s.push_str(&format!(
+                "    function {}({})\n",
+                f.signature.split('(').next().unwrap_or_default(),
+                args.join(", ")
+            ));
+        }
+        for e in &m.matched_on_args.events {
+            let args: Vec<String> = e.args.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
+            s.push_str(&format!(
+                "    event {}({}) log {}\n",
+                e.signature.split('(').next().unwrap_or_default(),
+                args.join(", "),
+                e.log_index.map_or("-".into(), |i| i.to_string())
+            ));
+        }
+        for t in &m.matched_on.transactions {
+            s.push_str(&format!(
+                "    transaction {:?}{}\n",
+                t.status,
+                t.expression.as_ref().map(|e| format!(" where {e}")).unwrap_or_default()
+            ));
+        }
+    }
+    if !out.notifications.is_empty() {
+        s.push_str("\nnotifications (not sent):\n");
+        for (t, channel, title, body) in &out.notifications {
+            s.push_str(&format!("\n  [{channel}] {t}: {title}\n"));
+            for line in body.lines() {
+                s.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
+    s
+}
+
+/// The command.
+pub async fn run(args: TestArgs) -> anyhow::Result<()> {
+    let (out, _) = dry_run(&args).await?;
+    match args.output {
+        crate::check::Format::Human => print!("{}", human(&out)),
+        crate::check::Format::Json => {
+            let v = json!({
+                "network": out.network,
+                "block": out.block,
+                "matches": out.matches.iter().map(|m| m.upstream_json()).collect::<Vec<_>>(),
+                "notifications": out.notifications.iter().map(|(t, c, title, body)| json!({"trigger": t, "channel": c, "title": title, "body": body})).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+    }
+    Ok(())
+}
