@@ -38,6 +38,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Command-line arguments of the worker process.
 #[derive(Clone, Debug, clap::Args)]
 pub struct WorkerArgs {
+    /// Stable identity of this worker in its consumer groups (static membership): a worker
+    /// restarted with the same identity resumes its partitions without a rebalance. The
+    /// Deployment sets it to the pod name.
+    #[arg(long, env = "POD_NAME")]
+    pub instance_id: Option<String>,
     /// Network whose blocks this worker filters (its Deployment is per network). Without it, only
     /// the notify stage runs.
     #[arg(long, env = "CHAINWATCH_NETWORK")]
@@ -199,7 +204,11 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
     let mut lag_sources: Vec<(String, Arc<KafkaConsumer>)> = Vec::new();
 
     if let Some(network) = args.network.clone() {
-        let consumer = Arc::new(args.kafka.consumer(&filter_group(&network), &[&blocks_topic(&network)])?);
+        let consumer = Arc::new(args.kafka.member(
+            &filter_group(&network),
+            &[&blocks_topic(&network)],
+            args.instance_id.as_deref(),
+        )?);
         lag_sources.push((filter_group(&network), consumer.clone()));
         let stage = filter::FilterStage {
             network,
@@ -215,17 +224,18 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
     let status = Arc::new(status::KubeStatus::new(client.clone()));
     if args.notify {
         let delivered = DeliveredLog::new(producer.clone());
-        let delivered_consumer: Arc<dyn Consumer> = Arc::new(
-            args.kafka.consumer(&format!("chainwatch-delivered-{}", uuid_like()), &[DELIVERED_TOPIC])?,
-        );
+        // every worker reads all delivered keys, outside any group
+        let (reader, ends) = args.kafka.reader(DELIVERED_TOPIC)?;
+        let delivered_consumer: Arc<dyn Consumer> = Arc::new(reader);
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel();
         tasks.spawn({
             let delivered = delivered.clone();
             let stop = stages.clone();
-            async move { delivered.follow(delivered_consumer, caught_up_tx, stop).await }
+            async move { delivered.follow(delivered_consumer, Some(ends), caught_up_tx, stop).await }
         });
         let _ = caught_up_rx.await;
-        let consumer = Arc::new(args.kafka.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC])?);
+        let consumer =
+            Arc::new(args.kafka.member(NOTIFY_GROUP, &[MATCHES_TOPIC], args.instance_id.as_deref())?);
         lag_sources.push((NOTIFY_GROUP.to_string(), consumer.clone()));
         let stage = notify::NotifyStage {
             consumer,
@@ -280,9 +290,4 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
     let _ = tokio::join!(rebuild, feed, config_metrics, admin);
     tracing::info!("worker stopped");
     Ok(())
-}
-
-/// A random hex id (no extra dependency for UUIDs).
-pub fn uuid_like() -> String {
-    format!("{:016x}", rand::random::<u64>())
 }

@@ -13,8 +13,8 @@ use chainwatch_ingester::pipeline::Settings;
 use chainwatch_ingester::rpc::{EndpointConfig, RpcMetrics};
 use chainwatch_ingester::status::IngestStatus;
 use chainwatch_ingester::{Components, supervise};
+use chainwatch_platform::bus::blocks_topic;
 use chainwatch_platform::bus::kafka::{KafkaArgs, TopicSpec};
-use chainwatch_platform::bus::{Consumer, blocks_topic};
 use chainwatch_platform::codec::BlockTopicRecord;
 use chainwatch_platform::testbed::{kafka_bootstrap, unique};
 use prometheus_client::registry::Registry;
@@ -137,23 +137,12 @@ pub async fn read_topic(
     within: Duration,
     until: impl Fn(&[BlockTopicRecord]) -> bool,
 ) -> Vec<BlockTopicRecord> {
-    let kafka = KafkaArgs::new(kafka_bootstrap());
-    let topic = blocks_topic(network);
-    let consumer = kafka.consumer(&unique("reader"), &[&topic]).unwrap();
-    let deadline = Instant::now() + within;
-    let mut out = Vec::new();
-    while !until(&out) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(Ok(m)) => out.push(BlockTopicRecord::decode(&m.payload).unwrap()),
-            Ok(Err(e)) => panic!("reading {topic}: {e}"),
-            Err(_) => break,
-        }
-    }
-    out
+    let decode =
+        |raw: &[Vec<u8>]| raw.iter().map(|p| BlockTopicRecord::decode(p).unwrap()).collect::<Vec<_>>();
+    let raw =
+        chainwatch_platform::testbed::read_topic(&blocks_topic(network), within, |raw| until(&decode(raw)))
+            .await;
+    decode(&raw)
 }
 
 pub fn blocks(records: &[BlockTopicRecord]) -> Vec<&Block> {

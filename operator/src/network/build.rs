@@ -13,10 +13,10 @@ use k8s_openapi::api::autoscaling::v2::{
     MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -361,6 +361,15 @@ pub fn worker_deployment(network: &Network, s: &PodSettings, partitions: i32, sc
     let (min, _) = worker_bounds(&workers, partitions);
     let mut vars = common_env(s);
     vars.push(env("CHAINWATCH_NETWORK", &net));
+    // static consumer-group membership: a restarted container keeps its partitions
+    vars.push(EnvVar {
+        name: "POD_NAME".into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), api_version: None }),
+            ..Default::default()
+        }),
+    });
     if let Some(a) = &s.allow_destinations {
         vars.push(env("CHAINWATCH_ALLOW_DESTINATIONS", a));
     }

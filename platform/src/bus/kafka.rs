@@ -97,9 +97,49 @@ impl KafkaArgs {
     }
 
     pub fn consumer(&self, group: &str, topics: &[&str]) -> Result<KafkaConsumer, BusError> {
-        let consumer: StreamConsumer = self.consumer_config(group).create()?;
+        self.member(group, topics, None)
+    }
+
+    /// A consumer that is a static member of `group` (`group.instance.id`): restarted with the
+    /// same identity (the same pod after a crash), it gets its partitions back at once instead of
+    /// waiting for its old session to expire and a rebalance.
+    pub fn member(
+        &self,
+        group: &str,
+        topics: &[&str],
+        instance: Option<&str>,
+    ) -> Result<KafkaConsumer, BusError> {
+        let mut config = self.consumer_config(group);
+        if let Some(id) = instance {
+            config.set("group.instance.id", id);
+        }
+        let consumer: StreamConsumer = config.create()?;
         consumer.subscribe(topics)?;
         Ok(KafkaConsumer { inner: Arc::new(consumer), offsets: OffsetTracker::default() })
+    }
+
+    /// A reader of every partition of `topic` from its beginning, outside any consumer group
+    /// (no group join, nothing committed), with each partition's end offset when it started: the
+    /// reader has caught up when it has read up to those.
+    pub fn reader(
+        &self,
+        topic: &str,
+    ) -> Result<(KafkaConsumer, std::collections::HashMap<i32, i64>), BusError> {
+        let mut config = self.consumer_config(&format!("chainwatch-reader-{}", std::process::id()));
+        config.set("enable.auto.commit", "false");
+        let consumer: StreamConsumer = config.create()?;
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions: Vec<i32> =
+            md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        let mut list = rdkafka::TopicPartitionList::new();
+        let mut ends = std::collections::HashMap::new();
+        for p in partitions {
+            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+            ends.insert(p, high);
+            list.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+        }
+        consumer.assign(&list)?;
+        Ok((KafkaConsumer { inner: Arc::new(consumer), offsets: OffsetTracker::default() }, ends))
     }
 
     pub fn admin(&self) -> Result<KafkaAdmin, BusError> {

@@ -33,4 +33,31 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{t}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Reads the records (payloads) of `topic` from the beginning, in a fresh consumer group, until
+/// `until` says enough or `within` passes.
+pub async fn read_topic(
+    topic: &str,
+    within: std::time::Duration,
+    until: impl Fn(&[Vec<u8>]) -> bool,
+) -> Vec<Vec<u8>> {
+    use crate::bus::Consumer;
+    let consumer = crate::bus::kafka::KafkaArgs::new(kafka_bootstrap())
+        .consumer(&unique("reader"), &[topic])
+        .expect("a Kafka consumer");
+    let deadline = std::time::Instant::now() + within;
+    let mut out = Vec::new();
+    while !until(&out) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(m)) => out.push(m.payload),
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 pub mod receivers;

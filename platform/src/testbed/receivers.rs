@@ -20,6 +20,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// Wall-clock arrival, milliseconds since the Unix epoch (to compare with record timestamps).
+    pub at_ms: u64,
 }
 
 impl Received {
@@ -69,6 +71,7 @@ async fn record(
                 .collect(),
             body: body.to_vec(),
             at: Instant::now(),
+            at_ms: crate::codec::now_ms(),
         });
     }
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

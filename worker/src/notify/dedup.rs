@@ -61,14 +61,30 @@ impl DeliveredLog {
         self.producer.send(DELIVERED_TOPIC, key, at.to_string().into_bytes()).await
     }
 
-    /// Reads the topic: first until `caught_up` says so (startup), then until `stop`.
+    /// Reads the topic, then follows it until `stop`. `caught_up` fires once the records that
+    /// existed at startup are read: when every partition reached its end offset in `ends`
+    /// (partition → end offset when the reader started), or — without `ends` (the in-memory bus)
+    /// — after 1.5 s without a record.
     pub async fn follow(
         &self,
         consumer: Arc<dyn Consumer>,
+        ends: Option<HashMap<i32, i64>>,
         caught_up: tokio::sync::oneshot::Sender<()>,
         stop: CancellationToken,
     ) {
         let mut caught_up = Some(caught_up);
+        let mut pending: Option<HashMap<i32, i64>> =
+            ends.map(|e| e.into_iter().filter(|(_, end)| *end > 0).collect());
+        let check = |pending: &Option<HashMap<i32, i64>>,
+                     caught_up: &mut Option<tokio::sync::oneshot::Sender<()>>| {
+            if pending.as_ref().is_some_and(HashMap::is_empty)
+                && let Some(tx) = caught_up.take()
+            {
+                tracing::info!(keys = self.len(), "delivered keys loaded");
+                let _ = tx.send(());
+            }
+        };
+        check(&pending, &mut caught_up);
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -83,19 +99,26 @@ impl DeliveredLog {
                             .unwrap_or_else(now_ms);
                         self.insert(key, at);
                     }
+                    if let Some(p) = pending.as_mut()
+                        && p.get(&m.partition).is_some_and(|end| m.offset + 1 >= *end)
+                    {
+                        p.remove(&m.partition);
+                    }
+                    check(&pending, &mut caught_up);
                     consumer.done(&m);
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "reading delivered keys failed");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                // quiet for 1.5 s: the backlog is read
-                Err(_) => {
+                // quiet for 1.5 s: the backlog is read (only when end offsets are unknown)
+                Err(_) if pending.is_none() => {
                     if let Some(tx) = caught_up.take() {
                         tracing::info!(keys = self.len(), "delivered keys loaded");
                         let _ = tx.send(());
                     }
                 }
+                Err(_) => {}
             }
         }
     }

@@ -1,0 +1,242 @@
+//! One test's system: the API server objects, a chain, the operator in-process, the ingester and
+//! worker as processes, and the receivers.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, U256};
+use chainwatch_crds::{Monitor, Network};
+use chainwatch_ingester::devnet::Anvil;
+use chainwatch_platform::testbed::receivers::{HttpReceiver, SmtpReceiver};
+use chainwatch_platform::testbed::{kafka_bootstrap, unique};
+use kube::Client;
+use kube::api::Api;
+use serde_json::{Value, json};
+
+use crate::harness::{self, Operator, condition, eventually, get};
+
+pub const T: Duration = Duration::from_secs(60);
+
+/// A `chainwatch` subprocess, killed when dropped; its output goes to a log file.
+pub struct Proc {
+    pub child: tokio::process::Child,
+    pub name: String,
+    pub log: PathBuf,
+    pub admin: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Proc {
+    pub fn spawn(name: &str, args: &[String], dir: &std::path::Path) -> Proc {
+        let port = free_port();
+        let log = dir.join(format!("{name}-{}.log", unique("run")));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chainwatch"))
+            .args(args)
+            .arg(format!("--admin-addr=127.0.0.1:{port}"))
+            .arg(format!("--kafka-bootstrap={}", kafka_bootstrap()))
+            .env("CHAINWATCH_LOG", "info,kube=warn,rdkafka=warn")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting chainwatch");
+        Proc { child, name: name.into(), log, admin: format!("127.0.0.1:{port}") }
+    }
+
+    /// SIGTERM, then waits for the process to drain and exit.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().expect("a running process");
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(Ok(status)) => assert!(
+                status.success(),
+                "{} exited with {status} after SIGTERM:\n{}",
+                self.name,
+                self.tail()
+            ),
+            _ => panic!("{} did not stop within 30 s of SIGTERM:\n{}", self.name, self.tail()),
+        }
+    }
+
+    /// SIGKILL: no drain, no checkpoint save, no commit.
+    pub async fn kill9(&mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Waits until /readyz answers 200.
+    pub async fn ready(&mut self) {
+        let url = format!("http://{}/readyz", self.admin);
+        let name = self.name.clone();
+        let deadline = Instant::now() + T;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{name} exited with {status}:\n{}", self.tail());
+            }
+            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} not ready within {T:?}:\n{}", self.tail());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The parts of one test.
+pub struct Bed {
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+    pub operator: Option<Operator>,
+    pub operator_ns: String,
+    pub ns: String,
+    pub network: String,
+    pub anvil: Anvil,
+    pub accounts: Vec<Address>,
+    pub token: Address,
+    pub http: HttpReceiver,
+    pub smtp: SmtpReceiver,
+}
+
+pub const TRANSFER_ABI: &str = r#"[{"type": "event", "name": "Transfer", "anonymous": false, "inputs": [{"indexed": true, "name": "from", "type": "address"}, {"indexed": true, "name": "to", "type": "address"}, {"indexed": false, "name": "value", "type": "uint256"}]}]"#;
+
+impl Bed {
+    /// API server with CRDs and a clean slate, the operator, a fresh anvil with the DUSD token,
+    /// a Tenant, a Network on the chain (from block 1), and the receivers.
+    pub async fn start(anvil_args: &[&str]) -> Bed {
+        let client = harness::client().await;
+        harness::install_crds(&client).await;
+        harness::reset(&client).await;
+        let operator_ns = unique("cw-sys");
+        let ns = unique("tenant");
+        harness::namespace(&client, &operator_ns).await;
+        harness::namespace(&client, &ns).await;
+        let operator = Operator::start(&operator_ns, "op", &[]).await;
+        let anvil = Anvil::spawn(&chainwatch_platform::testbed::anvil_bin(), anvil_args).await.unwrap();
+        let accounts = anvil.accounts().await.unwrap();
+        let token = anvil.deploy_token(accounts[0], U256::from(10u64).pow(U256::from(24u64))).await.unwrap();
+        let network = unique("chain");
+        eprintln!("system test: network {network}");
+        let bed = Bed {
+            client,
+            // kept after the test: the processes' logs are what explains a failure
+            dir: tempfile::Builder::new()
+                .prefix("chainwatch-system-")
+                .disable_cleanup(true)
+                .tempdir()
+                .unwrap(),
+            operator: Some(operator),
+            operator_ns,
+            ns,
+            network,
+            anvil,
+            accounts,
+            token,
+            http: HttpReceiver::start().await,
+            smtp: SmtpReceiver::start().await,
+        };
+        bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": bed.ns}, "spec": {"namespaces": [bed.ns], "limits": {"notificationsPerMinute": 100000}}})).await;
+        bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "metadata": {"name": bed.network},
+            "spec": {"type": "evm", "chainId": 31337, "rpc": [{"url": bed.anvil.url}], "confirmations": 0, "blockTime": "1s", "pollInterval": "100ms", "startBlock": 1, "kafka": {"partitions": 1, "deletionPolicy": "Delete"}}})).await;
+        let networks: Api<Network> = Api::all(bed.client.clone());
+        eventually("the block topic", T, || async {
+            condition(&get(&networks, &bed.network).await, "TopicReady").filter(|c| c.0 == "True")
+        })
+        .await;
+        bed
+    }
+
+    pub async fn apply(&self, v: Value) {
+        harness::apply_value(&self.client, &v).await.unwrap_or_else(|e| panic!("applying {v}: {e}"));
+    }
+
+    /// A webhook Trigger to the HTTP receiver at `path`, with a body naming the transaction.
+    pub async fn webhook(&self, name: &str, path: &str) {
+        self.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": name, "namespace": self.ns},
+            "spec": {"webhook": {"url": self.http.url(path)}, "message": {"title": "${monitor.name}", "body": "${transaction.hash} ${events.0.args.value}"},
+                     "retryPolicy": {"initialBackoff": "50ms", "maxBackoff": "200ms"}}})).await;
+    }
+
+    /// A Monitor on the token's Transfer events with `expression`.
+    pub async fn monitor(&self, name: &str, expression: &str, triggers: &[&str]) {
+        self.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Monitor", "metadata": {"name": name, "namespace": self.ns}, "spec": {
+            "displayName": format!("{name} test"),
+            "networks": [self.network],
+            "addresses": [{"address": format!("{:#x}", self.token), "contractSpec": serde_json::from_str::<Value>(TRANSFER_ABI).unwrap()}],
+            "matchConditions": {"events": [{"signature": "Transfer(address,address,uint256)", "expression": expression}]},
+            "triggers": triggers,
+        }})).await;
+    }
+
+    /// Waits until the operator admitted the monitor's current generation; returns it.
+    pub async fn admitted(&self, name: &str) -> i64 {
+        let api: Api<Monitor> = Api::namespaced(self.client.clone(), &self.ns);
+        eventually(&format!("Monitor {name} admitted"), T, || async {
+            let m = get(&api, name).await;
+            let ok = condition(&m, "Ready").is_some_and(|c| c.0 == "True")
+                && m.status.as_ref()?.observed_generation == m.metadata.generation;
+            ok.then(|| m.metadata.generation.unwrap_or(0))
+        })
+        .await
+    }
+
+    pub fn ingester(&self) -> Proc {
+        Proc::spawn(
+            "ingester",
+            &[
+                "ingester".into(),
+                format!("--network={}", self.network),
+                format!("--checkpoint-dir={}", self.dir.path().display()),
+                format!("--secrets-namespace={}", self.operator_ns),
+                "--status-interval=500ms".into(),
+            ],
+            self.dir.path(),
+        )
+    }
+
+    /// A worker; `instance` is its static group identity (the pod name in a cluster). The same
+    /// identity across tests: a new test's worker takes over the notify group's membership at
+    /// once, as a restarted pod does.
+    pub fn worker(&self, instance: &str) -> Proc {
+        Proc::spawn(
+            "worker",
+            &[
+                "worker".into(),
+                format!("--instance-id=system-{instance}"),
+                format!("--network={}", self.network),
+                "--allow-destination=127.0.0.1/32".into(),
+                "--status-interval=500ms".into(),
+            ],
+            self.dir.path(),
+        )
+    }
+
+    /// Sends `token.transfer(to, units)` from the first account; returns the transaction hash.
+    pub async fn transfer(&self, to: usize, units: u64) -> String {
+        self.anvil.transfer(self.token, self.accounts[0], self.accounts[to], U256::from(units)).await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(op) = self.operator.take() {
+            op.stop().await;
+        }
+        harness::reset(&self.client).await;
+    }
+}
+
+/// p50 and p99 of durations in milliseconds.
+pub fn percentiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99), *v.last().unwrap())
+}
