@@ -4,9 +4,11 @@
 # on 127.0.0.1, stops each by the PID it saved.
 #
 #   scripts/testbed.sh install    install the broker and anvil (and build kube-testenv) only
+#   scripts/testbed.sh install-demo   install what `chainwatch dev --demo` needs (build packages, anvil)
 #   scripts/testbed.sh up         install if needed, (re)start everything with empty state, write the env file
 #   scripts/testbed.sh down       stop everything
 #   scripts/testbed.sh env        print the env file (source it: `source <(scripts/testbed.sh env)`)
+#   scripts/testbed.sh anvil-path print where anvil is installed
 #
 # Env: CHAINWATCH_CACHE (default /var/tmp/chainwatch) keeps installs between clones;
 #      KUBE_TESTENV_DIR (default /var/tmp/kube-testenv) keeps the API server build;
@@ -88,6 +90,11 @@ cmd_install() {
   [ -x "$KUBE_TESTENV" ] || die "kube-testenv not found at $KUBE_TESTENV (CI keeps ../shared beside the clone)"
 }
 
+cmd_install_demo() {
+  install_system_packages
+  install_anvil
+}
+
 cmd_down() {
   stop_pid anvil
   stop_pid kafka
@@ -127,8 +134,10 @@ EOF
 
 case "${1:-up}" in
   install) cmd_install ;;
+  install-demo) cmd_install_demo ;;
   up) cmd_up ;;
   down) cmd_down ;;
   env) cat "$RUN/env" ;;
-  *) die "usage: $0 install|up|down|env" ;;
+  anvil-path) anvil_bin ;;
+  *) die "usage: $0 install|install-demo|up|down|env|anvil-path" ;;
 esac

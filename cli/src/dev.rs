@@ -275,6 +275,8 @@ pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Resu
     if args.config.is_empty() {
         anyhow::bail!("nothing to run: pass --config DIR (CR YAML) or --demo");
     }
+    // fingerprint before loading: an edit made while loading is seen as a change
+    let mut seen = fingerprint(&args.config);
     let objects = load(&args.config, &args.namespace)
         .map_err(|e| anyhow::anyhow!("the configuration has problems:\n{e}"))?;
     let temp_state;
@@ -386,7 +388,6 @@ pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Resu
 
     // reload on change, until done
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut seen = fingerprint(&args.config);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,

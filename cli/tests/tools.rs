@@ -329,3 +329,50 @@ fn the_demo_prints_matches_within_a_minute() {
     assert!(t.contains("NOTIFIED via webhook"), "{t}");
     eprintln!("demo: {matches} matches after {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_reloads_an_edited_monitor_without_a_restart() {
+    use alloy_primitives::U256;
+    use std::io::{BufRead, BufReader};
+    let anvil = chainwatch_ingester::devnet::Anvil::spawn(&chainwatch_platform::testbed::anvil_bin(), &[])
+        .await
+        .unwrap();
+    let accounts = anvil.accounts().await.unwrap();
+    let token = anvil.deploy_token(accounts[0], U256::from(10u64).pow(U256::from(20u64))).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // transfers only (not the mint of the deployment), above a threshold
+    let monitor = |threshold: &str| {
+        format!(
+            r#"
+apiVersion: chainwatch.io/v1alpha1
+kind: Monitor
+metadata: {{name: big, namespace: dev}}
+spec:
+  networks: [devnet]
+  addresses: [{{address: "{token:#x}", contractSpec: [{{type: event, name: Transfer, anonymous: false, inputs: [{{indexed: true, name: from, type: address}}, {{indexed: true, name: to, type: address}}, {{indexed: false, name: value, type: uint256}}]}}]}}]
+  matchConditions:
+    events: [{{signature: "Transfer(address,address,uint256)", expression: "from != 0x0000000000000000000000000000000000000000 AND value > {threshold}"}}]
+  triggers: []
+"#
+        )
+    };
+    std::fs::write(dir.path().join("network.yaml"), format!("apiVersion: chainwatch.io/v1alpha1\nkind: Network\nmetadata: {{name: devnet}}\nspec: {{type: evm, rpc: [{{url: \"{}\"}}], confirmations: 0, pollInterval: 100ms}}\n", anvil.url)).unwrap();
+    std::fs::write(dir.path().join("monitor.yaml"), monitor("1000000")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chainwatch"))
+        .args(["dev", "-f", dir.path().to_str().unwrap(), "--duration", "60s", "--exit-after-matches", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("chainwatch dev: 1 network(s), 1 monitor(s)"));
+    // below both thresholds: never a match, whichever configuration evaluates its block
+    anvil.transfer(token, accounts[0], accounts[1], U256::from(50u64)).await.unwrap();
+    // lower the threshold in the file: the next transfer matches, without a restart
+    std::fs::write(dir.path().join("monitor.yaml"), monitor("100")).unwrap();
+    let reloaded = lines.next().unwrap().unwrap();
+    assert!(reloaded.starts_with("config reloaded"), "{reloaded}");
+    let tx = anvil.transfer(token, accounts[0], accounts[1], U256::from(500u64)).await.unwrap();
+    let matched = lines.next().unwrap().unwrap();
+    assert!(matched.starts_with("MATCH dev/big on devnet") && matched.contains(&tx), "{matched}");
+    assert!(child.wait().unwrap().success(), "stops after --exit-after-matches 1");
+}

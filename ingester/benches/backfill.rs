@@ -16,10 +16,10 @@ use chainwatch_crds::ChainType;
 use chainwatch_crds::network::Finality;
 use chainwatch_ingester::checkpoint::FileCheckpoint;
 use chainwatch_ingester::config::NetworkRuntime;
-use chainwatch_ingester::rpc::EndpointConfig;
 use chainwatch_ingester::devnet::Anvil;
 use chainwatch_ingester::metrics::IngesterMetrics;
 use chainwatch_ingester::pipeline::Settings;
+use chainwatch_ingester::rpc::EndpointConfig;
 use chainwatch_ingester::rpc::RpcMetrics;
 use chainwatch_ingester::status::IngestStatus;
 use chainwatch_ingester::{Components, supervise};
@@ -77,7 +77,11 @@ async fn ceiling(url: &str, first: u64, last: u64) -> f64 {
         .fold(0, |a, b| async move { a + b })
         .await;
     let secs = started.elapsed().as_secs_f64();
-    println!("  raw RPC ceiling: {} blocks ({txs} txs) in {secs:.2} s = {:.0} blocks/s", last - first + 1, (last - first + 1) as f64 / secs);
+    println!(
+        "  raw RPC ceiling: {} blocks ({txs} txs) in {secs:.2} s = {:.0} blocks/s",
+        last - first + 1,
+        (last - first + 1) as f64 / secs
+    );
     (last - first + 1) as f64 / secs
 }
 
@@ -101,7 +105,12 @@ fn runtime(network: &str, url: &str, start: u64, stop: Option<u64>, poll: Durati
 }
 
 /// Runs an ingester until it stops (bounded) or `stop` fires; returns its status channel.
-async fn ingest(rt: NetworkRuntime, producer: Arc<dyn Producer>, dir: &std::path::Path, stop: CancellationToken) -> (tokio::task::JoinHandle<()>, watch::Receiver<IngestStatus>) {
+async fn ingest(
+    rt: NetworkRuntime,
+    producer: Arc<dyn Producer>,
+    dir: &std::path::Path,
+    stop: CancellationToken,
+) -> (tokio::task::JoinHandle<()>, watch::Receiver<IngestStatus>) {
     let network = rt.settings.network.clone();
     let mut registry = Registry::default();
     let (status_tx, status_rx) = watch::channel(IngestStatus::default());
@@ -126,11 +135,28 @@ async fn backfill(label: &str, url: &str, producer: Arc<dyn Producer>, first: u6
     let dir = tempfile::tempdir().unwrap();
     let network = unique("bench");
     if label == "Kafka" {
-        KafkaArgs::new(kafka_bootstrap()).admin().unwrap().ensure_topic(&TopicSpec { name: chainwatch_platform::bus::blocks_topic(&network), partitions: 1, replication_factor: None, retention_ms: None, compact: false }).await.unwrap();
+        KafkaArgs::new(kafka_bootstrap())
+            .admin()
+            .unwrap()
+            .ensure_topic(&TopicSpec {
+                name: chainwatch_platform::bus::blocks_topic(&network),
+                partitions: 1,
+                replication_factor: None,
+                retention_ms: None,
+                compact: false,
+            })
+            .await
+            .unwrap();
     }
     let started = Instant::now();
     let stop = CancellationToken::new();
-    let (task, mut status) = ingest(runtime(&network, url, first, Some(last), Duration::from_millis(100)), producer, dir.path(), stop.clone()).await;
+    let (task, mut status) = ingest(
+        runtime(&network, url, first, Some(last), Duration::from_millis(100)),
+        producer,
+        dir.path(),
+        stop.clone(),
+    )
+    .await;
     loop {
         if status.borrow_and_update().last_published.is_some_and(|p| p >= last) {
             break;
@@ -159,13 +185,27 @@ async fn main() {
     fill(&anvil, token, accounts[0], accounts[1], blocks, txs).await;
     let last = anvil.block_number().await.unwrap();
     let first = last - blocks + 1;
-    println!("backfill of {blocks} blocks × {txs} ERC-20 transfers (filled in {:.1} s), anvil on loopback, 2 cores:", t.elapsed().as_secs_f64());
+    println!(
+        "backfill of {blocks} blocks × {txs} ERC-20 transfers (filled in {:.1} s), anvil on loopback, 2 cores:",
+        t.elapsed().as_secs_f64()
+    );
     // warm both paths once, then measure
     ceiling(&anvil.url, first, first + 20).await;
     let raw = ceiling(&anvil.url, first, last).await;
     let memory = backfill("memory bus", &anvil.url, Arc::new(MemoryBus::new()), first, last).await;
-    let kafka = backfill("Kafka", &anvil.url, Arc::new(KafkaArgs::new(kafka_bootstrap()).producer().unwrap()), first, last).await;
-    println!("  ingester / ceiling: {:.0} % (into Kafka), {:.0} % (in memory)", 100.0 * kafka / raw, 100.0 * memory / raw);
+    let kafka = backfill(
+        "Kafka",
+        &anvil.url,
+        Arc::new(KafkaArgs::new(kafka_bootstrap()).producer().unwrap()),
+        first,
+        last,
+    )
+    .await;
+    println!(
+        "  ingester / ceiling: {:.0} % (into Kafka), {:.0} % (in memory)",
+        100.0 * kafka / raw,
+        100.0 * memory / raw
+    );
 
     // steady state: 250 ms blocks with 20 transfers each, for 20 s
     let steady = Anvil::spawn(&anvil_bin(), &["--block-time", "0.25"]).await.unwrap();
@@ -191,7 +231,18 @@ async fn main() {
     });
     let dir = tempfile::tempdir().unwrap();
     let network = unique("steady");
-    KafkaArgs::new(kafka_bootstrap()).admin().unwrap().ensure_topic(&TopicSpec { name: chainwatch_platform::bus::blocks_topic(&network), partitions: 1, replication_factor: None, retention_ms: None, compact: false }).await.unwrap();
+    KafkaArgs::new(kafka_bootstrap())
+        .admin()
+        .unwrap()
+        .ensure_topic(&TopicSpec {
+            name: chainwatch_platform::bus::blocks_topic(&network),
+            partitions: 1,
+            replication_factor: None,
+            retention_ms: None,
+            compact: false,
+        })
+        .await
+        .unwrap();
     let ingest_stop = CancellationToken::new();
     let (task, status) = ingest(
         runtime(&network, &steady.url, head, None, Duration::from_millis(100)),
@@ -206,7 +257,19 @@ async fn main() {
     let first_head = head;
     while started.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let chain_head = u64::from_str_radix(rpc(&http, &steady.url, json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})).await["result"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let chain_head = u64::from_str_radix(
+            rpc(
+                &http,
+                &steady.url,
+                json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}),
+            )
+            .await["result"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
         let published = status.borrow().last_published.unwrap_or(first_head);
         lags.push(chain_head.saturating_sub(published));
     }

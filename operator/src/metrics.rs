@@ -75,7 +75,8 @@ impl OperatorMetrics {
         self.leader.set(i64::from(is));
     }
 
-    pub fn admitted_delta(&self, d: i64) {
-        self.admitted.inc_by(d);
+    /// Monitors currently admitted (Ready=True), as the caches see them.
+    pub fn set_admitted(&self, n: usize) {
+        self.admitted.set(n as i64);
     }
 }

@@ -10,7 +10,7 @@
 //! 6..     n     payload: the record as JSON (serde), compressed
 //! ```
 //!
-//! JSON keeps records inspectable (`kafkacat | chainwatch decode`) and lets minor versions add
+//! JSON keeps records inspectable (strip the 6-byte header, `lz4 -d`) and lets minor versions add
 //! fields; LZ4 brings a mainnet block with receipts (~1.3 MB of JSON for 150 transactions) down by
 //! 4–6×. Topic and client size limits (see `bus::kafka`) are set for 16 MiB records.
 //! The schema is documented in `docs/wire-format.md`.

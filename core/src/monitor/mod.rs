@@ -1,4 +1,4 @@
-//! Monitors compiled for evaluation: [`compile`] turns a `MonitorSpec` (plus the contract specs its
+//! Monitors compiled for evaluation: [`fn@compile`] turns a `MonitorSpec` (plus the contract specs its
 //! ConfigMaps hold) into a [`CompiledMonitor`] for one chain type, or into [`CompileError`]s that
 //! name the field and the fix. The operator reports these errors in status; the CLI prints them.
 

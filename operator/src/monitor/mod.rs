@@ -160,6 +160,24 @@ pub async fn reconcile(m: Arc<Monitor>, ctx: Ctx) -> Result<Action> {
         }
     }
     ctx.metrics.reconciled("monitor", started.elapsed());
+    ctx.metrics.set_admitted(
+        stores
+            .monitors
+            .state()
+            .iter()
+            .filter(|x| {
+                let this = x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == name;
+                if this {
+                    outcome.admitted
+                } else {
+                    x.status
+                        .as_ref()
+                        .and_then(|s| conditions::ready(&s.conditions))
+                        .is_some_and(|c| c.status == "True")
+                }
+            })
+            .count(),
+    );
     // over quota: a deletion elsewhere may admit it, so look again
     let over_quota = outcome.conditions.iter().any(|c| c.reason == "OverQuota");
     Ok(Action::requeue(if over_quota { Duration::from_secs(30) } else { Duration::from_secs(600) }))

@@ -172,7 +172,10 @@ async fn invalid_monitors_say_why_and_recover_when_fixed() {
         (tenant.status.as_ref().unwrap().monitors, tenant.status.as_ref().unwrap().triggers),
         (Some(5), Some(2))
     );
-    assert!(op.metric("chainwatch_operator_monitors_admitted").await >= 0.0);
+    eventually("the admitted gauge", T, || async {
+        (op.metric("chainwatch_operator_monitors_admitted").await == 5.0).then_some(())
+    })
+    .await;
     op.stop().await;
     harness::reset(&client).await;
 }
