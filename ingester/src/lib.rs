@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chainwatch_crds::{ChainType, Network, SecretKeyRef};
+use chainwatch_platform::AdminArgs;
+use chainwatch_platform::admin::AdminServer;
 use chainwatch_platform::bus::Producer;
 use chainwatch_platform::bus::kafka::{KafkaArgs, TopicSpec};
-use chainwatch_platform::{AdminArgs, Readiness};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -184,16 +185,9 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
     let mut registry = Registry::default();
     let rpc_metrics = RpcMetrics::register(&mut registry);
     let metrics = IngesterMetrics::register(&mut registry);
-    let ready = Readiness::default();
-    let (admin_addr, admin) = chainwatch_platform::admin::serve(
-        args.admin.addr,
-        Arc::new(registry),
-        ready.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let admin = AdminServer::start(&args.admin, registry, shutdown.clone()).await?;
+    let (admin_addr, ready) = (admin.addr, admin.ready.clone());
     tracing::info!(%admin_addr, network = %args.network, "ingester starting");
-    let admin = tokio::spawn(admin);
 
     let client = kube::Client::try_default().await?;
     let networks: Api<Network> = Api::all(client.clone());
@@ -291,7 +285,7 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
     }
     let _ = follow.await;
     let _ = status_writer.await;
-    let _ = admin.await;
+    admin.stopped().await;
     result?;
     tracing::info!(network = %name, "ingester stopped");
     Ok(())

@@ -29,6 +29,9 @@ use crate::status::{Health, IngestStatus};
 
 /// Blocks per catch-up range (the head is read again between ranges).
 pub const RANGE: u64 = 1_000;
+/// Least time between two checkpoint saves while blocks flow (each is a write, an fsync and a
+/// rename): after a crash, ingestion repeats at most this much of its output.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How the loop runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,6 +144,9 @@ impl Ingester {
         let mut st = match self.checkpoint.load().await? {
             Some(cp) => {
                 tracing::info!(%network, last_published = cp.last_published, resume_at = cp.resume_at(), "resuming from the checkpoint");
+                // the status says where ingestion stands from the start, not only after a new block
+                let last = cp.last_published;
+                self.status.send_modify(|s| s.last_published = s.last_published.max(Some(last)));
                 let next = cp.resume_at();
                 State {
                     recent: cp.recent.iter().cloned().collect(),
@@ -322,7 +328,8 @@ impl Ingester {
                                 s.last_published = Some(number);
                                 s.last_published_at = Some(SystemTime::now());
                             });
-                            if st.last_save.elapsed() > Duration::from_millis(250) {
+                            // a crash repeats at most this much (plus what is in flight)
+                            if st.last_save.elapsed() > CHECKPOINT_INTERVAL {
                                 self.save(st).await?;
                             }
                         }

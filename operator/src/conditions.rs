@@ -31,6 +31,20 @@ impl Desired {
     }
 }
 
+/// `Ready` from a list of `(reason, message)` problems: False with the first reason and every
+/// message, or True with `ok_message`.
+pub fn ready_from(problems: &[(&'static str, String)], ok_message: impl Into<String>) -> Desired {
+    match problems.first() {
+        None => Desired::new("Ready", true, "Ready", ok_message),
+        Some((reason, _)) => Desired::new(
+            "Ready",
+            false,
+            reason,
+            problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
+        ),
+    }
+}
+
 pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }

@@ -27,8 +27,9 @@ use std::time::Duration;
 
 use chainwatch_core::monitor::AbiCache;
 use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
+use chainwatch_platform::AdminArgs;
+use chainwatch_platform::admin::AdminServer;
 use chainwatch_platform::bus::kafka::KafkaArgs;
-use chainwatch_platform::{AdminArgs, Readiness};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -463,15 +464,8 @@ pub async fn context(
 pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), RunError> {
     let mut registry = Registry::default();
     let metrics = OperatorMetrics::register(&mut registry);
-    let ready = Readiness::default();
-    let (admin_addr, admin) = chainwatch_platform::admin::serve(
-        args.admin.addr,
-        Arc::new(registry),
-        ready.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    let admin = tokio::spawn(admin);
+    let admin = AdminServer::start(&args.admin, registry, shutdown.clone()).await?;
+    let (admin_addr, ready) = (admin.addr, admin.ready.clone());
     let client = Client::try_default().await?;
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME").unwrap_or_else(|_| format!("chainwatch-operator-{}", std::process::id()))
@@ -523,7 +517,7 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
         tracing::warn!("leadership lost: waiting to lead again");
     }
     ready.set(false);
-    let _ = admin.await;
+    admin.stopped().await;
     tracing::info!("operator stopped");
     Ok(())
 }

@@ -90,3 +90,33 @@ pub async fn serve(
     };
     Ok((local, fut))
 }
+
+/// A running admin server.
+pub struct AdminServer {
+    /// The address it listens on (the port is chosen by the OS when `--admin-addr` ends in `:0`).
+    pub addr: SocketAddr,
+    /// What `/readyz` answers.
+    pub ready: Readiness,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl AdminServer {
+    /// Starts serving `/metrics` from `registry`, `/livez` and `/readyz` (not ready at first)
+    /// until `shutdown`.
+    pub async fn start(
+        args: &AdminArgs,
+        registry: Registry,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<AdminServer> {
+        let ready = Readiness::default();
+        let (addr, serving) = serve(args.addr, Arc::new(registry), ready.clone(), shutdown).await?;
+        Ok(AdminServer { addr, ready, task: tokio::spawn(serving) })
+    }
+
+    /// Waits for the server to finish (after `shutdown`).
+    pub async fn stopped(self) {
+        if let Ok(Err(e)) = self.task.await {
+            tracing::warn!(error = %e, "the admin server failed");
+        }
+    }
+}

@@ -15,11 +15,12 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chainwatch_platform::AdminArgs;
+use chainwatch_platform::admin::AdminServer;
 use chainwatch_platform::bus::kafka::{KafkaArgs, KafkaConsumer, TopicSpec};
 use chainwatch_platform::bus::{
     Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group,
 };
-use chainwatch_platform::{AdminArgs, Readiness};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -152,16 +153,9 @@ async fn wait_synced(metrics: &WorkerMetrics, stop: &CancellationToken) {
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), RunError> {
     let mut registry = Registry::default();
     let metrics = WorkerMetrics::register(&mut registry);
-    let ready = Readiness::default();
-    let (admin_addr, admin) = chainwatch_platform::admin::serve(
-        args.admin.addr,
-        Arc::new(registry),
-        ready.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let admin = AdminServer::start(&args.admin, registry, shutdown.clone()).await?;
+    let (admin_addr, ready) = (admin.addr, admin.ready.clone());
     tracing::info!(%admin_addr, network = ?args.network, notify = args.notify, "worker starting");
-    let admin = tokio::spawn(admin);
 
     let client = kube::Client::try_default().await?;
     let store = ConfigStore::new(args.admission);
@@ -287,7 +281,8 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
         tracing::warn!(error = %e, "flushing the producer failed");
     }
     background.cancel();
-    let _ = tokio::join!(rebuild, feed, config_metrics, admin);
+    let _ = tokio::join!(rebuild, feed, config_metrics);
+    admin.stopped().await;
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -75,6 +75,12 @@ impl Proc {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// The value of a metric sample (`name{labels}` as exposed), if present.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.admin)).await.ok()?.text().await.ok()?;
+        text.lines().find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+    }
+
     /// Waits until /readyz answers 200.
     pub async fn ready(&mut self) {
         let url = format!("http://{}/readyz", self.admin);

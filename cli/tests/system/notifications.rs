@@ -103,20 +103,16 @@ async fn latency_from_block_published_to_notification_received() {
     }
     let http = &bed.http;
     eventually("200 notifications", T, || async { (http.received().len() >= 200).then_some(()) }).await;
-    let records = chainwatch_platform::testbed::read_topic(MATCHES_TOPIC, T, |raw| {
-        raw.iter()
-            .filter_map(|p| MatchRecord::decode(p).ok())
-            .filter(|r| r.matched.network == bed.network)
-            .count()
-            >= 200
+    let mut published: HashMap<String, u64> = HashMap::new();
+    chainwatch_platform::testbed::read_topic(MATCHES_TOPIC, T, |raw| {
+        if let Ok(r) = MatchRecord::decode(&raw)
+            && r.matched.network == bed.network
+        {
+            published.insert(r.matched.transaction_hash(), r.block_published_at_ms);
+        }
+        published.len() >= 200
     })
     .await;
-    let published: HashMap<String, u64> = records
-        .iter()
-        .filter_map(|p| MatchRecord::decode(p).ok())
-        .filter(|r| r.matched.network == bed.network)
-        .map(|r| (r.matched.transaction_hash(), r.block_published_at_ms))
-        .collect();
     let latencies: Vec<f64> = bed
         .http
         .received()

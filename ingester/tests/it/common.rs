@@ -137,12 +137,15 @@ pub async fn read_topic(
     within: Duration,
     until: impl Fn(&[BlockTopicRecord]) -> bool,
 ) -> Vec<BlockTopicRecord> {
-    let decode =
-        |raw: &[Vec<u8>]| raw.iter().map(|p| BlockTopicRecord::decode(p).unwrap()).collect::<Vec<_>>();
-    let raw =
-        chainwatch_platform::testbed::read_topic(&blocks_topic(network), within, |raw| until(&decode(raw)))
-            .await;
-    decode(&raw)
+    let mut out = Vec::new();
+    if !until(&out) {
+        chainwatch_platform::testbed::read_topic(&blocks_topic(network), within, |raw| {
+            out.push(BlockTopicRecord::decode(&raw).unwrap());
+            until(&out)
+        })
+        .await;
+    }
+    out
 }
 
 pub fn blocks(records: &[BlockTopicRecord]) -> Vec<&Block> {

@@ -131,6 +131,39 @@ fn resources(
     })
 }
 
+/// A chainwatch container: `chainwatch <command>` from the operator's image, the admin port with
+/// its probes, the restricted security context, and one volume mount.
+fn container(
+    s: &PodSettings,
+    command: &str,
+    vars: Vec<EnvVar>,
+    resources: ResourceRequirements,
+    mount: (&str, &str),
+) -> Container {
+    Container {
+        name: command.into(),
+        image: Some(s.image.clone()),
+        image_pull_policy: s.image_pull_policy.clone(),
+        args: Some(vec![command.into()]),
+        env: Some(vars),
+        ports: Some(vec![ContainerPort {
+            name: Some("admin".into()),
+            container_port: ADMIN_PORT,
+            ..Default::default()
+        }]),
+        liveness_probe: Some(probe("/livez", 10)),
+        readiness_probe: Some(probe("/readyz", 5)),
+        resources: Some(resources),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: mount.0.into(),
+            mount_path: mount.1.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
 fn common_env(s: &PodSettings) -> Vec<EnvVar> {
     let mut e = vec![env("KAFKA_BOOTSTRAP", &s.kafka_bootstrap), env("CHAINWATCH_LOG_FORMAT", "json")];
     if let Some(o) = &s.kafka_options {
@@ -252,33 +285,13 @@ pub fn ingester_statefulset(network: &Network, s: &PodSettings) -> StatefulSet {
                     service_account_name: Some(name.clone()),
                     security_context: Some(pod_security()),
                     termination_grace_period_seconds: Some(60),
-                    containers: vec![Container {
-                        name: "ingester".into(),
-                        image: Some(s.image.clone()),
-                        image_pull_policy: s.image_pull_policy.clone(),
-                        args: Some(vec!["ingester".into()]),
-                        env: Some(vars),
-                        ports: Some(vec![ContainerPort {
-                            name: Some("admin".into()),
-                            container_port: ADMIN_PORT,
-                            ..Default::default()
-                        }]),
-                        liveness_probe: Some(probe("/livez", 10)),
-                        readiness_probe: Some(probe("/readyz", 5)),
-                        resources: Some(resources(
-                            spec_ingester.resources.as_ref(),
-                            "100m",
-                            "128Mi",
-                            "512Mi",
-                        )),
-                        security_context: Some(restricted()),
-                        volume_mounts: Some(vec![VolumeMount {
-                            name: "checkpoint".into(),
-                            mount_path: "/var/lib/chainwatch".into(),
-                            ..Default::default()
-                        }]),
-                        ..Default::default()
-                    }],
+                    containers: vec![container(
+                        s,
+                        "ingester",
+                        vars,
+                        resources(spec_ingester.resources.as_ref(), "100m", "128Mi", "512Mi"),
+                        ("checkpoint", "/var/lib/chainwatch"),
+                    )],
                     ..Default::default()
                 }),
             },
@@ -390,29 +403,14 @@ pub fn worker_deployment(network: &Network, s: &PodSettings, partitions: i32, sc
                     service_account_name: Some(s.worker_service_account.clone()),
                     security_context: Some(pod_security()),
                     termination_grace_period_seconds: Some(60),
-                    containers: vec![Container {
-                        name: "worker".into(),
-                        image: Some(s.image.clone()),
-                        image_pull_policy: s.image_pull_policy.clone(),
-                        args: Some(vec!["worker".into()]),
-                        env: Some(vars),
-                        ports: Some(vec![ContainerPort {
-                            name: Some("admin".into()),
-                            container_port: ADMIN_PORT,
-                            ..Default::default()
-                        }]),
-                        liveness_probe: Some(probe("/livez", 10)),
-                        readiness_probe: Some(probe("/readyz", 5)),
-                        resources: Some(resources(workers.resources.as_ref(), "250m", "256Mi", "1Gi")),
-                        security_context: Some(restricted()),
-                        // scripts run with /tmp as their working directory
-                        volume_mounts: Some(vec![VolumeMount {
-                            name: "tmp".into(),
-                            mount_path: "/tmp".into(),
-                            ..Default::default()
-                        }]),
-                        ..Default::default()
-                    }],
+                    // scripts run with /tmp as their working directory
+                    containers: vec![container(
+                        s,
+                        "worker",
+                        vars,
+                        resources(workers.resources.as_ref(), "250m", "256Mi", "1Gi"),
+                        ("tmp", "/tmp"),
+                    )],
                     volumes: Some(vec![Volume {
                         name: "tmp".into(),
                         empty_dir: Some(EmptyDirVolumeSource::default()),

@@ -89,6 +89,117 @@ where
     Ok(deleted)
 }
 
+/// The kinds of a Network's children, in deletion order (dependents first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Child {
+    Deployment,
+    Hpa,
+    ScaledObject,
+    StatefulSet,
+    Service,
+    ServiceAccount,
+    RoleBinding,
+    Role,
+    ClusterRoleBinding,
+    ClusterRole,
+}
+
+impl Child {
+    const ALL: [Child; 10] = [
+        Child::Deployment,
+        Child::Hpa,
+        Child::ScaledObject,
+        Child::StatefulSet,
+        Child::Service,
+        Child::ServiceAccount,
+        Child::RoleBinding,
+        Child::Role,
+        Child::ClusterRoleBinding,
+        Child::ClusterRole,
+    ];
+
+    /// Whether the API server serves the kind (KEDA is optional; RBAC always is in a cluster).
+    fn served(self, ctx: &Ctx) -> bool {
+        match self {
+            Child::ScaledObject => ctx.keda_installed,
+            Child::RoleBinding | Child::Role | Child::ClusterRoleBinding | Child::ClusterRole => {
+                ctx.rbac_available
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Deletes the children of `network` of the given kinds whose name is not in `keep`; returns
+/// `Kind/name` of each deleted one.
+async fn prune(ctx: &Ctx, network: &str, kinds: &[Child], keep: &BTreeSet<String>) -> Result<Vec<String>> {
+    let (client, ns) = (ctx.client.clone(), ctx.pods.namespace.as_str());
+    let sel = labels::network_children(network);
+    let mut removed = Vec::new();
+    for kind in kinds.iter().filter(|k| k.served(ctx)) {
+        removed.extend(match kind {
+            Child::Deployment => {
+                delete_others(&Api::<Deployment>::namespaced(client.clone(), ns), "Deployment", &sel, keep)
+                    .await?
+            }
+            Child::Hpa => {
+                delete_others(
+                    &Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns),
+                    "HorizontalPodAutoscaler",
+                    &sel,
+                    keep,
+                )
+                .await?
+            }
+            Child::ScaledObject => {
+                delete_others(
+                    &Api::<DynamicObject>::namespaced_with(client.clone(), ns, &keda_resource()),
+                    "ScaledObject",
+                    &sel,
+                    keep,
+                )
+                .await?
+            }
+            Child::StatefulSet => {
+                delete_others(&Api::<StatefulSet>::namespaced(client.clone(), ns), "StatefulSet", &sel, keep)
+                    .await?
+            }
+            Child::Service => {
+                delete_others(&Api::<Service>::namespaced(client.clone(), ns), "Service", &sel, keep).await?
+            }
+            Child::ServiceAccount => {
+                delete_others(
+                    &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+                    "ServiceAccount",
+                    &sel,
+                    keep,
+                )
+                .await?
+            }
+            Child::RoleBinding => {
+                delete_others(&Api::<RoleBinding>::namespaced(client.clone(), ns), "RoleBinding", &sel, keep)
+                    .await?
+            }
+            Child::Role => {
+                delete_others(&Api::<Role>::namespaced(client.clone(), ns), "Role", &sel, keep).await?
+            }
+            Child::ClusterRoleBinding => {
+                delete_others(
+                    &Api::<ClusterRoleBinding>::all(client.clone()),
+                    "ClusterRoleBinding",
+                    &sel,
+                    keep,
+                )
+                .await?
+            }
+            Child::ClusterRole => {
+                delete_others(&Api::<ClusterRole>::all(client.clone()), "ClusterRole", &sel, keep).await?
+            }
+        });
+    }
+    Ok(removed)
+}
+
 /// Why a Secret reference does not resolve, if it does not.
 async fn secret_problem(secrets: &Api<Secret>, r: &SecretKeyRef) -> Result<Option<String>> {
     match secrets.get_opt(&r.name).await {
@@ -222,48 +333,31 @@ async fn apply_network(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
     apply(&svc_api, &build::ingester_service(&n, p)).await?;
     apply(&sts_api, &build::ingester_statefulset(&n, p)).await?;
     apply(&dep_api, &build::worker_deployment(&n, p, partitions, scaler)).await?;
-    let selector = labels::network_children(&name);
+    let (worker, nothing) = (BTreeSet::from([build::worker_name(&name)]), BTreeSet::new());
     let mut removed = Vec::new();
-    let keep_hpa: BTreeSet<String> = if scaler == Scaler::Hpa {
+    if scaler == Scaler::Hpa {
         apply(&hpa_api, &build::worker_hpa(&n, p, partitions)).await?;
-        BTreeSet::from([build::worker_name(&name)])
-    } else {
-        BTreeSet::new()
-    };
-    removed.extend(delete_others(&hpa_api, "HorizontalPodAutoscaler", &selector, &keep_hpa).await?);
-    if ctx.keda_installed {
+    }
+    removed.extend(
+        prune(&ctx, &name, &[Child::Hpa], if scaler == Scaler::Hpa { &worker } else { &nothing }).await?,
+    );
+    if ctx.keda_installed && scaler == Scaler::Keda {
         let keda: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &keda_resource());
-        let keep: BTreeSet<String> = if scaler == Scaler::Keda {
-            let obj: DynamicObject = serde_json::from_value(build::worker_scaled_object(&n, p, partitions))
-                .expect("a ScaledObject is an object");
-            keda.patch(&build::worker_name(&name), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&obj))
-                .await
-                .map_err(|source| Error::Apply {
-                    kind: "ScaledObject",
-                    name: build::worker_name(&name),
-                    source,
-                })?;
-            BTreeSet::from([build::worker_name(&name)])
-        } else {
-            BTreeSet::new()
-        };
-        removed.extend(delete_others(&keda, "ScaledObject", &selector, &keep).await?);
+        let obj: DynamicObject = serde_json::from_value(build::worker_scaled_object(&n, p, partitions))
+            .expect("a ScaledObject is an object");
+        keda.patch(&build::worker_name(&name), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&obj))
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "ScaledObject",
+                name: build::worker_name(&name),
+                source,
+            })?;
     }
-    if ctx.rbac_available {
-        removed.extend(
-            delete_others(
-                &Api::<RoleBinding>::namespaced(client.clone(), &ns),
-                "RoleBinding",
-                &selector,
-                &keep_roles,
-            )
+    removed.extend(
+        prune(&ctx, &name, &[Child::ScaledObject], if scaler == Scaler::Keda { &worker } else { &nothing })
             .await?,
-        );
-        removed.extend(
-            delete_others(&Api::<Role>::namespaced(client.clone(), &ns), "Role", &selector, &keep_roles)
-                .await?,
-        );
-    }
+    );
+    removed.extend(prune(&ctx, &name, &[Child::RoleBinding, Child::Role], &keep_roles).await?);
     if !removed.is_empty() {
         tracing::info!(network = %name, ?removed, "deleted children no longer desired");
     }
@@ -328,77 +422,7 @@ async fn write_status(ctx: &Ctx, n: &Network, desired: &[Desired], topic: &str) 
 /// topic unless `kafka.deletionPolicy: Retain`. The finalizer is removed only when all succeeded.
 async fn cleanup(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
     let name = n.name_any();
-    let ns = ctx.pods.namespace.clone();
-    let client = ctx.client.clone();
-    let selector = labels::network_children(&name);
-    let none = BTreeSet::new();
-    let mut removed = Vec::new();
-    removed.extend(
-        delete_others(&Api::<Deployment>::namespaced(client.clone(), &ns), "Deployment", &selector, &none)
-            .await?,
-    );
-    removed.extend(
-        delete_others(
-            &Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns),
-            "HorizontalPodAutoscaler",
-            &selector,
-            &none,
-        )
-        .await?,
-    );
-    if ctx.keda_installed {
-        removed.extend(
-            delete_others(
-                &Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &keda_resource()),
-                "ScaledObject",
-                &selector,
-                &none,
-            )
-            .await?,
-        );
-    }
-    removed.extend(
-        delete_others(&Api::<StatefulSet>::namespaced(client.clone(), &ns), "StatefulSet", &selector, &none)
-            .await?,
-    );
-    removed.extend(
-        delete_others(&Api::<Service>::namespaced(client.clone(), &ns), "Service", &selector, &none).await?,
-    );
-    removed.extend(
-        delete_others(
-            &Api::<ServiceAccount>::namespaced(client.clone(), &ns),
-            "ServiceAccount",
-            &selector,
-            &none,
-        )
-        .await?,
-    );
-    if ctx.rbac_available {
-        removed.extend(
-            delete_others(
-                &Api::<RoleBinding>::namespaced(client.clone(), &ns),
-                "RoleBinding",
-                &selector,
-                &none,
-            )
-            .await?,
-        );
-        removed.extend(
-            delete_others(&Api::<Role>::namespaced(client.clone(), &ns), "Role", &selector, &none).await?,
-        );
-        removed.extend(
-            delete_others(
-                &Api::<ClusterRoleBinding>::all(client.clone()),
-                "ClusterRoleBinding",
-                &selector,
-                &none,
-            )
-            .await?,
-        );
-        removed.extend(
-            delete_others(&Api::<ClusterRole>::all(client.clone()), "ClusterRole", &selector, &none).await?,
-        );
-    }
+    let removed = prune(&ctx, &name, &Child::ALL, &BTreeSet::new()).await?;
     tracing::info!(network = %name, ?removed, "network deleted: children removed");
 
     let topic = blocks_topic(&name);

@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use serde_json::json;
 
-use crate::conditions::{self, Desired};
+use crate::conditions;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::events::Level;
@@ -106,20 +106,10 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Ctx) -> Result<Action> {
         })
         .count();
     let triggers = stores.triggers.state().into_iter().filter(|x| in_tenant(x.namespace())).count();
-    let ready = match problems.first() {
-        None => Desired::new(
-            "Ready",
-            true,
-            "Ready",
-            format!("{} namespaces; editors bound to {}", owned.len(), build::EDITOR_ROLE),
-        ),
-        Some((reason, _)) => Desired::new(
-            "Ready",
-            false,
-            reason,
-            problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
-        ),
-    };
+    let ready = conditions::ready_from(
+        &problems,
+        format!("{} namespaces; editors bound to {}", owned.len(), build::EDITOR_ROLE),
+    );
     let current = t.status.clone().unwrap_or_default();
     let update = conditions::update(&current.conditions, std::slice::from_ref(&ready), t.metadata.generation);
     let counts = (Some(monitors.len() as u32), Some(ready_monitors as u32), Some(triggers as u32));

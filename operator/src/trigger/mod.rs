@@ -12,7 +12,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
-use crate::conditions::{self, Desired};
+use crate::conditions;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::monitor::{rank, tenant_of};
@@ -92,20 +92,8 @@ pub async fn reconcile(t: Arc<Trigger>, ctx: Ctx) -> Result<Action> {
         }
     }
 
-    let ready = match problems.first() {
-        None => Desired::new(
-            "Ready",
-            true,
-            "Ready",
-            format!("{} trigger ready", spec.channel().unwrap_or("unknown")),
-        ),
-        Some((reason, _)) => Desired::new(
-            "Ready",
-            false,
-            reason,
-            problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
-        ),
-    };
+    let ready =
+        conditions::ready_from(&problems, format!("{} trigger ready", spec.channel().unwrap_or("unknown")));
     let current = t.status.clone().unwrap_or_default();
     let update = conditions::update(&current.conditions, std::slice::from_ref(&ready), t.metadata.generation);
     let channel = spec.channel().map(str::to_string);

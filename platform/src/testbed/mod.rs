@@ -33,31 +33,33 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{t}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Reads the records (payloads) of `topic` from the beginning, in a fresh consumer group, until
-/// `until` says enough or `within` passes.
+/// Reads the records (payloads) of `topic` from the beginning, in a fresh consumer group, handing
+/// each to `each` until it returns `true` (enough) or `within` passes. Returns whether it was enough.
 pub async fn read_topic(
     topic: &str,
     within: std::time::Duration,
-    until: impl Fn(&[Vec<u8>]) -> bool,
-) -> Vec<Vec<u8>> {
+    mut each: impl FnMut(Vec<u8>) -> bool,
+) -> bool {
     use crate::bus::Consumer;
     let consumer = crate::bus::kafka::KafkaArgs::new(kafka_bootstrap())
         .consumer(&unique("reader"), &[topic])
         .expect("a Kafka consumer");
     let deadline = std::time::Instant::now() + within;
-    let mut out = Vec::new();
-    while !until(&out) {
+    loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
-            break;
+            return false;
         }
         match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(Ok(m)) => out.push(m.payload),
+            Ok(Ok(m)) => {
+                if each(m.payload) {
+                    return true;
+                }
+            }
             Ok(Err(e)) => panic!("reading {topic}: {e}"),
-            Err(_) => break,
+            Err(_) => return false,
         }
     }
-    out
 }
 
 pub mod receivers;
