@@ -41,7 +41,7 @@ testbed-down:
     scripts/testbed.sh down
 
 # all benchmarks (release builds; the operator and pipeline ones need `just testbed-up`)
-bench: bench-match bench-operator bench-pipeline
+bench: bench-match bench-operator bench-ingester
 
 # matching engine: per-block cost with 1,000 and 10,000 monitors, expressions
 bench-match:
@@ -51,9 +51,9 @@ bench-match:
 bench-operator:
     source /var/tmp/chainwatch/run/env && cargo bench -p chainwatch-operator --bench admission
 
-# ingester backfill and end-to-end latency on anvil
-bench-pipeline:
-    source /var/tmp/chainwatch/run/env && cargo bench -p chainwatch-cli --bench pipeline
+# ingester: backfill rate from anvil beside the raw RPC ceiling, steady state at 250 ms blocks
+bench-ingester:
+    source /var/tmp/chainwatch/run/env && cargo bench -p chainwatch-ingester --bench backfill
 
 # fuzz the expression parser (nightly) for SECONDS
 fuzz SECONDS="60":
