@@ -74,8 +74,7 @@ async fn restarting_resumes_after_the_checkpoint() {
     anvil.mine(50).await.unwrap();
     let network = network_name("it-evm-resume");
     let dir = tempfile::tempdir().unwrap();
-    let mut rt = runtime(&network, ChainType::Evm, vec![endpoint(&anvil.url, 100)]);
-    rt.settings.start = Some(1);
+    let rt = runtime_at_1(&network, &anvil.url);
     let mut first = start(rt.clone(), dir.path()).await;
     first.wait_published(50, Duration::from_secs(60)).await;
     first.stop().await;
@@ -86,6 +85,17 @@ async fn restarting_resumes_after_the_checkpoint() {
     second.stop().await;
     let records = read_topic(&network, Duration::from_secs(60), |r| r.len() >= 200).await;
     assert_gap_free(&records, 1, 200);
+
+    // restarted at the head, with nothing new to publish: the status still says where it stands
+    let mut third = start(runtime_at_1(&network, &anvil.url), dir.path()).await;
+    third.wait_published(200, Duration::from_secs(10)).await;
+    third.stop().await;
+}
+
+fn runtime_at_1(network: &str, url: &str) -> chainwatch_ingester::config::NetworkRuntime {
+    let mut rt = runtime(network, ChainType::Evm, vec![endpoint(url, 100)]);
+    rt.settings.start = Some(1);
+    rt
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
