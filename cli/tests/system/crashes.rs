@@ -2,7 +2,7 @@
 //! then restarted — every notification arrives, none twice; the ingester killed the same way in
 //! the middle of 1,000 blocks — the topic still holds every block, in order (duplicates reported).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use alloy_primitives::U256;
@@ -34,6 +34,7 @@ async fn the_worker_killed_mid_stream_loses_and_doubles_nothing() {
     })
     .await;
     worker.kill9().await;
+    let killed_at_ms = chainwatch_platform::codec::now_ms();
     let at_kill = bed.http.received().len();
     let mut worker = bed.worker("w0");
     worker.ready().await;
@@ -54,6 +55,26 @@ async fn the_worker_killed_mid_stream_loses_and_doubles_nothing() {
     let got = bed.http.received();
     let keys: HashSet<&str> = got.iter().filter_map(|r| r.header("Idempotency-Key")).collect();
     let duplicates = got.len() - distinct();
+    // how long before the kill the first copy of each repeated notification arrived: the window
+    // between a delivery and its acknowledged record
+    let mut first: HashMap<String, u64> = HashMap::new();
+    let mut repeated = HashSet::new();
+    for r in &got {
+        let body = r.json()["body"].as_str().unwrap_or_default().to_string();
+        match first.entry(body) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                repeated.insert(e.key().clone());
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(r.at_ms);
+            }
+        }
+    }
+    let mut before_kill: Vec<u64> = repeated.iter().map(|b| killed_at_ms.saturating_sub(first[b])).collect();
+    before_kill.sort_unstable();
+    eprintln!(
+        "first copies of the repeated notifications arrived this long before the kill (ms): {before_kill:?}"
+    );
     eprintln!(
         "worker SIGKILLed after {at_kill} of 500 notifications; after restart: {} received, {} distinct, {duplicates} duplicates at the receiver, {} distinct Idempotency-Keys",
         got.len(),
