@@ -10,7 +10,7 @@ use chainwatch_platform::Backoff;
 use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, Message, Producer};
 use chainwatch_platform::codec::{BlockTopicRecord, DeadLetterRecord, MatchRecord, now_ms};
 use serde_json::json;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Snapshot;
@@ -33,38 +33,13 @@ pub struct FilterStage {
 impl FilterStage {
     /// Consumes until `stop`, then finishes the blocks in progress and commits.
     pub async fn run(self, stop: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut tasks = tokio::task::JoinSet::new();
-        loop {
-            let permit = tokio::select! {
-                _ = stop.cancelled() => break,
-                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            };
-            let msg = tokio::select! {
-                _ = stop.cancelled() => break,
-                m = self.consumer.recv() => m,
-            };
-            match msg {
-                Ok(msg) => {
-                    let stage = self.clone();
-                    tasks.spawn(async move {
-                        stage.process(&msg).await;
-                        stage.consumer.done(&msg);
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(network = %self.network, error = %e, "consuming blocks failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-            while tasks.try_join_next().is_some() {}
-        }
-        while tasks.join_next().await.is_some() {}
-        if let Err(e) = self.consumer.commit().await {
-            tracing::warn!(network = %self.network, error = %e, "committing offsets on shutdown failed");
-        }
-        tracing::info!(network = %self.network, "filter stage stopped");
+        let (consumer, concurrency) = (self.consumer.clone(), self.concurrency);
+        let name = format!("filter {}", self.network);
+        crate::stage::consume(consumer, concurrency, stop, &name, move |msg| {
+            let stage = self.clone();
+            async move { stage.process(&msg).await }
+        })
+        .await;
     }
 
     async fn dead_letter(

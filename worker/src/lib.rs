@@ -4,12 +4,14 @@
 //!   indexed per network; a change applies on the next block.
 //! * [`filter`]: consumes a network's blocks, produces matches.
 //! * [`notify`]: consumes matches, runs trigger conditions, delivers through the channels.
+//! * [`stage`]: the consume loop both stages share.
 //! * [`status`]: match and delivery counters on Monitors and Triggers.
 
 pub mod config;
 pub mod filter;
 pub mod metrics;
 pub mod notify;
+pub mod stage;
 pub mod status;
 
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use chainwatch_platform::Backoff;
 use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, Message, Producer};
 use chainwatch_platform::codec::{DeadLetterRecord, MatchRecord, now_ms};
 use serde_json::Value;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ResolvedTrigger, Snapshot};
@@ -67,38 +67,12 @@ pub fn retry_of(t: &ResolvedTrigger) -> (u32, Backoff) {
 impl NotifyStage {
     /// Consumes until `stop`, then finishes the matches in progress and commits.
     pub async fn run(self, stop: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut tasks = tokio::task::JoinSet::new();
-        loop {
-            let permit = tokio::select! {
-                _ = stop.cancelled() => break,
-                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            };
-            let msg = tokio::select! {
-                _ = stop.cancelled() => break,
-                m = self.consumer.recv() => m,
-            };
-            match msg {
-                Ok(msg) => {
-                    let stage = self.clone();
-                    tasks.spawn(async move {
-                        stage.process(&msg).await;
-                        stage.consumer.done(&msg);
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "consuming matches failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-            while tasks.try_join_next().is_some() {}
-        }
-        while tasks.join_next().await.is_some() {}
-        if let Err(e) = self.consumer.commit().await {
-            tracing::warn!(error = %e, "committing offsets on shutdown failed");
-        }
-        tracing::info!("notify stage stopped");
+        let (consumer, concurrency) = (self.consumer.clone(), self.concurrency);
+        crate::stage::consume(consumer, concurrency, stop, "notify", move |msg| {
+            let stage = self.clone();
+            async move { stage.process(&msg).await }
+        })
+        .await;
     }
 
     #[allow(clippy::too_many_arguments)]
