@@ -339,7 +339,12 @@ pub fn run(args: ImportArgs) -> anyhow::Result<i32> {
                 std::fs::create_dir_all(path.parent().unwrap_or(out))?;
                 std::fs::write(&path, yaml_stream(&header, docs))?;
             }
-            eprintln!("wrote {} files under {}", imported.files.len(), out.display());
+            eprintln!(
+                "wrote {} files under {}: check them with `chainwatch check -R {}`",
+                imported.files.len(),
+                out.display(),
+                out.display()
+            );
         }
         None => {
             let all: Vec<Value> = imported.files.values().flatten().cloned().collect();

@@ -130,6 +130,17 @@ fn openzeppelin_fixture_configs_import_and_check() {
         assert!(out.status.success(), "{chain}: {}", text(&out));
         // every upstream file became a group, the dropped field is reported with its file
         assert!(text(&out).contains("networks/network.json: store_blocks"), "{}", text(&out));
+        // a chain chainwatch does not ingest yet is said at import, not only at check
+        assert_eq!(
+            text(&out).contains("networks/network.json: network_type: solana networks are carried over"),
+            chain == "solana",
+            "{}",
+            text(&out)
+        );
+        // the output is in subdirectories: checking it without -R finds nothing, and says so
+        let flat = chainwatch(&["check", out_dir.path().to_str().unwrap()]);
+        assert_eq!(flat.status.code(), Some(1), "{}", text(&flat));
+        assert!(text(&flat).contains("add -R to read them"), "{}", text(&flat));
         let check = chainwatch(&["check", "-R", out_dir.path().to_str().unwrap(), "--output", "json"]);
         let v: Value = serde_json::from_slice(&check.stdout).unwrap();
         let errors: Vec<&Value> =

@@ -48,6 +48,14 @@ pub fn network_from_upstream(v: &Json, secret_name: &str) -> Result<ImportedNetw
     let display_name = v.get("name").and_then(Json::as_str).unwrap_or(slug).to_string();
     let mut secrets = Vec::new();
     let mut unsupported = Vec::new();
+    if matches!(chain_type, ChainType::Solana | ChainType::Midnight) {
+        unsupported.push((
+            "network_type".into(),
+            format!(
+                "{chain_type} networks are carried over, but chainwatch does not ingest or match them yet: the Network will report Progressing=False (Unsupported) and its Monitors Ready=False (UnsupportedChain)"
+            ),
+        ));
+    }
     let mut rpc = Vec::new();
     for (i, e) in v.get("rpc_urls").and_then(Json::as_array).into_iter().flatten().enumerate() {
         let at = format!("rpc_urls[{i}]");
