@@ -21,6 +21,15 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+impl SecretKeyRef {
+    /// The referenced key's value in `secret`: from `data`, or from `stringData` where a server
+    /// kept it as written instead of folding it into `data` (the test API server does).
+    pub fn value_in(&self, secret: &k8s_openapi::api::core::v1::Secret) -> Option<Vec<u8>> {
+        let data = secret.data.as_ref().and_then(|d| d.get(&self.key)).map(|b| b.0.clone());
+        data.or_else(|| secret.string_data.as_ref()?.get(&self.key).map(|v| v.as_bytes().to_vec()))
+    }
+}
+
 /// A key in a ConfigMap of the object's own namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -234,6 +243,28 @@ pub fn json_array_of_objects_schema(_: &mut SchemaGenerator) -> Schema {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn secret_values_come_from_data_then_string_data() {
+        use k8s_openapi::ByteString;
+        use k8s_openapi::api::core::v1::Secret;
+        let r = |key: &str| SecretKeyRef { name: "s".into(), key: key.into() };
+        let secret = Secret {
+            data: Some([("a".to_string(), ByteString(b"from-data".to_vec()))].into()),
+            string_data: Some(
+                [
+                    ("a".to_string(), "shadowed".to_string()),
+                    ("b".to_string(), "from-string-data".to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(r("a").value_in(&secret).as_deref(), Some(&b"from-data"[..]));
+        assert_eq!(r("b").value_in(&secret).as_deref(), Some(&b"from-string-data"[..]));
+        assert_eq!(r("c").value_in(&secret), None);
+        assert_eq!(r("a").value_in(&Secret::default()), None);
+    }
 
     #[test]
     fn durations_parse_like_the_schema_pattern_says() {

@@ -175,9 +175,8 @@ async fn read_secret(api: &Api<Secret>, r: &SecretKeyRef) -> Result<String, Stri
         .await
         .map_err(|e| format!("reading Secret {}: {e}", r.name))?
         .ok_or_else(|| format!("Secret {} not found", r.name))?;
-    let data = secret.data.unwrap_or_default();
-    let bytes = data.get(&r.key).ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
-    String::from_utf8(bytes.0.clone()).map_err(|_| format!("Secret {}/{} is not UTF-8", r.name, r.key))
+    let bytes = r.value_in(&secret).ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
+    String::from_utf8(bytes).map_err(|_| format!("Secret {}/{} is not UTF-8", r.name, r.key))
 }
 
 /// The ingester process: follows its Network on the API server, publishes to Kafka.

@@ -204,7 +204,7 @@ async fn prune(ctx: &Ctx, network: &str, kinds: &[Child], keep: &BTreeSet<String
 async fn secret_problem(secrets: &Api<Secret>, r: &SecretKeyRef) -> Result<Option<String>> {
     match secrets.get_opt(&r.name).await {
         Ok(None) => Ok(Some(format!("Secret {} does not exist in the operator's namespace", r.name))),
-        Ok(Some(s)) if !s.data.as_ref().is_some_and(|d| d.contains_key(&r.key)) => {
+        Ok(Some(s)) if r.value_in(&s).is_none() => {
             Ok(Some(format!("Secret {} has no key {}", r.name, r.key)))
         }
         Ok(Some(_)) => Ok(None),

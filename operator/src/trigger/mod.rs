@@ -34,13 +34,13 @@ pub async fn reconcile(t: Arc<Trigger>, ctx: Ctx) -> Result<Action> {
                 "SecretNotFound",
                 format!("Secret {ns}/{} does not exist: create it with key {}", r.name, r.key),
             )),
-            Ok(Some(s)) => match s.data.as_ref().and_then(|d| d.get(&r.key)) {
+            Ok(Some(s)) => match r.value_in(&s) {
                 None => problems
                     .push(("SecretKeyNotFound", format!("Secret {ns}/{} has no key {}", r.name, r.key))),
                 Some(v) => {
                     values.insert(
                         (r.name.clone(), r.key.clone()),
-                        String::from_utf8_lossy(&v.0).trim().to_string(),
+                        String::from_utf8_lossy(&v).trim().to_string(),
                     );
                 }
             },

@@ -403,13 +403,7 @@ impl ConfigStore {
                         .get(&(ns.clone(), r.name.clone()))
                         .ok_or_else(|| format!("Secret {ns}/{} not found", r.name))
                         .and_then(|s| {
-                            let data = s.data.as_ref().and_then(|d| d.get(&r.key)).map(|b| b.0.clone());
-                            let string = s
-                                .string_data
-                                .as_ref()
-                                .and_then(|d| d.get(&r.key))
-                                .map(|v| v.as_bytes().to_vec());
-                            data.or(string)
+                            r.value_in(s)
                                 .ok_or_else(|| format!("Secret {ns}/{} has no key {}", r.name, r.key))
                         })
                         .and_then(|b| {
