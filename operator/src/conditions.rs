@@ -126,8 +126,14 @@ where
         .map_err(|source| Error::Status { name: name.to_string(), source })
 }
 
-/// Publishes an event when readiness flips: Normal with `ok_reason`, or Warning with the reason
-/// of the failing condition.
+/// `Ready=False` reasons that are a step on the way, not a problem: announced as Normal events.
+pub const TRANSITIONAL: &[&str] = &[WAITING_FOR_INGESTER];
+
+/// The Network's children are applied; its ingester has not reported yet.
+pub const WAITING_FOR_INGESTER: &str = "WaitingForIngester";
+
+/// Publishes an event when readiness flips: Normal with `ok_reason` (or a transitional reason),
+/// else Warning with the reason of the failing condition.
 pub async fn announce<K>(ctx: &Context, obj: &K, was_ready: Option<bool>, ready: &Desired, ok_reason: &str)
 where
     K: Resource<DynamicType = ()>,
@@ -135,8 +141,13 @@ where
     if was_ready == Some(ready.ok) {
         return;
     }
-    let (level, reason) =
-        if ready.ok { (Level::Normal, ok_reason) } else { (Level::Warning, ready.reason.as_str()) };
+    let (level, reason) = if ready.ok {
+        (Level::Normal, ok_reason)
+    } else if TRANSITIONAL.contains(&ready.reason.as_str()) {
+        (Level::Normal, ready.reason.as_str())
+    } else {
+        (Level::Warning, ready.reason.as_str())
+    };
     ctx.events.publish(obj, level, reason, &ready.message).await;
 }
 

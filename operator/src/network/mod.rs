@@ -225,11 +225,17 @@ pub async fn reconcile(network: Arc<Network>, ctx: Ctx) -> Result<Action> {
     .await;
     tracing::debug!(?result, "network reconciled");
     ctx.metrics.reconciled("network", started.elapsed());
-    result.map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
+    match result {
+        // a second cleanup of a Network that is already gone (two queued reconciles): done
+        Err(kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => {
+            Ok(Action::await_change())
+        }
+        other => other.map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        }),
+    }
 }
 
 async fn apply_network(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
@@ -380,7 +386,7 @@ async fn apply_network(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
             None => Desired::new(
                 "Ready",
                 false,
-                "WaitingForIngester",
+                conditions::WAITING_FOR_INGESTER,
                 format!(
                     "{} applied; the ingester has not reported progress yet",
                     build::ingester_name(&name)

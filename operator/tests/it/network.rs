@@ -325,6 +325,22 @@ async fn deleting_a_network_removes_its_children_and_topic() {
         admin.partitions(&format!("chainwatch.blocks.{kept}")).await.unwrap().is_some(),
         "deletionPolicy Retain keeps it"
     );
+    // the deletion is announced, and a repeated cleanup of a Network already gone is no failure
+    let events = eventually("the TopicDeleted event", T, || async {
+        let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &ns)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items;
+        events.iter().any(|e| e.reason.as_deref() == Some("TopicDeleted")).then_some(events)
+    })
+    .await;
+    let warnings: Vec<_> = events
+        .iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| format!("{:?}: {:?}", e.reason, e.message))
+        .collect();
+    assert!(warnings.is_empty(), "no Warning events for a clean deletion: {warnings:#?}");
     admin.delete_topic(&format!("chainwatch.blocks.{kept}")).await.unwrap();
     op.stop().await;
 }
