@@ -299,7 +299,8 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
                 by_network
                     .state()
                     .iter()
-                    .filter(|m| m.spec.networks.contains(&n.name_any()))
+                    // referencing it, or naming the existing ones in a NetworkNotFound message
+                    .filter(|m| m.spec.networks.contains(&n.name_any()) || monitor::unresolved(m))
                     .map(|m| ObjectRef::from_obj(m.as_ref()))
                     .collect::<Vec<_>>()
             })
@@ -307,7 +308,10 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
                 by_trigger
                     .state()
                     .iter()
-                    .filter(|m| m.namespace() == t.namespace() && m.spec.triggers.contains(&t.name_any()))
+                    .filter(|m| {
+                        m.namespace() == t.namespace()
+                            && (m.spec.triggers.contains(&t.name_any()) || monitor::unresolved(m))
+                    })
                     .map(|m| ObjectRef::from_obj(m.as_ref()))
                     .collect::<Vec<_>>()
             })

@@ -55,6 +55,16 @@ pub fn rank<K: kube::Resource>(
     mine.iter().position(|(_, ns, n)| ns == namespace && n == name)
 }
 
+/// Whether a Monitor names a Network or Trigger that does not exist: any Network or Trigger that
+/// appears may be the fix (and changes the names its message lists as existing).
+pub fn unresolved(m: &Monitor) -> bool {
+    m.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == chainwatch_crds::monitor::conditions::REFERENCES_RESOLVED && c.status == "False"
+        })
+    })
+}
+
 /// Objects (Monitors or Triggers) of the same tenant as a changed one that are waiting on quota:
 /// a creation or deletion may change their rank, so they are looked at again at once.
 pub fn over_quota_peers<K>(

@@ -122,6 +122,19 @@ async fn invalid_monitors_say_why_and_recover_when_fixed() {
         .await;
     let (_, message) = ready_with(&client, &ns, "bad-trigger", "TriggerNotFound").await;
     assert!(message.contains("spec.triggers[0]: Trigger pager does not exist"), "{message}");
+    assert!(message.contains("(existing: hook)"), "{message}");
+    // a Trigger it does not name (a typo) still refreshes the names the message offers
+    apply(&client, webhook(&ns, "pagr")).await;
+    // (well before the 30 s requeue of an over-quota monitor, which would refresh it anyway)
+    eventually("the message lists the new Trigger", Duration::from_secs(10), || async {
+        let m: Monitor = get(&Api::namespaced(client.clone(), &ns), "bad-trigger").await;
+        condition(&m, "Ready").filter(|c| c.2.contains("(existing: hook, pagr)")).map(|_| ())
+    })
+    .await;
+    Api::<chainwatch_crds::Trigger>::namespaced(client.clone(), &ns)
+        .delete("pagr", &DeleteParams::default())
+        .await
+        .unwrap();
     // over quota: six monitors, three allowed; the oldest win (Ready shows the first problem,
     // reference problems before quota)
     create_monitor(&client, monitor(&ns, "sixth", transfer_monitor(&net, "value > 1", &["hook"]))).await;
