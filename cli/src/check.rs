@@ -104,20 +104,12 @@ pub fn check(args: &CheckArgs) -> Vec<Finding> {
     let (docs, load_errors) = manifests::load(&args.paths, args.recursive);
     if docs.is_empty() && load_errors.is_empty() {
         // checking nothing must not pass a CI pipeline
-        let nested = !args.recursive
-            && args.paths.iter().any(|p| {
-                std::fs::read_dir(p).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir())))
-            });
         out.0.push(Finding {
             file: args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
             object: None,
             field: None,
             severity: Severity::Error,
-            message: if nested {
-                "no manifests found; the directory has subdirectories: add -R to read them".into()
-            } else {
-                "no manifests found: point at YAML files or directories that hold them".into()
-            },
+            message: manifests::nothing_found(&args.paths, args.recursive),
         });
     }
     for e in load_errors {

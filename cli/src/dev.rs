@@ -35,10 +35,13 @@ use crate::manifests::{self, Objects};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DevArgs {
-    /// Files or directories (read recursively) of CR YAML (Networks, Monitors, Triggers,
-    /// Tenants, Secrets, ConfigMaps); reloaded when they change.
+    /// Files or directories of CR YAML (Networks, Monitors, Triggers, Tenants, Secrets,
+    /// ConfigMaps); reloaded when they change.
     #[arg(short = 'f', long = "config")]
     pub config: Vec<PathBuf>,
+    /// Read the --config directories recursively (as `kubectl apply -R`).
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
     /// Run the demo: a local anvil chain with an ERC-20, a stream of transfers and example
     /// monitors (with --rpc: the Ethereum mainnet USDC example against that endpoint instead).
     #[arg(long)]
@@ -208,8 +211,8 @@ async fn report_status(name: String, mut rx: watch::Receiver<IngestStatus>, stop
 }
 
 /// A fingerprint of the config files (names, sizes, modification times).
-fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    manifests::files(paths, true)
+fn fingerprint(paths: &[PathBuf], recursive: bool) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    manifests::files(paths, recursive)
         .unwrap_or_default()
         .into_iter()
         .map(|p| {
@@ -220,8 +223,11 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 }
 
 /// Loads the config; `Err` lists what is wrong (the previous config then stays in effect).
-fn load(paths: &[PathBuf], namespace: &str) -> Result<Objects, String> {
-    let (docs, errors) = manifests::load(paths, true);
+fn load(paths: &[PathBuf], recursive: bool, namespace: &str) -> Result<Objects, String> {
+    let (docs, errors) = manifests::load(paths, recursive);
+    if docs.is_empty() && errors.is_empty() {
+        return Err(manifests::nothing_found(paths, recursive));
+    }
     let (o, bad) = Objects::from_docs(&docs, namespace);
     let mut problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
     problems.extend(bad.iter().map(|(d, e)| format!("{}: {}: {e}", d.source, d.describe())));
@@ -276,8 +282,8 @@ pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Resu
         anyhow::bail!("nothing to run: pass --config DIR (CR YAML) or --demo");
     }
     // fingerprint before loading: an edit made while loading is seen as a change
-    let mut seen = fingerprint(&args.config);
-    let objects = load(&args.config, &args.namespace)
+    let mut seen = fingerprint(&args.config, args.recursive);
+    let objects = load(&args.config, args.recursive, &args.namespace)
         .map_err(|e| anyhow::anyhow!("the configuration has problems:\n{e}"))?;
     let temp_state;
     let state_dir = match &args.state_dir {
@@ -395,12 +401,12 @@ pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Resu
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
             _ = tokio::time::sleep(Duration::from_millis(300)) => {}
         }
-        let now = fingerprint(&args.config);
+        let now = fingerprint(&args.config, args.recursive);
         if now == seen {
             continue;
         }
         seen = now;
-        match load(&args.config, &args.namespace) {
+        match load(&args.config, args.recursive, &args.namespace) {
             Err(e) => println!("config not reloaded (the previous one stays in effect):\n{e}"),
             Ok(o) => {
                 o.replace_into(&store);

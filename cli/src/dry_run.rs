@@ -27,6 +27,9 @@ pub struct TestArgs {
     /// More files or directories to read Triggers, Secrets and ConfigMaps from.
     #[arg(short = 'f', long = "config")]
     pub config: Vec<PathBuf>,
+    /// Read directories recursively (as `kubectl apply -R`).
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
     /// Which monitor, when the files hold several (`name` or `namespace/name`).
     #[arg(long)]
     pub name: Option<String>,
@@ -180,7 +183,7 @@ pub async fn dry_run(args: &TestArgs) -> anyhow::Result<(Outcome, Objects)> {
     let mut paths = args.monitors.clone();
     paths.extend(args.network.iter().cloned());
     paths.extend(args.config.iter().cloned());
-    let (docs, errors) = manifests::load(&paths, true);
+    let (docs, errors) = manifests::load(&paths, args.recursive);
     if let Some(e) = errors.first() {
         bail!("{e}");
     }

@@ -63,6 +63,20 @@ fn is_manifest(p: &Path) -> bool {
         && !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("kustomization."))
 }
 
+/// What to say when `paths` hold no manifest: reading nothing must not look like success.
+pub fn nothing_found(paths: &[PathBuf], recursive: bool) -> String {
+    let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let nested = !recursive
+        && paths
+            .iter()
+            .any(|p| std::fs::read_dir(p).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir()))));
+    if nested {
+        format!("no manifests found in {shown}; it has subdirectories: add -R to read them")
+    } else {
+        format!("no manifests found in {shown}: point at YAML files or directories that hold them")
+    }
+}
+
 /// The manifest files under `paths`: files as given; the files of directories (sorted; with
 /// `recursive`, of their subdirectories too, like `kubectl apply -R`), skipping hidden entries and
 /// kustomizations.
