@@ -184,11 +184,22 @@ impl Pipeline {
     }
 }
 
-/// Prints what a user of `dev` wants to know about ingestion: errors, and recovery from them.
+/// Prints what a user of `dev` wants to know about ingestion: errors (the RPC endpoints failing,
+/// ingestion not progressing), and recovery from them.
 async fn report_status(name: String, mut rx: watch::Receiver<IngestStatus>, stop: CancellationToken) {
+    let mut last_rpc: Option<(Option<bool>, String)> = None;
     let mut last: Option<(Option<bool>, String)> = None;
     loop {
         let s = rx.borrow_and_update().clone();
+        let rpc = (s.rpc.ok, s.rpc.reason.clone());
+        if last_rpc.as_ref() != Some(&rpc) && s.rpc.ok.is_some() {
+            match s.rpc.ok {
+                Some(false) => println!("network {name}: RPC {} — {}", s.rpc.reason, s.rpc.message),
+                _ if last_rpc.is_some() => println!("network {name}: RPC reachable again"),
+                _ => {}
+            }
+            last_rpc = Some(rpc);
+        }
         let now = (s.progressing.ok, s.progressing.reason.clone());
         if last.as_ref() != Some(&now) && s.progressing.ok.is_some() {
             match s.progressing.ok {
