@@ -387,3 +387,18 @@ spec:
     assert!(matched.starts_with("MATCH dev/big on devnet") && matched.contains(&tx), "{matched}");
     assert!(child.wait().unwrap().success(), "stops after --exit-after-matches 1");
 }
+
+#[test]
+fn dev_says_when_a_networks_endpoints_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    // nothing listens on port 1
+    std::fs::write(
+        dir.path().join("network.yaml"),
+        "apiVersion: chainwatch.io/v1alpha1\nkind: Network\nmetadata: {name: down}\nspec: {type: evm, rpc: [{url: \"http://127.0.0.1:1\"}], pollInterval: 100ms}\n",
+    )
+    .unwrap();
+    let out = chainwatch(&["dev", "-f", dir.path().to_str().unwrap(), "--duration", "6s"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.lines().any(|l| l.starts_with("network down: RPC") && l.contains("127.0.0.1:1")), "{t}");
+}
