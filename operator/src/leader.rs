@@ -85,8 +85,8 @@ impl LeaderElection {
     }
 
     /// Waits until the lease is held (or `stop`); then renews it in the background. The returned
-    /// token is cancelled when the lease is lost or `stop` is cancelled (the lease is then
-    /// released).
+    /// token is cancelled when the lease is lost or `stop` is cancelled; the caller then drains
+    /// its controllers and [`release`](Self::release)s the lease, so the two never overlap.
     pub async fn lead(
         &self,
         stop: CancellationToken,
@@ -112,7 +112,6 @@ impl LeaderElection {
                 tokio::select! {
                     _ = stop.cancelled() => {
                         lost.cancel();
-                        me.release().await;
                         return;
                     }
                     _ = tokio::time::sleep(me.renew_every()) => {}

@@ -299,7 +299,7 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
                 by_network
                     .state()
                     .iter()
-                    // referencing it, or naming the existing ones in a NetworkNotFound message
+                    // referencing it, or not admitted (it may name a Network that is missing)
                     .filter(|m| m.spec.networks.contains(&n.name_any()) || monitor::unresolved(m))
                     .map(|m| ObjectRef::from_obj(m.as_ref()))
                     .collect::<Vec<_>>()
@@ -506,14 +506,14 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
             };
             match election.lead(shutdown.clone()).await {
                 None => break,
-                Some(l) => Some(l),
+                Some((token, renewer)) => Some((token, renewer, election)),
             }
         } else {
             None
         };
         metrics.leader(true);
         let stop = match &leading {
-            Some((token, _)) => token.clone(),
+            Some((token, _, _)) => token.clone(),
             None => shutdown.child_token(),
         };
         let mut tasks = tokio::task::JoinSet::new();
@@ -530,8 +530,12 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
         stop.cancel();
         while tasks.join_next().await.is_some() {}
         metrics.leader(false);
-        if let Some((_, renewer)) = leading {
+        if let Some((_, renewer, election)) = leading {
             let _ = renewer.await;
+            // only now that nothing reconciles any more: a standby takes over at once
+            if shutdown.is_cancelled() {
+                election.release().await;
+            }
         }
         if shutdown.is_cancelled() {
             break;

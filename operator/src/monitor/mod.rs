@@ -55,13 +55,14 @@ pub fn rank<K: kube::Resource>(
     mine.iter().position(|(_, ns, n)| ns == namespace && n == name)
 }
 
-/// Whether a Monitor names a Network or Trigger that does not exist: any Network or Trigger that
-/// appears may be the fix (and changes the names its message lists as existing).
+/// Whether a Monitor is not (yet) admitted at its generation — it may name a Network or Trigger
+/// that does not exist, so any Network or Trigger that appears may be the fix (and changes the
+/// names its message lists as existing). Judged from the cache, which can lag the status just
+/// written: a monitor without a current status counts too.
 pub fn unresolved(m: &Monitor) -> bool {
-    m.status.as_ref().is_some_and(|s| {
-        s.conditions.iter().any(|c| {
-            c.type_ == chainwatch_crds::monitor::conditions::REFERENCES_RESOLVED && c.status == "False"
-        })
+    m.status.as_ref().is_none_or(|s| {
+        s.observed_generation != m.metadata.generation
+            || crate::conditions::ready(&s.conditions).is_none_or(|c| c.status != "True")
     })
 }
 
