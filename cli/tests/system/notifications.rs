@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chainwatch_crds::{Monitor, Trigger};
 use chainwatch_platform::bus::MATCHES_TOPIC;
 use chainwatch_platform::codec::MatchRecord;
+use kube::Api;
 use serde_json::json;
 
 use crate::bed::{Bed, T, percentiles};
@@ -75,6 +77,29 @@ async fn above_the_threshold_each_trigger_notifies_once_and_below_none() {
     assert_eq!(for_big.len(), 1, "one email for the large transfer; got {mails:#?}");
     assert!(for_big[0].contains("Subject: Large transfer in block"), "{}", for_big[0]);
     assert!(!mails.iter().any(|m| m.contains(&small)));
+
+    // the worker reports on the Monitor and on each Trigger: as many matches and deliveries as the
+    // webhook received (the token's mint at deployment is above the threshold too), no failure
+    let matches = bed.http.received().iter().filter(|r| r.path == "/hook").count() as u64;
+    let monitors: Api<Monitor> = Api::namespaced(bed.client.clone(), &bed.ns);
+    let status = eventually(&format!("{matches} matches counted on the Monitor"), T, || async {
+        let s = monitors.get("large").await.ok()?.status?;
+        (s.match_count == Some(matches)).then_some(s)
+    })
+    .await;
+    assert!(status.last_match_time.is_some());
+    let last = status.last_match.expect("the last match");
+    assert_eq!((last.network.as_str(), last.transaction.as_str()), (bed.network.as_str(), marker.as_str()));
+    let triggers: Api<Trigger> = Api::namespaced(bed.client.clone(), &bed.ns);
+    for name in ["hook", "slack", "mail"] {
+        let s = eventually(&format!("{matches} deliveries counted on Trigger {name}"), T, || async {
+            let s = triggers.get(name).await.ok()?.status?;
+            (s.delivered_count == Some(matches)).then_some(s)
+        })
+        .await;
+        assert!(s.last_delivery_time.is_some(), "{name}");
+        assert_eq!(s.failure_count.unwrap_or(0), 0, "{name}: {:?}", s.last_error);
+    }
     worker.stop().await;
     ingester.stop().await;
     bed.stop().await;
