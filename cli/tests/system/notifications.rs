@@ -156,3 +156,32 @@ async fn latency_from_block_published_to_notification_received() {
     ingester.stop().await;
     bed.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_shows_on_the_trigger() {
+    let bed = Bed::start(&[]).await;
+    bed.http.answer_always(500);
+    bed.webhook("hook", "/hook").await;
+    bed.monitor("large", &format!("value > {THRESHOLD}"), &["hook"]).await;
+    bed.admitted("large").await;
+    let mut ingester = bed.ingester();
+    let mut worker = bed.worker("w0");
+    ingester.ready().await;
+    worker.ready().await;
+    bed.transfer(1, THRESHOLD * 2).await;
+    // retried (the trigger's policy), then dead-lettered: counted and explained on the Trigger
+    let triggers: Api<Trigger> = Api::namespaced(bed.client.clone(), &bed.ns);
+    let s = eventually("the failure on the Trigger", T, || async {
+        let s = triggers.get("hook").await.ok()?.status?;
+        (s.failure_count.unwrap_or(0) >= 1).then_some(s)
+    })
+    .await;
+    let error = s.last_error.expect("lastError");
+    assert!(error.contains("500"), "{error}");
+    assert!(s.last_error_time.is_some());
+    assert_eq!(s.delivered_count.unwrap_or(0), 0);
+    assert!(bed.http.attempts() > 1, "retried before giving up");
+    worker.stop().await;
+    ingester.stop().await;
+    bed.stop().await;
+}
