@@ -120,13 +120,9 @@ impl Bed {
     /// API server with CRDs and a clean slate, the operator, a fresh anvil with the DUSD token,
     /// a Tenant, a Network on the chain (from block 1), and the receivers.
     pub async fn start(anvil_args: &[&str]) -> Bed {
-        let client = harness::client().await;
-        harness::install_crds(&client).await;
-        harness::reset(&client).await;
-        let operator_ns = unique("cw-sys");
-        let ns = unique("tenant");
-        harness::namespace(&client, &operator_ns).await;
-        harness::namespace(&client, &ns).await;
+        let client = harness::clean_slate().await;
+        let operator_ns = harness::new_namespace(&client, "cw-sys").await;
+        let ns = harness::new_namespace(&client, "tenant").await;
         let operator = Operator::start(&operator_ns, "op", &[]).await;
         let anvil = Anvil::spawn(&chainwatch_platform::testbed::anvil_bin(), anvil_args).await.unwrap();
         let accounts = anvil.accounts().await.unwrap();

@@ -72,13 +72,9 @@ async fn condition_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_monitors_say_why_and_recover_when_fixed() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
-    let op_ns = unique("cw-op");
-    let ns = unique("tenant");
-    harness::namespace(&client, &op_ns).await;
-    harness::namespace(&client, &ns).await;
+    let client = harness::clean_slate().await;
+    let op_ns = harness::new_namespace(&client, "cw-op").await;
+    let ns = harness::new_namespace(&client, "tenant").await;
     let op = Operator::start(&op_ns, "op-a", &["--no-kafka"]).await;
     let net = unique("eth");
     apply(&client, json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": ns}, "spec": {"namespaces": [ns], "limits": {"maxMonitors": 3}}})).await;
@@ -195,13 +191,9 @@ async fn invalid_monitors_say_why_and_recover_when_fixed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggers_report_missing_secrets_and_script_permission() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
-    let op_ns = unique("cw-op");
-    let ns = unique("tenant");
-    harness::namespace(&client, &op_ns).await;
-    harness::namespace(&client, &ns).await;
+    let client = harness::clean_slate().await;
+    let op_ns = harness::new_namespace(&client, "cw-op").await;
+    let ns = harness::new_namespace(&client, "tenant").await;
     let op = Operator::start(&op_ns, "op-a", &["--no-kafka"]).await;
     apply(&client, json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": ns}, "spec": {"namespaces": [ns]}})).await;
     apply(&client, json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": "slack", "namespace": ns},
@@ -243,13 +235,9 @@ async fn triggers_report_missing_secrets_and_script_permission() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_writes_do_not_readmit() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
-    let op_ns = unique("cw-op");
-    let ns = unique("tenant");
-    harness::namespace(&client, &op_ns).await;
-    harness::namespace(&client, &ns).await;
+    let client = harness::clean_slate().await;
+    let op_ns = harness::new_namespace(&client, "cw-op").await;
+    let ns = harness::new_namespace(&client, "tenant").await;
     let op = Operator::start(&op_ns, "op-a", &["--no-kafka"]).await;
     let net = unique("eth");
     apply(&client, json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": ns}, "spec": {"namespaces": [ns]}})).await;

@@ -28,9 +28,7 @@ fn assert_contains(written: &serde_json::Value, stored: &serde_json::Value, path
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_examples_apply_and_read_back() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
+    let client = harness::clean_slate().await;
     let mut files: Vec<_> = std::fs::read_dir(repo().join("examples"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -125,9 +123,7 @@ async fn columns(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_shows_the_printer_columns() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
+    let client = harness::clean_slate().await;
     for f in [
         "00-namespace-acme.yaml",
         "01-tenant-acme.yaml",

@@ -227,6 +227,21 @@ pub async fn reset(client: &Client) {
 
 pub const KEDA_CRD: &str = "scaledobjects.keda.sh";
 
+/// A client on a clean slate: the CRDs installed, every chainwatch object deleted.
+pub async fn clean_slate() -> Client {
+    let client = client().await;
+    install_crds(&client).await;
+    reset(&client).await;
+    client
+}
+
+/// Creates a namespace with a name unique to this run (`prefix-…`) and returns the name.
+pub async fn new_namespace(client: &Client, prefix: &str) -> String {
+    let name = chainwatch_platform::testbed::unique(prefix);
+    namespace(client, &name).await;
+    name
+}
+
 /// Creates a namespace (fine if it exists).
 pub async fn namespace(client: &Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());

@@ -15,12 +15,9 @@ const T: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keda_scaled_object_on_lag_when_keda_is_installed() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
+    let client = harness::clean_slate().await;
     harness::install(&client, &[harness::keda_crd()]).await;
-    let ns = unique("cw-op");
-    harness::namespace(&client, &ns).await;
+    let ns = harness::new_namespace(&client, "cw-op").await;
     let op = Operator::start(&ns, "op-a", &[]).await;
     let net = unique("keda");
     let network = |mode: &str| {

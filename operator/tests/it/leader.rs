@@ -18,11 +18,8 @@ const RECONCILES: &str = "chainwatch_operator_reconciles_total{controller=\"netw
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_only_the_leader_writes() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
-    let ns = unique("cw-op");
-    harness::namespace(&client, &ns).await;
+    let client = harness::clean_slate().await;
+    let ns = harness::new_namespace(&client, "cw-op").await;
     let a = Operator::start(&ns, "replica-a", &["--no-kafka"]).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let holder = || async {

@@ -66,11 +66,8 @@ fn json_patch(a: &mut serde_json::Value, b: &serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_network_becomes_an_ingester_workers_and_an_autoscaler() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
-    let ns = unique("cw-op");
-    harness::namespace(&client, &ns).await;
+    let client = harness::clean_slate().await;
+    let ns = harness::new_namespace(&client, "cw-op").await;
     let op = Operator::start(&ns, "op-a", &[]).await;
     harness::apply_file(&client, &repo().join("examples/10-network-ethereum-mainnet.yaml")).await;
     let net = "ethereum-mainnet";
@@ -204,11 +201,8 @@ async fn the_example_network_becomes_an_ingester_workers_and_an_autoscaler() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_max_replicas_updates_only_the_autoscaler() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
-    let ns = unique("cw-op");
-    harness::namespace(&client, &ns).await;
+    let client = harness::clean_slate().await;
+    let ns = harness::new_namespace(&client, "cw-op").await;
     let op = Operator::start(&ns, "op-a", &[]).await;
     let net = unique("scale");
     network_yaml(&client, &net, json!({"kafka": {"partitions": 8}, "workers": {"maxReplicas": 6}})).await;
@@ -275,11 +269,8 @@ async fn changing_max_replicas_updates_only_the_autoscaler() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_network_removes_its_children_and_topic() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
-    let ns = unique("cw-op");
-    harness::namespace(&client, &ns).await;
+    let client = harness::clean_slate().await;
+    let ns = harness::new_namespace(&client, "cw-op").await;
     let op = Operator::start(&ns, "op-a", &[]).await;
     let deleted = unique("gone");
     let kept = unique("kept");
@@ -347,11 +338,8 @@ async fn deleting_a_network_removes_its_children_and_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_secrets_are_readable_by_the_ingester_only_by_name_and_checked() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
-    let ns = unique("cw-op");
-    harness::namespace(&client, &ns).await;
+    let client = harness::clean_slate().await;
+    let ns = harness::new_namespace(&client, "cw-op").await;
     let op = Operator::start(&ns, "op-a", &[]).await;
     let net = unique("secret");
     network_yaml(&client, &net, json!({"rpc": [{"urlSecretRef": {"name": "alchemy", "key": "url"}}]})).await;
@@ -393,11 +381,8 @@ async fn endpoint_secrets_are_readable_by_the_ingester_only_by_name_and_checked(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_runs_pipelines_from_its_own_image() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
-    let ns = unique("cw-op");
-    harness::namespace(&client, &ns).await;
+    let client = harness::clean_slate().await;
+    let ns = harness::new_namespace(&client, "cw-op").await;
     // the operator's Pod as the Deployment in config/manager creates it (kube-testenv runs no
     // kubelet: the Pod object is enough)
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "chainwatch-operator-7d9f-abcde", "namespace": ns},

@@ -16,11 +16,8 @@ const T: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_get_namespaces_and_editor_bindings() {
-    let client = harness::client().await;
-    harness::install_crds(&client).await;
-    harness::reset(&client).await;
-    let op_ns = unique("cw-op");
-    harness::namespace(&client, &op_ns).await;
+    let client = harness::clean_slate().await;
+    let op_ns = harness::new_namespace(&client, "cw-op").await;
     let op = Operator::start(&op_ns, "op-a", &["--no-kafka"]).await;
     let name = unique("acme");
     let (a, b) = (format!("{name}-a"), format!("{name}-b"));
