@@ -15,7 +15,7 @@ use chainwatch_ingester::checkpoint::FileCheckpoint;
 use chainwatch_ingester::config::{ConfigError, NetworkRuntime};
 use chainwatch_ingester::metrics::IngesterMetrics;
 use chainwatch_ingester::rpc::RpcMetrics;
-use chainwatch_ingester::status::IngestStatus;
+use chainwatch_ingester::status::{Health, IngestStatus};
 use chainwatch_platform::bus::memory::MemoryBus;
 use chainwatch_platform::bus::{Consumer, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group};
 use chainwatch_platform::codec::MatchRecord;
@@ -187,38 +187,38 @@ impl Pipeline {
 /// Prints what a user of `dev` wants to know about ingestion: errors (the RPC endpoints failing,
 /// ingestion not progressing), and recovery from them.
 async fn report_status(name: String, mut rx: watch::Receiver<IngestStatus>, stop: CancellationToken) {
-    let mut last_rpc: Option<(Option<bool>, String)> = None;
-    let mut last: Option<(Option<bool>, String)> = None;
+    let (mut rpc, mut progress) = (None, None);
     loop {
         let s = rx.borrow_and_update().clone();
-        let rpc = (s.rpc.ok, s.rpc.reason.clone());
-        if last_rpc.as_ref() != Some(&rpc) && s.rpc.ok.is_some() {
-            match s.rpc.ok {
-                Some(false) => println!("network {name}: RPC {} — {}", s.rpc.reason, s.rpc.message),
-                _ if last_rpc.is_some() => println!("network {name}: RPC reachable again"),
-                _ => {}
-            }
-            last_rpc = Some(rpc);
-        }
-        let now = (s.progressing.ok, s.progressing.reason.clone());
-        if last.as_ref() != Some(&now) && s.progressing.ok.is_some() {
-            match s.progressing.ok {
-                Some(false) => {
-                    println!("network {name}: {} — {}", s.progressing.reason, s.progressing.message)
-                }
-                _ if last.is_some() => println!(
-                    "network {name}: ingesting again (block {})",
-                    s.last_published.map_or("-".into(), |b| b.to_string())
-                ),
-                _ => {}
-            }
-            last = Some(now);
-        }
+        report_change(&name, "RPC ", &s.rpc, &mut rpc, || "RPC reachable again".into());
+        report_change(&name, "", &s.progressing, &mut progress, || {
+            format!("ingesting again (block {})", s.last_published.map_or("-".into(), |b| b.to_string()))
+        });
         tokio::select! {
             _ = stop.cancelled() => return,
             r = rx.changed() => if r.is_err() { return },
         }
     }
+}
+
+/// Prints `health` when it turns bad (`prefix` + reason — message) or good again (`recovered`).
+fn report_change(
+    network: &str,
+    prefix: &str,
+    health: &Health,
+    last: &mut Option<(Option<bool>, String)>,
+    recovered: impl FnOnce() -> String,
+) {
+    let now = (health.ok, health.reason.clone());
+    if last.as_ref() == Some(&now) || health.ok.is_none() {
+        return;
+    }
+    match health.ok {
+        Some(false) => println!("network {network}: {prefix}{} — {}", health.reason, health.message),
+        _ if last.is_some() => println!("network {network}: {}", recovered()),
+        _ => {}
+    }
+    *last = Some(now);
 }
 
 /// A fingerprint of the config files (names, sizes, modification times).

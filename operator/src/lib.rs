@@ -300,7 +300,7 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
                     .state()
                     .iter()
                     // referencing it, or not admitted (it may name a Network that is missing)
-                    .filter(|m| m.spec.networks.contains(&n.name_any()) || monitor::unresolved(m))
+                    .filter(|m| m.spec.networks.contains(&n.name_any()) || monitor::awaiting_admission(m))
                     .map(|m| ObjectRef::from_obj(m.as_ref()))
                     .collect::<Vec<_>>()
             })
@@ -310,7 +310,7 @@ pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
                     .iter()
                     .filter(|m| {
                         m.namespace() == t.namespace()
-                            && (m.spec.triggers.contains(&t.name_any()) || monitor::unresolved(m))
+                            && (m.spec.triggers.contains(&t.name_any()) || monitor::awaiting_admission(m))
                     })
                     .map(|m| ObjectRef::from_obj(m.as_ref()))
                     .collect::<Vec<_>>()

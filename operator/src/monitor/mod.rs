@@ -59,7 +59,7 @@ pub fn rank<K: kube::Resource>(
 /// that does not exist, so any Network or Trigger that appears may be the fix (and changes the
 /// names its message lists as existing). Judged from the cache, which can lag the status just
 /// written: a monitor without a current status counts too.
-pub fn unresolved(m: &Monitor) -> bool {
+pub fn awaiting_admission(m: &Monitor) -> bool {
     m.status.as_ref().is_none_or(|s| {
         s.observed_generation != m.metadata.generation
             || crate::conditions::ready(&s.conditions).is_none_or(|c| c.status != "True")

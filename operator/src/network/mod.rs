@@ -136,65 +136,34 @@ async fn prune(ctx: &Ctx, network: &str, kinds: &[Child], keep: &BTreeSet<String
     let (client, ns) = (ctx.client.clone(), ctx.pods.namespace.as_str());
     let sel = labels::network_children(network);
     let mut removed = Vec::new();
+    // one call per kind: the typed Api differs, the rest does not
+    macro_rules! others {
+        ($api:expr, $kind:literal) => {
+            delete_others(&$api, $kind, &sel, keep).await?
+        };
+    }
     for kind in kinds.iter().filter(|k| k.served(ctx)) {
         removed.extend(match kind {
-            Child::Deployment => {
-                delete_others(&Api::<Deployment>::namespaced(client.clone(), ns), "Deployment", &sel, keep)
-                    .await?
-            }
-            Child::Hpa => {
-                delete_others(
-                    &Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns),
-                    "HorizontalPodAutoscaler",
-                    &sel,
-                    keep,
-                )
-                .await?
-            }
-            Child::ScaledObject => {
-                delete_others(
-                    &Api::<DynamicObject>::namespaced_with(client.clone(), ns, &keda_resource()),
-                    "ScaledObject",
-                    &sel,
-                    keep,
-                )
-                .await?
-            }
-            Child::StatefulSet => {
-                delete_others(&Api::<StatefulSet>::namespaced(client.clone(), ns), "StatefulSet", &sel, keep)
-                    .await?
-            }
-            Child::Service => {
-                delete_others(&Api::<Service>::namespaced(client.clone(), ns), "Service", &sel, keep).await?
-            }
+            Child::Deployment => others!(Api::<Deployment>::namespaced(client.clone(), ns), "Deployment"),
+            Child::Hpa => others!(
+                Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns),
+                "HorizontalPodAutoscaler"
+            ),
+            Child::ScaledObject => others!(
+                Api::<DynamicObject>::namespaced_with(client.clone(), ns, &keda_resource()),
+                "ScaledObject"
+            ),
+            Child::StatefulSet => others!(Api::<StatefulSet>::namespaced(client.clone(), ns), "StatefulSet"),
+            Child::Service => others!(Api::<Service>::namespaced(client.clone(), ns), "Service"),
             Child::ServiceAccount => {
-                delete_others(
-                    &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-                    "ServiceAccount",
-                    &sel,
-                    keep,
-                )
-                .await?
+                others!(Api::<ServiceAccount>::namespaced(client.clone(), ns), "ServiceAccount")
             }
-            Child::RoleBinding => {
-                delete_others(&Api::<RoleBinding>::namespaced(client.clone(), ns), "RoleBinding", &sel, keep)
-                    .await?
-            }
-            Child::Role => {
-                delete_others(&Api::<Role>::namespaced(client.clone(), ns), "Role", &sel, keep).await?
-            }
+            Child::RoleBinding => others!(Api::<RoleBinding>::namespaced(client.clone(), ns), "RoleBinding"),
+            Child::Role => others!(Api::<Role>::namespaced(client.clone(), ns), "Role"),
             Child::ClusterRoleBinding => {
-                delete_others(
-                    &Api::<ClusterRoleBinding>::all(client.clone()),
-                    "ClusterRoleBinding",
-                    &sel,
-                    keep,
-                )
-                .await?
+                others!(Api::<ClusterRoleBinding>::all(client.clone()), "ClusterRoleBinding")
             }
-            Child::ClusterRole => {
-                delete_others(&Api::<ClusterRole>::all(client.clone()), "ClusterRole", &sel, keep).await?
-            }
+            Child::ClusterRole => others!(Api::<ClusterRole>::all(client.clone()), "ClusterRole"),
         });
     }
     Ok(removed)
