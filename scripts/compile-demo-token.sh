@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Recompiles ingester/src/devnet/DemoToken.sol with solc-js and rewrites the bytecode in token.rs.
+# Recompiles devkit/src/devnet/DemoToken.sol with solc-js and rewrites the bytecode in token.rs.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d)
 npm install --prefix "$WORK" --silent --no-audit --no-fund solc@0.8.30 >/dev/null
-"$WORK/node_modules/.bin/solcjs" --bin --abi --optimize -o "$WORK/out" "$REPO/ingester/src/devnet/DemoToken.sol"
+"$WORK/node_modules/.bin/solcjs" --bin --abi --optimize -o "$WORK/out" "$REPO/devkit/src/devnet/DemoToken.sol"
 BIN=$(cat "$WORK"/out/*DemoToken.bin)
-python3 - "$REPO/ingester/src/devnet/token.rs" "$BIN" <<'PY'
+python3 - "$REPO/devkit/src/devnet/token.rs" "$BIN" <<'PY'
 import re, sys
 path, code = sys.argv[1], sys.argv[2]
 src = open(path).read()
@@ -14,4 +14,4 @@ src = re.sub(r'pub const BYTECODE: &str = "[0-9a-f]*";', f'pub const BYTECODE: &
 open(path, "w").write(src)
 PY
 rm -rf "$WORK"
-echo "updated ingester/src/devnet/token.rs"
+echo "updated devkit/src/devnet/token.rs"

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, U256};
 use anyhow::Context;
-use chainwatch_ingester::devnet::Anvil;
+use chainwatch_devkit::devnet::Anvil;
 use chainwatch_worker::notify::destination::Cidr;
 use tokio_util::sync::CancellationToken;
 

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use chainwatch_core::upstream::{
+use chainwatch_crds::{ConfigMapKeyRef, ConfigMapSource, Monitor, Network, ScriptSpec, Trigger};
+use chainwatch_upstream::{
     ImportedMonitor, NeededSecret, SecretSource, kube_name, monitor_from_upstream, network_from_upstream,
     trigger_from_upstream,
 };
-use chainwatch_crds::{ConfigMapKeyRef, ConfigMapSource, Monitor, Network, ScriptSpec, Trigger};
 use serde_json::{Value, json};
 
 /// ABIs larger than this (as JSON) go to a ConfigMap.

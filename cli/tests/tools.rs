@@ -345,9 +345,8 @@ fn the_demo_prints_matches_within_a_minute() {
 async fn dev_reloads_an_edited_monitor_without_a_restart() {
     use alloy_primitives::U256;
     use std::io::{BufRead, BufReader};
-    let anvil = chainwatch_ingester::devnet::Anvil::spawn(&chainwatch_platform::testbed::anvil_bin(), &[])
-        .await
-        .unwrap();
+    let anvil =
+        chainwatch_devkit::devnet::Anvil::spawn(&chainwatch_devkit::testbed::anvil_bin(), &[]).await.unwrap();
     let accounts = anvil.accounts().await.unwrap();
     let token = anvil.deploy_token(accounts[0], U256::from(10u64).pow(U256::from(20u64))).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -19,8 +19,8 @@ use chainwatch_core::evm::ParamShape;
 use chainwatch_core::evm::compare::{Arg, compile as compile_expr};
 use chainwatch_core::expr::parse;
 use chainwatch_core::monitor::{AbiCache, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex, compile};
-use chainwatch_core::upstream::monitor_from_upstream;
 use chainwatch_crds::{ChainType, MonitorSpec};
+use chainwatch_upstream::monitor_from_upstream;
 use serde_json::{Value, json};
 
 fn fixtures() -> PathBuf {

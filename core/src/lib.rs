@@ -30,7 +30,6 @@ pub mod signature;
 pub mod stellar;
 pub mod template;
 pub mod trigger_checks;
-pub mod upstream;
 pub mod value;
 
 pub use block::Block;

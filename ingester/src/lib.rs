@@ -6,7 +6,6 @@
 
 pub mod checkpoint;
 pub mod config;
-pub mod devnet;
 pub mod metrics;
 pub mod pipeline;
 pub mod rpc;

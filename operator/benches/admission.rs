@@ -78,7 +78,7 @@ async fn main() {
     let client = harness::client().await;
     harness::install_crds(&client).await;
     harness::reset(&client).await;
-    let op_ns = chainwatch_platform::testbed::unique("cw-bench");
+    let op_ns = chainwatch_devkit::testbed::unique("cw-bench");
     let ns = "bench-tenant";
     harness::namespace(&client, &op_ns).await;
     harness::namespace(&client, ns).await;

@@ -8,7 +8,6 @@ pub mod bus;
 pub mod codec;
 pub mod shutdown;
 pub mod telemetry;
-pub mod testbed;
 
 pub use admin::{AdminArgs, Readiness};
 pub use backoff::Backoff;

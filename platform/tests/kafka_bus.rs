@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use chainwatch_devkit::testbed::{kafka_bootstrap, unique};
 use chainwatch_platform::bus::kafka::{KafkaArgs, TopicSpec};
 use chainwatch_platform::bus::{Consumer, Producer};
-use chainwatch_platform::testbed::{kafka_bootstrap, unique};
 
 #[tokio::test]
 async fn large_records_round_trip_and_positions_only_pass_processed_records() {

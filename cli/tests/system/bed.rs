@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, U256};
 use chainwatch_crds::{Monitor, Network};
-use chainwatch_ingester::devnet::Anvil;
-use chainwatch_platform::testbed::receivers::{HttpReceiver, SmtpReceiver};
-use chainwatch_platform::testbed::{kafka_bootstrap, unique};
+use chainwatch_devkit::devnet::Anvil;
+use chainwatch_devkit::receivers::{HttpReceiver, SmtpReceiver};
+use chainwatch_devkit::testbed::{kafka_bootstrap, unique};
 use kube::Client;
 use kube::api::Api;
 use serde_json::{Value, json};
@@ -124,7 +124,7 @@ impl Bed {
         let operator_ns = harness::new_namespace(&client, "cw-sys").await;
         let ns = harness::new_namespace(&client, "tenant").await;
         let operator = Operator::start(&operator_ns, "op", &[]).await;
-        let anvil = Anvil::spawn(&chainwatch_platform::testbed::anvil_bin(), anvil_args).await.unwrap();
+        let anvil = Anvil::spawn(&chainwatch_devkit::testbed::anvil_bin(), anvil_args).await.unwrap();
         let accounts = anvil.accounts().await.unwrap();
         let token = anvil.deploy_token(accounts[0], U256::from(10u64).pow(U256::from(24u64))).await.unwrap();
         let network = unique("chain");

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use chainwatch_devkit::testbed::{kafka_bootstrap, unique};
 use chainwatch_platform::bus::MATCHES_TOPIC;
 use chainwatch_platform::bus::kafka::KafkaArgs;
 use chainwatch_platform::codec::MatchRecord;
-use chainwatch_platform::testbed::{kafka_bootstrap, unique};
 
 use crate::bed::{Bed, T, percentiles};
 

@@ -121,7 +121,7 @@ async fn the_ingester_killed_mid_stream_skips_no_block() {
     })
     .await;
     let mut numbers: Vec<u64> = Vec::new();
-    chainwatch_platform::testbed::read_topic(&blocks_topic(&bed.network), T, |raw| {
+    chainwatch_devkit::testbed::read_topic(&blocks_topic(&bed.network), T, |raw| {
         if let BlockTopicRecord::Block(b) = BlockTopicRecord::decode(&raw).unwrap() {
             numbers.push(b.block.number());
         }

@@ -129,7 +129,7 @@ async fn latency_from_block_published_to_notification_received() {
     let http = &bed.http;
     eventually("200 notifications", T, || async { (http.received().len() >= 200).then_some(()) }).await;
     let mut published: HashMap<String, u64> = HashMap::new();
-    chainwatch_platform::testbed::read_topic(MATCHES_TOPIC, T, |raw| {
+    chainwatch_devkit::testbed::read_topic(MATCHES_TOPIC, T, |raw| {
         if let Ok(r) = MatchRecord::decode(&raw)
             && r.matched.network == bed.network
         {

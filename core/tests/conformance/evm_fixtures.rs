@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chainwatch_core::MonitorMatch;
 use chainwatch_core::block::{Block, EvmBlock};
 use chainwatch_core::monitor::{AbiCache, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex, compile};
-use chainwatch_core::upstream::monitor_from_upstream;
 use chainwatch_crds::{ChainType, MonitorSpec};
+use chainwatch_upstream::monitor_from_upstream;
 use serde_json::{Value, json};
 
 use crate::fixtures;

@@ -9,8 +9,8 @@ use chainwatch_core::block::{Block, StellarEvent, StellarLedger, StellarTransact
 use chainwatch_core::expr::parse;
 use chainwatch_core::monitor::{AbiCache, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex, compile};
 use chainwatch_core::stellar::compare::{StellarArg, compile as compile_expr};
-use chainwatch_core::upstream::monitor_from_upstream;
 use chainwatch_crds::{ChainType, MonitorSpec};
+use chainwatch_upstream::monitor_from_upstream;
 use serde_json::{Value, json};
 use stellar_xdr::{
     FeeBumpTransaction, FeeBumpTransactionEnvelope, FeeBumpTransactionExt, FeeBumpTransactionInnerTx, Limits,

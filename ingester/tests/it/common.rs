@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use chainwatch_core::block::Block;
 use chainwatch_crds::ChainType;
 use chainwatch_crds::network::Finality;
+use chainwatch_devkit::testbed::{kafka_bootstrap, unique};
 use chainwatch_ingester::checkpoint::FileCheckpoint;
 use chainwatch_ingester::config::NetworkRuntime;
 use chainwatch_ingester::metrics::IngesterMetrics;
@@ -16,7 +17,6 @@ use chainwatch_ingester::{Components, supervise};
 use chainwatch_platform::bus::blocks_topic;
 use chainwatch_platform::bus::kafka::{KafkaArgs, TopicSpec};
 use chainwatch_platform::codec::BlockTopicRecord;
-use chainwatch_platform::testbed::{kafka_bootstrap, unique};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -139,7 +139,7 @@ pub async fn read_topic(
 ) -> Vec<BlockTopicRecord> {
     let mut out = Vec::new();
     if !until(&out) {
-        chainwatch_platform::testbed::read_topic(&blocks_topic(network), within, |raw| {
+        chainwatch_devkit::testbed::read_topic(&blocks_topic(network), within, |raw| {
             out.push(BlockTopicRecord::decode(&raw).unwrap());
             until(&out)
         })
@@ -159,5 +159,5 @@ pub fn blocks(records: &[BlockTopicRecord]) -> Vec<&Block> {
 }
 
 pub fn anvil_bin() -> String {
-    chainwatch_platform::testbed::anvil_bin()
+    chainwatch_devkit::testbed::anvil_bin()
 }

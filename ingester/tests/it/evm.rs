@@ -6,7 +6,7 @@ use std::time::Duration;
 use alloy_primitives::U256;
 use chainwatch_core::block::Block;
 use chainwatch_crds::ChainType;
-use chainwatch_ingester::devnet::Anvil;
+use chainwatch_devkit::devnet::Anvil;
 use chainwatch_platform::codec::BlockTopicRecord;
 
 use crate::common::*;

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chainwatch_crds::ChainType;
-use chainwatch_ingester::devnet::Anvil;
+use chainwatch_devkit::devnet::Anvil;
 
 use crate::common::*;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chainwatch_crds::{Monitor, Tenant, Trigger};
-use chainwatch_platform::testbed::unique;
+use chainwatch_devkit::testbed::unique;
 use k8s_openapi::api::core::v1::Event;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};

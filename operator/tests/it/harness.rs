@@ -237,7 +237,7 @@ pub async fn clean_slate() -> Client {
 
 /// Creates a namespace with a name unique to this run (`prefix-…`) and returns the name.
 pub async fn new_namespace(client: &Client, prefix: &str) -> String {
-    let name = chainwatch_platform::testbed::unique(prefix);
+    let name = chainwatch_devkit::testbed::unique(prefix);
     namespace(client, &name).await;
     name
 }
@@ -275,7 +275,7 @@ impl Operator {
     /// `chainwatch:test`, unless `extra` has `--image-from-pod` (then it reads its own Pod's).
     pub async fn start(namespace: &str, identity: &str, extra: &[&str]) -> Operator {
         let admin = free_port();
-        let kafka = chainwatch_platform::testbed::kafka_bootstrap();
+        let kafka = chainwatch_devkit::testbed::kafka_bootstrap();
         let mut argv = vec![
             "operator".to_string(),
             format!("--namespace={namespace}"),

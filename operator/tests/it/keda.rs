@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chainwatch_platform::testbed::unique;
+use chainwatch_devkit::testbed::unique;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -53,7 +53,7 @@ async fn keda_scaled_object_on_lag_when_keda_is_installed() {
     .await;
     op.stop().await;
     harness::reset(&client).await;
-    chainwatch_platform::bus::kafka::KafkaArgs::new(chainwatch_platform::testbed::kafka_bootstrap())
+    chainwatch_platform::bus::kafka::KafkaArgs::new(chainwatch_devkit::testbed::kafka_bootstrap())
         .admin()
         .unwrap()
         .delete_topic(&format!("chainwatch.blocks.{net}"))

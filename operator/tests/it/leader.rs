@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chainwatch_crds::Network;
-use chainwatch_platform::testbed::unique;
+use chainwatch_devkit::testbed::unique;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event;

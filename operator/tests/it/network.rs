@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chainwatch_crds::Network;
+use chainwatch_devkit::testbed::unique;
 use chainwatch_platform::bus::kafka::KafkaArgs;
-use chainwatch_platform::testbed::unique;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
@@ -35,7 +35,7 @@ fn env_of(c: &k8s_openapi::api::core::v1::Container) -> BTreeMap<String, String>
 }
 
 fn kafka() -> KafkaArgs {
-    KafkaArgs::new(chainwatch_platform::testbed::kafka_bootstrap())
+    KafkaArgs::new(chainwatch_devkit::testbed::kafka_bootstrap())
 }
 
 async fn exists<K>(api: &Api<K>, name: &str) -> bool
@@ -95,7 +95,7 @@ async fn the_example_network_becomes_an_ingester_workers_and_an_autoscaler() {
     assert_eq!(c.args.as_deref(), Some(&["ingester".to_string()][..]));
     let env = env_of(c);
     assert_eq!(env["CHAINWATCH_NETWORK"], net);
-    assert_eq!(env["KAFKA_BOOTSTRAP"], chainwatch_platform::testbed::kafka_bootstrap());
+    assert_eq!(env["KAFKA_BOOTSTRAP"], chainwatch_devkit::testbed::kafka_bootstrap());
     assert_eq!(env["CHAINWATCH_CHECKPOINT_DIR"], "/var/lib/chainwatch");
     let sc = c.security_context.as_ref().unwrap();
     assert_eq!(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chainwatch_crds::Tenant;
-use chainwatch_platform::testbed::unique;
+use chainwatch_devkit::testbed::unique;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;

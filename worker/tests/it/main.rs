@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use chainwatch_core::block::{Block, EvmBlock};
 use chainwatch_crds::{Monitor, Tenant, Trigger};
+use chainwatch_devkit::receivers::{HttpReceiver, SmtpReceiver};
 use chainwatch_platform::bus::memory::MemoryBus;
 use chainwatch_platform::bus::{
     Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group,
 };
 use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, DeadLetterRecord, now_ms};
-use chainwatch_platform::testbed::receivers::{HttpReceiver, SmtpReceiver};
 use chainwatch_worker::config::{Admission, ConfigStore};
 use chainwatch_worker::filter::FilterStage;
 use chainwatch_worker::metrics::WorkerMetrics;

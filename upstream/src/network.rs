@@ -4,7 +4,7 @@ use chainwatch_crds::network::ChainType;
 use chainwatch_crds::{DurationString, NetworkSpec, RpcEndpoint, SecretKeyRef};
 use serde_json::Value as Json;
 
-use super::{
+use crate::{
     NeededSecret, SecretSource, UpstreamError, err, kube_name, secret_value, str_field, unknown_fields,
 };
 

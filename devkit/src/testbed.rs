@@ -40,8 +40,8 @@ pub async fn read_topic(
     within: std::time::Duration,
     mut each: impl FnMut(Vec<u8>) -> bool,
 ) -> bool {
-    use crate::bus::Consumer;
-    let consumer = crate::bus::kafka::KafkaArgs::new(kafka_bootstrap())
+    use chainwatch_platform::bus::Consumer;
+    let consumer = chainwatch_platform::bus::kafka::KafkaArgs::new(kafka_bootstrap())
         .consumer(&unique("reader"), &[topic])
         .expect("a Kafka consumer");
     let deadline = std::time::Instant::now() + within;
@@ -61,5 +61,3 @@ pub async fn read_topic(
         }
     }
 }
-
-pub mod receivers;

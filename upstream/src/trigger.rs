@@ -9,7 +9,7 @@ use chainwatch_crds::{
 };
 use serde_json::Value as Json;
 
-use super::{
+use crate::{
     NeededSecret, UpstreamError, duration, err, kube_name, script_language, secret_value, str_field,
     unknown_fields,
 };

@@ -71,7 +71,7 @@ async fn record(
                 .collect(),
             body: body.to_vec(),
             at: Instant::now(),
-            at_ms: crate::codec::now_ms(),
+            at_ms: chainwatch_platform::codec::now_ms(),
         });
     }
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

@@ -19,7 +19,7 @@ pub struct ImportedMonitor {
     pub script_paths: Vec<String>,
 }
 
-use super::{UpstreamError, err, str_field, unknown_fields};
+use crate::{UpstreamError, err, str_field, unknown_fields};
 
 fn opt_expression(v: &Json, at: &str) -> Result<Option<String>, UpstreamError> {
     match v.get("expression") {
