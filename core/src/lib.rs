@@ -22,6 +22,7 @@
 //! - Notifications carry an idempotency key ([`MonitorMatch::idempotency_key`]) and are
 //!   deduplicated; reorgs are detected by parent-hash continuity (in the ingester).
 pub mod block;
+pub mod config;
 pub mod evm;
 pub mod expr;
 pub mod matches;
@@ -29,7 +30,6 @@ pub mod monitor;
 pub mod signature;
 pub mod stellar;
 pub mod template;
-pub mod trigger_checks;
 pub mod value;
 
 pub use block::Block;

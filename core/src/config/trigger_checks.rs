@@ -1,6 +1,5 @@
-//! Whether a Trigger can deliver, from its spec and the values of the Secrets it names: URLs,
-//! tokens and addresses are well-formed. Shared by the operator (which reads the Secrets from the
-//! API server) and `chainwatch check` (which reads Secret manifests from files).
+//! Format checks of a Trigger, from its spec and the values of the Secrets it names: URLs, tokens
+//! and addresses are well-formed (part of [`admit_trigger`](super::admit_trigger)).
 
 use chainwatch_crds::{SecretKeyRef, TriggerSpec};
 
