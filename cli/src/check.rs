@@ -6,12 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use chainwatch_core::monitor::{AbiCache, MonitorKey, MonitorSource, compile};
+use chainwatch_core::config::{Catalog, admit_monitor, admit_tenant, admit_trigger, network_settings};
+use chainwatch_core::monitor::AbiCache;
 use chainwatch_crds::ChainType;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::manifests::{self, Objects, Source};
+use crate::manifests::{self, Files, Objects, Source};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -98,6 +99,13 @@ impl Findings {
     }
 }
 
+/// A Network that is not among the files, of the chain type `--network-type` gives.
+fn assumed_network(name: &str, chain: ChainType) -> chainwatch_crds::Network {
+    serde_json::from_value(serde_json::json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network",
+        "metadata": {"name": name}, "spec": {"type": chain, "rpc": [{"url": "https://assumed.invalid"}]}}))
+    .expect("a Network")
+}
+
 /// Checks the files; returns every finding (sorted by file).
 pub fn check(args: &CheckArgs) -> Vec<Finding> {
     let mut out = Findings(Vec::new());
@@ -164,10 +172,17 @@ pub fn check(args: &CheckArgs) -> Vec<Finding> {
         }
     }
 
+    let mut set = objects.object_set();
+    for (name, chain) in &args.network_types {
+        if !set.networks.contains_key(name) {
+            set.insert_network(assumed_network(name, *chain));
+        }
+    }
+    let catalog = Files(&set);
     check_networks(&objects, &schema_failed, &mut out);
-    check_triggers(&objects, &schema_failed, &mut out);
-    check_monitors(&objects, &args.network_types, &schema_failed, &mut out);
-    check_tenants(&objects, &mut out);
+    check_triggers(&objects, &catalog, &schema_failed, &mut out);
+    check_monitors(&objects, &catalog, &schema_failed, &mut out);
+    check_tenants(&objects, &catalog, &mut out);
 
     let mut findings = out.0;
     findings.sort();
@@ -177,8 +192,14 @@ pub fn check(args: &CheckArgs) -> Vec<Finding> {
 
 fn check_networks(o: &Objects, skip: &BTreeSet<Source>, out: &mut Findings) {
     for (src, n) in o.networks.iter().filter(|(s, _)| !skip.contains(s)) {
-        let lookup = |_: &chainwatch_crds::SecretKeyRef| Ok("https://secret.invalid".to_string());
-        if let Err(e) = chainwatch_ingester::config::runtime(&n.name_any(), &n.spec, &lookup) {
+        // endpoint Secrets not among the files, or empty there (an import from an unset
+        // environment variable), are the cluster's to fill: assume a well-formed URL
+        let lookup = |r: &chainwatch_crds::SecretKeyRef| {
+            Ok(o.any_secret_value(r)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "https://secret.invalid".to_string()))
+        };
+        if let Err(e) = network_settings(&n.spec, &lookup) {
             out.add(
                 src,
                 Some(format!("Network {}", n.name_any())),
@@ -190,143 +211,104 @@ fn check_networks(o: &Objects, skip: &BTreeSet<Source>, out: &mut Findings) {
     }
 }
 
-fn check_triggers(o: &Objects, skip: &BTreeSet<Source>, out: &mut Findings) {
+/// `spec.x: message` → (`spec.x`, `message`).
+fn split_field(message: &str) -> (Option<String>, String) {
+    match message.split_once(": ") {
+        Some((f, m)) if f.starts_with("spec.") => (Some(f.to_string()), m.to_string()),
+        _ => (None, message.to_string()),
+    }
+}
+
+/// Problems about the Tenant (quota, scripts) depend on the cluster when no Tenant is among the
+/// files: they are said only when one is, and as warnings.
+fn tenant_problem(reason: &str) -> bool {
+    matches!(reason, "NoTenant" | "OverQuota" | "ScriptsNotAllowed")
+}
+
+fn check_triggers(o: &Objects, catalog: &Files<'_>, skip: &BTreeSet<Source>, out: &mut Findings) {
     for (src, t) in o.triggers.iter().filter(|(s, _)| !skip.contains(s)) {
-        let ns = t.namespace().unwrap_or_default();
-        let object = Some(format!("Trigger {ns}/{}", t.name_any()));
-        for r in t.spec.secret_refs() {
-            if o.secret_value(&ns, &r.name, &r.key).is_none() {
-                let present = o
-                    .secrets
-                    .iter()
-                    .any(|(_, s)| s.namespace().as_deref() == Some(ns.as_str()) && s.name_any() == r.name);
-                let msg = if present {
-                    format!("Secret {ns}/{} has no key {}", r.name, r.key)
-                } else {
-                    format!(
-                        "Secret {ns}/{} is not among the files: make sure it exists in the cluster with key {}",
-                        r.name, r.key
-                    )
-                };
-                out.add(
-                    src,
-                    object.clone(),
-                    None,
-                    if present { Severity::Error } else { Severity::Warning },
-                    msg,
-                );
-            }
-        }
-        let value = |r: &chainwatch_crds::SecretKeyRef| o.secret_value(&ns, &r.name, &r.key);
-        for p in chainwatch_core::trigger_checks::check(&t.spec, &value) {
-            let (field, message) = p
-                .message
-                .split_once(": ")
-                .map_or((None, p.message.clone()), |(f, m)| (Some(f.to_string()), m.to_string()));
-            out.add(src, object.clone(), field, Severity::Error, message);
-        }
-        if let Some(script) = &t.spec.script {
-            let cms = |r: &chainwatch_crds::ConfigMapKeyRef| o.config_map_value(&ns, &r.name, &r.key);
-            if let Err(e) = chainwatch_core::monitor::compile::resolve_script(script, "spec.script", &cms) {
-                out.add(src, object.clone(), Some(e.field), Severity::Error, e.message);
-            }
+        let object = Some(format!("Trigger {}/{}", t.namespace().unwrap_or_default(), t.name_any()));
+        for (reason, message) in admit_trigger(t, catalog).problems {
+            let severity = if reason == "ReferencePending" || tenant_problem(reason) {
+                if tenant_problem(reason) && o.tenants.is_empty() {
+                    continue;
+                }
+                Severity::Warning
+            } else {
+                Severity::Error
+            };
+            let (field, message) = split_field(&message);
+            out.add(src, object.clone(), field, severity, message);
         }
     }
 }
 
-fn check_monitors(o: &Objects, assumed: &[(String, ChainType)], skip: &BTreeSet<Source>, out: &mut Findings) {
-    let mut chains = o.chain_types();
-    chains.extend(assumed.iter().cloned());
+/// The name a reference field (`spec.networks[1]`) points at.
+fn named<'a>(names: &'a [String], field: &str) -> &'a str {
+    field
+        .rsplit_once('[')
+        .and_then(|(_, i)| i.trim_end_matches(']').parse::<usize>().ok())
+        .and_then(|i| names.get(i))
+        .map_or("", String::as_str)
+}
+
+fn check_monitors(o: &Objects, catalog: &Files<'_>, skip: &BTreeSet<Source>, out: &mut Findings) {
     let abis = AbiCache::default();
     for (src, m) in o.monitors.iter().filter(|(s, _)| !skip.contains(s)) {
         let ns = m.namespace().unwrap_or_default();
         let object = Some(format!("Monitor {ns}/{}", m.name_any()));
-        let mut kinds = BTreeSet::new();
-        for (i, n) in m.spec.networks.iter().enumerate() {
-            match chains.get(n) {
-                Some(c) => {
-                    kinds.insert(*c);
-                }
-                None => out.add(src, object.clone(), Some(format!("spec.networks[{i}]")), Severity::Warning, format!(
-                    "Network {n} is not among the files: it must exist in the cluster (pass --network-type {n}=evm to compile for it)"
-                )),
-            }
-        }
-        let in_files: BTreeSet<String> = o
-            .triggers
-            .iter()
-            .filter(|(_, t)| t.namespace().as_deref() == Some(ns.as_str()))
-            .map(|(_, t)| t.name_any())
-            .collect();
-        if !o.triggers.is_empty() {
-            for (i, t) in m.spec.triggers.iter().enumerate() {
-                if !in_files.contains(t) {
-                    out.add(
-                        src,
-                        object.clone(),
-                        Some(format!("spec.triggers[{i}]")),
+        let verdict = admit_monitor(m, catalog, &abis);
+        for p in &verdict.problems {
+            let field = p.field.clone().unwrap_or_default();
+            let (severity, message) = match p.reason.as_str() {
+                "NetworkNotFound" => {
+                    let n = named(&m.spec.networks, &field);
+                    (
                         Severity::Warning,
                         format!(
-                            "Trigger {t} is not among the files in namespace {ns} (found: {})",
-                            if in_files.is_empty() {
-                                "none".to_string()
-                            } else {
-                                in_files.iter().cloned().collect::<Vec<_>>().join(", ")
-                            }
+                            "Network {n} is not among the files: it must exist in the cluster (pass --network-type {n}=evm to compile for it)"
                         ),
-                    );
+                    )
                 }
-            }
+                "TriggerNotFound" => {
+                    let found = catalog.trigger_names(&ns);
+                    let found = if found.is_empty() { "none".to_string() } else { found.join(", ") };
+                    (
+                        Severity::Warning,
+                        format!(
+                            "Trigger {} is not among the files in namespace {ns} (found: {found})",
+                            named(&m.spec.triggers, &field)
+                        ),
+                    )
+                }
+                r if tenant_problem(r) => {
+                    if o.tenants.is_empty() {
+                        continue;
+                    }
+                    (Severity::Warning, p.message.clone())
+                }
+                _ => (Severity::Error, format!("{} ({})", p.message, p.reason)),
+            };
+            out.add(src, object.clone(), p.field.clone(), severity, message);
         }
-        let cms = |r: &chainwatch_crds::ConfigMapKeyRef| o.config_map_value(&ns, &r.name, &r.key);
-        let source = MonitorSource {
-            key: MonitorKey::new(&ns, m.name_any()),
-            generation: None,
-            spec: &m.spec,
-            config_maps: &cms,
-        };
-        for chain in kinds {
-            match compile(&source, chain, &abis) {
-                Ok(c) => {
-                    for w in &c.warnings {
-                        out.add(src, object.clone(), None, Severity::Warning, w.to_string());
-                    }
-                }
-                Err(errors) => {
-                    for e in errors {
-                        out.add(
-                            src,
-                            object.clone(),
-                            Some(e.field.clone()),
-                            Severity::Error,
-                            format!("{} ({})", e.message, e.reason),
-                        );
-                    }
-                }
-            }
+        for w in &verdict.warnings {
+            out.add(src, object.clone(), None, Severity::Warning, w.to_string());
         }
     }
 }
 
-fn check_tenants(o: &Objects, out: &mut Findings) {
-    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+fn check_tenants(o: &Objects, catalog: &Files<'_>, out: &mut Findings) {
     for (src, t) in &o.tenants {
-        for (i, ns) in t.spec.namespaces.iter().enumerate() {
-            let name = t.metadata.name.as_deref().unwrap_or_default();
-            match owner.get(ns.as_str()) {
-                Some(other) => out.add(
-                    src,
-                    Some(format!("Tenant {name}")),
-                    Some(format!("spec.namespaces[{i}]")),
-                    Severity::Error,
-                    format!(
-                        "namespace {ns} is also claimed by tenant {other}: a namespace belongs to one tenant"
-                    ),
-                ),
-                None => {
-                    owner.insert(ns, name);
-                }
-            }
+        let verdict = admit_tenant(t, catalog);
+        for ((ns, _), message) in verdict.conflicts.iter().zip(verdict.conflict_messages()) {
+            let i = t.spec.namespaces.iter().position(|n| n == ns).unwrap_or_default();
+            out.add(
+                src,
+                Some(format!("Tenant {}", t.name_any())),
+                Some(format!("spec.namespaces[{i}]")),
+                Severity::Error,
+                message,
+            );
         }
     }
 }

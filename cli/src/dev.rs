@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
+use chainwatch_core::config::{NetworkSettings, RefProblem, SpecError};
 use chainwatch_crds::{Network, SecretKeyRef};
 use chainwatch_ingester::checkpoint::FileCheckpoint;
-use chainwatch_ingester::config::{ConfigError, NetworkRuntime};
 use chainwatch_ingester::metrics::IngesterMetrics;
 use chainwatch_ingester::rpc::RpcMetrics;
 use chainwatch_ingester::status::{Health, IngestStatus};
@@ -22,10 +22,9 @@ use chainwatch_platform::codec::MatchRecord;
 use chainwatch_worker::config::{Admission, ConfigStore};
 use chainwatch_worker::metrics::WorkerMetrics;
 use chainwatch_worker::notify::channels::{Channels, DrySink};
-use chainwatch_worker::notify::dedup::DeliveredLog;
+use chainwatch_worker::notify::dedup::DELIVERED_TOPIC;
 use chainwatch_worker::notify::destination::{Cidr, DestinationPolicy};
-use chainwatch_worker::notify::script::ScriptRunner;
-use chainwatch_worker::notify::throttle::Throttles;
+use chainwatch_worker::stages::{StageSettings, Stages};
 use chainwatch_worker::status::NoStatus;
 use kube::ResourceExt;
 use tokio::sync::watch;
@@ -84,24 +83,23 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A running ingestion of one network.
 struct Ingestion {
-    config: watch::Sender<Option<Result<NetworkRuntime, ConfigError>>>,
+    config: watch::Sender<Option<Result<NetworkSettings, SpecError>>>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 struct Pipeline {
     bus: MemoryBus,
-    store: ConfigStore,
+    stages: Stages,
     state_dir: PathBuf,
     rpc_override: Option<String>,
     ingestions: HashMap<String, Ingestion>,
     rpc_metrics: RpcMetrics,
     ingester_metrics: IngesterMetrics,
-    worker_metrics: WorkerMetrics,
     stop: CancellationToken,
 }
 
-fn runtime_of(n: &Network, o: &Objects, rpc: Option<&str>) -> Result<NetworkRuntime, ConfigError> {
+fn runtime_of(n: &Network, o: &Objects, rpc: Option<&str>) -> Result<NetworkSettings, SpecError> {
     let mut spec = n.spec.clone();
     if let Some(url) = rpc {
         spec.rpc = vec![chainwatch_crds::RpcEndpoint {
@@ -113,13 +111,12 @@ fn runtime_of(n: &Network, o: &Objects, rpc: Option<&str>) -> Result<NetworkRunt
     }
     // endpoint Secrets live in the operator's namespace in a cluster; here any namespace will do
     let secret = |r: &SecretKeyRef| {
-        o.secrets
-            .iter()
-            .find(|(_, s)| s.name_any() == r.name)
-            .and_then(|(_, s)| o.secret_value(&s.namespace().unwrap_or_default(), &r.name, &r.key))
-            .ok_or_else(|| format!("Secret {} with key {} is not among the files", r.name, r.key))
+        o.any_secret_value(r).ok_or_else(|| RefProblem::Unreadable {
+            what: format!("Secret {} with key {}", r.name, r.key),
+            why: "is not among the files".into(),
+        })
     };
-    chainwatch_ingester::config::runtime(&n.name_any(), &spec, &secret)
+    chainwatch_core::config::network_settings(&spec, &secret)
 }
 
 impl Pipeline {
@@ -155,15 +152,9 @@ impl Pipeline {
                 fetch_concurrency: None,
                 max_in_flight: None,
             };
-            let filter = chainwatch_worker::filter::FilterStage {
-                network: name.clone(),
-                consumer: Arc::new(self.bus.consumer(&filter_group(&name), &[&blocks_topic(&name)])),
-                producer: Arc::new(self.bus.clone()),
-                config: self.store.subscribe(),
-                metrics: self.worker_metrics.clone(),
-                concurrency: 2,
-                attempts: 5,
-            };
+            let filter = self
+                .stages
+                .filter(&name, Arc::new(self.bus.consumer(&filter_group(&name), &[&blocks_topic(&name)])));
             let task = tokio::spawn({
                 let stop = stop.clone();
                 let name = name.clone();
@@ -250,6 +241,37 @@ fn load(paths: &[PathBuf], recursive: bool, namespace: &str) -> Result<Objects, 
     if problems.is_empty() { Ok(o) } else { Err(problems.join("\n")) }
 }
 
+/// The objects of the files as the pipeline runs them. Without a Tenant among the files, one
+/// implicit Tenant owns every namespace they use and allows scripts (admission needs a Tenant, a
+/// developer's directory rarely has one); with one, the files' Tenants decide, as in a cluster.
+fn objects_to_run(o: &Objects) -> (chainwatch_core::config::ObjectSet, Option<String>) {
+    let mut set = o.object_set();
+    if !o.tenants.is_empty() {
+        return (set, None);
+    }
+    let mut namespaces: Vec<String> = o
+        .monitors
+        .iter()
+        .filter_map(|(_, m)| m.namespace())
+        .chain(o.triggers.iter().filter_map(|(_, t)| t.namespace()))
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    if namespaces.is_empty() {
+        return (set, None);
+    }
+    let tenant: chainwatch_crds::Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "dev"},
+        "spec": {"namespaces": namespaces, "limits": {"allowScripts": true}}}))
+    .expect("a Tenant");
+    set.insert_tenant(tenant);
+    let note = format!(
+        "no Tenant among the files: an implicit tenant `dev` owns namespace(s) {} and allows scripts (add a Tenant to run under its limits)",
+        namespaces.join(", ")
+    );
+    (set, Some(note))
+}
+
 fn print_match(r: &MatchRecord, json: bool) {
     let m = &r.matched;
     if json {
@@ -309,19 +331,12 @@ pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Resu
     let mut registry = prometheus_client::registry::Registry::default();
     let bus = MemoryBus::new();
     let store = ConfigStore::new(Admission::Local);
-    objects.replace_into(&store);
+    let (set, note) = objects_to_run(&objects);
+    store.replace_all(set);
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
     let stop = shutdown.child_token();
-    let mut pipeline = Pipeline {
-        bus: bus.clone(),
-        store: store.clone(),
-        state_dir,
-        rpc_override: args.rpc.clone().filter(|_| !args.demo),
-        ingestions: HashMap::new(),
-        rpc_metrics: RpcMetrics::register(&mut registry),
-        ingester_metrics: IngesterMetrics::register(&mut registry),
-        worker_metrics: WorkerMetrics::register(&mut registry),
-        stop: stop.clone(),
-    };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
         let store = store.clone();
@@ -331,9 +346,15 @@ pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Resu
     store.rebuild_now();
     report_rejected(&store);
 
-    // notify stage
+    // the worker's stages, put together as the worker process does
     let producer: Arc<dyn Producer> = Arc::new(bus.clone());
-    let channels = if args.dry_notify {
+    let worker_metrics = WorkerMetrics::register(&mut registry);
+    let settings = StageSettings {
+        filter_concurrency: 2,
+        destinations: DestinationPolicy { allow: args.allow_destinations.clone() },
+        ..StageSettings::default()
+    };
+    let stages = if args.dry_notify {
         let sink: DrySink = Arc::new(|t, n| {
             println!(
                 "NOTIFY [{} {}/{}] {}\n{}",
@@ -344,23 +365,36 @@ pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Resu
                 indent(&n.body)
             );
         });
-        Channels::dry_run(sink)
+        Stages::with_channels(
+            settings,
+            producer,
+            store.clone(),
+            worker_metrics,
+            Arc::new(NoStatus),
+            Channels::dry_run(sink),
+        )
     } else {
-        Channels::new(DestinationPolicy { allow: args.allow_destinations.clone() }, ScriptRunner::default())
+        Stages::new(settings, producer, store.clone(), worker_metrics, Arc::new(NoStatus))
     };
-    let notify = chainwatch_worker::notify::NotifyStage {
-        consumer: Arc::new(bus.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC])),
-        producer: producer.clone(),
-        config: store.subscribe(),
-        channels: Arc::new(channels),
-        scripts: ScriptRunner::default(),
-        delivered: DeliveredLog::new(producer.clone()),
-        throttles: Arc::new(Throttles::default()),
-        status: Arc::new(NoStatus),
-        metrics: pipeline.worker_metrics.clone(),
-        concurrency: 8,
+    tasks.spawn({
+        let delivered = stages.delivered().clone();
+        let consumer: Arc<dyn Consumer> =
+            Arc::new(bus.consumer("chainwatch-dev-delivered", &[DELIVERED_TOPIC]));
+        let (caught_up, _) = tokio::sync::oneshot::channel();
+        let stop = stop.clone();
+        async move { delivered.follow(consumer, None, caught_up, stop).await }
+    });
+    tasks.spawn(stages.notify(Arc::new(bus.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC]))).run(stop.clone()));
+    let mut pipeline = Pipeline {
+        bus: bus.clone(),
+        stages,
+        state_dir,
+        rpc_override: args.rpc.clone().filter(|_| !args.demo),
+        ingestions: HashMap::new(),
+        rpc_metrics: RpcMetrics::register(&mut registry),
+        ingester_metrics: IngesterMetrics::register(&mut registry),
+        stop: stop.clone(),
     };
-    tasks.spawn(notify.run(stop.clone()));
 
     // the match printer
     let matches = Arc::new(AtomicUsize::new(0));
@@ -420,7 +454,7 @@ pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Resu
         match load(&args.config, args.recursive, &args.namespace) {
             Err(e) => println!("config not reloaded (the previous one stays in effect):\n{e}"),
             Ok(o) => {
-                o.replace_into(&store);
+                store.replace_all(objects_to_run(&o).0);
                 store.rebuild_now();
                 pipeline.apply_networks(&o);
                 println!(

@@ -138,9 +138,13 @@ async fn rpc_block(network: &Network, rpc: Option<&str>, n: u64) -> anyhow::Resu
             timeout: None,
         }];
     }
-    let no_secrets =
-        |r: &chainwatch_crds::SecretKeyRef| Err(format!("Secret {} cannot be read here: pass --rpc", r.name));
-    let rt = chainwatch_ingester::config::runtime(&network.name_any(), &spec, &no_secrets)
+    let no_secrets = |r: &chainwatch_crds::SecretKeyRef| {
+        Err(chainwatch_core::config::RefProblem::Unreadable {
+            what: format!("Secret {}", r.name),
+            why: "cannot be read here: pass --rpc".into(),
+        })
+    };
+    let rt = chainwatch_core::config::network_settings(&spec, &no_secrets)
         .map_err(|e| anyhow::anyhow!("Network {}: {e}", network.name_any()))?;
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = chainwatch_ingester::rpc::RpcMetrics::register(&mut registry);
@@ -205,7 +209,11 @@ pub async fn dry_run(args: &TestArgs) -> anyhow::Result<(Outcome, Objects)> {
         ),
     };
     let ns = monitor.namespace().unwrap_or_default();
-    let cms = |r: &chainwatch_crds::ConfigMapKeyRef| o.config_map_value(&ns, &r.name, &r.key);
+    let set = o.object_set();
+    let cms = |r: &chainwatch_crds::ConfigMapKeyRef| {
+        use chainwatch_core::config::Catalog;
+        set.config_map_value(&ns, r).map_err(|p| p.to_string())
+    };
     let source = MonitorSource {
         key: MonitorKey::new(&ns, monitor.name_any()),
         generation: None,

@@ -1,12 +1,14 @@
 //! Reading CR YAML from files and directories: the documents with where each came from, then the
 //! typed objects. Shared by `check`, `test` and `dev`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
+use std::sync::Arc;
+
+use chainwatch_core::config::{Catalog, Lookup, ObjectSet, Peer, Quota};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -205,45 +207,26 @@ impl Objects {
         (o, bad)
     }
 
-    /// A Secret key's value, from `data` or `stringData`.
-    pub fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Option<String> {
+    /// The objects as a set (what the worker's store and [`Files`] hold).
+    pub fn object_set(&self) -> ObjectSet {
+        let mut o = ObjectSet::default();
+        self.networks.iter().for_each(|(_, x)| o.insert_network(x.clone()));
+        self.tenants.iter().for_each(|(_, x)| o.insert_tenant(x.clone()));
+        self.monitors.iter().for_each(|(_, x)| o.insert_monitor(x.clone()));
+        self.triggers.iter().for_each(|(_, x)| o.insert_trigger(x.clone()));
+        self.secrets.iter().for_each(|(_, x)| o.insert_secret(x.clone()));
+        self.config_maps.iter().for_each(|(_, x)| o.insert_config_map(x.clone()));
+        o
+    }
+
+    /// A Secret of any namespace by name (endpoint Secrets live in the operator's namespace in a
+    /// cluster; among files any namespace will do), decoded by the one rule.
+    pub fn any_secret_value(&self, r: &chainwatch_crds::SecretKeyRef) -> Option<String> {
+        let set = self.object_set();
         self.secrets
             .iter()
-            .find(|(_, s)| s.namespace().as_deref() == Some(namespace) && s.name_any() == name)
-            .and_then(|(_, s)| {
-                s.data.as_ref()?.get(key).map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
-            })
-    }
-
-    /// A ConfigMap key's value.
-    pub fn config_map_value(&self, namespace: &str, name: &str, key: &str) -> Result<String, String> {
-        let cm = self
-            .config_maps
-            .iter()
-            .find(|(_, c)| c.namespace().as_deref() == Some(namespace) && c.name_any() == name)
-            .ok_or_else(|| format!("ConfigMap {namespace}/{name} is not among the files"))?;
-        cm.1.data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .cloned()
-            .ok_or_else(|| format!("ConfigMap {namespace}/{name} has no key {key}"))
-    }
-
-    /// Chain type of each Network.
-    pub fn chain_types(&self) -> BTreeMap<String, chainwatch_crds::ChainType> {
-        self.networks.iter().map(|(_, n)| (n.name_any(), n.spec.chain_type)).collect()
-    }
-
-    /// Feeds a worker configuration store with these objects (a full resync).
-    pub fn replace_into(&self, store: &chainwatch_worker::config::ConfigStore) {
-        store.replace_all(
-            self.monitors.iter().map(|(_, x)| x.clone()).collect(),
-            self.triggers.iter().map(|(_, x)| x.clone()).collect(),
-            self.networks.iter().map(|(_, x)| x.clone()).collect(),
-            self.tenants.iter().map(|(_, x)| x.clone()).collect(),
-            self.secrets.iter().map(|(_, x)| x.clone()).collect(),
-            self.config_maps.iter().map(|(_, x)| x.clone()).collect(),
-        );
+            .find(|(_, s)| s.name_any() == r.name)
+            .and_then(|(_, s)| set.secret_value(&s.namespace().unwrap_or_default(), r).ok())
     }
 }
 
@@ -260,4 +243,37 @@ fn with_string_data(mut s: Secret, raw: &Value) -> Secret {
     }
     s.string_data = None;
     s
+}
+
+/// The manifest files as admission sees them: what is among the files, and a Secret that is not
+/// among them may still exist in the cluster (unknown, not missing).
+pub struct Files<'a>(pub &'a ObjectSet);
+
+impl Catalog for Files<'_> {
+    fn network(&self, name: &str) -> Option<Arc<Network>> {
+        self.0.network(name)
+    }
+    fn network_names(&self) -> Vec<String> {
+        self.0.network_names()
+    }
+    fn tenants(&self) -> Vec<Arc<Tenant>> {
+        self.0.tenants()
+    }
+    fn trigger_names(&self, namespace: &str) -> Vec<String> {
+        self.0.trigger_names(namespace)
+    }
+    fn peers(&self, quota: Quota, namespaces: &[String]) -> Vec<Peer> {
+        self.0.peers(quota, namespaces)
+    }
+    fn config_map(&self, namespace: &str, name: &str) -> Lookup<Arc<ConfigMap>> {
+        self.0.config_map(namespace, name)
+    }
+    fn secret(&self, namespace: &str, name: &str) -> Lookup<Arc<Secret>> {
+        match self.0.secret(namespace, name) {
+            Lookup::Missing => {
+                Lookup::Unknown("is not among the files: make sure it exists in the cluster".into())
+            }
+            other => other,
+        }
+    }
 }

@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, U256};
+use chainwatch_core::config::NetworkSettings;
 use chainwatch_crds::ChainType;
 use chainwatch_crds::network::Finality;
 use chainwatch_devkit::devnet::Anvil;
 use chainwatch_devkit::testbed::{anvil_bin, kafka_bootstrap, unique};
 use chainwatch_ingester::checkpoint::FileCheckpoint;
-use chainwatch_ingester::config::NetworkRuntime;
 use chainwatch_ingester::metrics::IngesterMetrics;
-use chainwatch_ingester::pipeline::Settings;
-use chainwatch_ingester::rpc::EndpointConfig;
+use chainwatch_ingester::rpc::Endpoint;
 use chainwatch_ingester::rpc::RpcMetrics;
 use chainwatch_ingester::status::IngestStatus;
 use chainwatch_ingester::{Components, supervise};
@@ -85,19 +84,19 @@ async fn ceiling(url: &str, first: u64, last: u64) -> f64 {
     (last - first + 1) as f64 / secs
 }
 
-fn runtime(network: &str, url: &str, start: u64, stop: Option<u64>, poll: Duration) -> NetworkRuntime {
-    let mut settings = Settings::new(network);
-    settings.start = Some(start);
-    settings.stop_at = stop;
-    settings.poll_interval = poll;
-    NetworkRuntime {
+fn runtime(url: &str, start: u64, stop: Option<u64>, poll: Duration) -> NetworkSettings {
+    NetworkSettings {
         chain: ChainType::Evm,
-        endpoints: vec![EndpointConfig { url: url.into(), weight: 100, timeout: Duration::from_secs(10) }],
+        endpoints: vec![Endpoint { url: url.into(), weight: 100, timeout: Duration::from_secs(10) }],
         confirmations: 0,
         finality: Finality::Latest,
         chain_id: None,
+        network_passphrase: None,
         block_time: Duration::from_millis(250),
-        settings,
+        poll_interval: poll,
+        max_past_blocks: None,
+        start: Some(start),
+        stop_at: stop,
         partitions: 1,
         replication_factor: None,
         retention: None,
@@ -106,12 +105,12 @@ fn runtime(network: &str, url: &str, start: u64, stop: Option<u64>, poll: Durati
 
 /// Runs an ingester until it stops (bounded) or `stop` fires; returns its status channel.
 async fn ingest(
-    rt: NetworkRuntime,
+    network: String,
+    rt: NetworkSettings,
     producer: Arc<dyn Producer>,
     dir: &std::path::Path,
     stop: CancellationToken,
 ) -> (tokio::task::JoinHandle<()>, watch::Receiver<IngestStatus>) {
-    let network = rt.settings.network.clone();
     let mut registry = Registry::default();
     let (status_tx, status_rx) = watch::channel(IngestStatus::default());
     let components = Components {
@@ -151,7 +150,8 @@ async fn backfill(label: &str, url: &str, producer: Arc<dyn Producer>, first: u6
     let started = Instant::now();
     let stop = CancellationToken::new();
     let (task, mut status) = ingest(
-        runtime(&network, url, first, Some(last), Duration::from_millis(100)),
+        network.clone(),
+        runtime(url, first, Some(last), Duration::from_millis(100)),
         producer,
         dir.path(),
         stop.clone(),
@@ -245,7 +245,8 @@ async fn main() {
         .unwrap();
     let ingest_stop = CancellationToken::new();
     let (task, status) = ingest(
-        runtime(&network, &steady.url, head, None, Duration::from_millis(100)),
+        network.clone(),
+        runtime(&steady.url, head, None, Duration::from_millis(100)),
         Arc::new(KafkaArgs::new(kafka_bootstrap()).producer().unwrap()),
         dir.path(),
         ingest_stop.clone(),

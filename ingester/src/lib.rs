@@ -5,7 +5,6 @@
 //! written back to it) and inside `chainwatch dev` (configuration from a file, in-memory bus).
 
 pub mod checkpoint;
-pub mod config;
 pub mod metrics;
 pub mod pipeline;
 pub mod rpc;
@@ -29,8 +28,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use chainwatch_core::config::{NetworkSettings, RefProblem, SpecError, network_settings, secret_text};
 use checkpoint::{CheckpointStore, FileCheckpoint};
-use config::{ConfigError, NetworkRuntime};
 use metrics::IngesterMetrics;
 use pipeline::Ingester;
 use rpc::{RetryPolicy, RpcMetrics, RpcPool};
@@ -71,7 +70,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Builds the block source of a runtime configuration.
 pub fn build_source(
     name: &str,
-    rt: &NetworkRuntime,
+    rt: &NetworkSettings,
     rpc_metrics: RpcMetrics,
 ) -> Result<Arc<dyn BlockSource>, String> {
     let pool = RpcPool::new(name, rt.endpoints.clone(), RetryPolicy::default(), rpc_metrics);
@@ -101,7 +100,7 @@ pub struct Components {
 /// running ingestion (draining it and saving the checkpoint) and starts it again with the new one.
 pub async fn supervise(
     name: String,
-    mut config: watch::Receiver<Option<Result<NetworkRuntime, ConfigError>>>,
+    mut config: watch::Receiver<Option<Result<NetworkSettings, SpecError>>>,
     c: Components,
     shutdown: CancellationToken,
 ) -> Result<(), pipeline::IngestError> {
@@ -116,7 +115,7 @@ pub async fn supervise(
             Some(Ok(rt)) => match build_source(&name, &rt, c.rpc_metrics.clone()) {
                 Err(e) => c.status.send_modify(|s| s.progressing = Health::failing("Unsupported", &e)),
                 Ok(source) => {
-                    let mut settings = rt.settings.clone();
+                    let mut settings = pipeline::Settings::of(&name, &rt);
                     if let Some(n) = c.fetch_concurrency {
                         settings.fetch_concurrency = n;
                     }
@@ -167,15 +166,23 @@ pub async fn supervise(
     }
 }
 
-/// Reads a Secret key.
-async fn read_secret(api: &Api<Secret>, r: &SecretKeyRef) -> Result<String, String> {
+/// Reads a Secret key (decoded by the one rule, `chainwatch_core::config::secret_text`).
+async fn read_secret(api: &Api<Secret>, namespace: &str, r: &SecretKeyRef) -> Result<String, RefProblem> {
+    let (ns, name, key) = (namespace.to_string(), r.name.clone(), r.key.clone());
     let secret = api
         .get_opt(&r.name)
         .await
-        .map_err(|e| format!("reading Secret {}: {e}", r.name))?
-        .ok_or_else(|| format!("Secret {} not found", r.name))?;
-    let bytes = r.value_in(&secret).ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
-    String::from_utf8(bytes).map_err(|_| format!("Secret {}/{} is not UTF-8", r.name, r.key))
+        .map_err(|e| RefProblem::Unreadable {
+            what: format!("Secret {ns}/{name}"),
+            why: format!("cannot be read: {e}"),
+        })?
+        .ok_or_else(|| RefProblem::SecretNotFound { namespace: ns.clone(), name: name.clone() })?;
+    let bytes = r.value_in(&secret).ok_or_else(|| RefProblem::SecretKeyNotFound {
+        namespace: ns.clone(),
+        name: name.clone(),
+        key: key.clone(),
+    })?;
+    secret_text(&bytes).ok_or(RefProblem::SecretNotText { namespace: ns, name, key })
 }
 
 /// The ingester process: follows its Network on the API server, publishes to Kafka.
@@ -222,15 +229,20 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
                     Some(Ok(network)) => {
                         let mut resolved = std::collections::HashMap::new();
                         for r in network.spec.rpc.iter().filter_map(|e| e.url_secret_ref.as_ref()) {
-                            resolved.insert((r.name.clone(), r.key.clone()), read_secret(&secrets, r).await);
+                            resolved.insert(
+                                (r.name.clone(), r.key.clone()),
+                                read_secret(&secrets, &args.secrets_namespace, r).await,
+                            );
                         }
                         let lookup = |r: &SecretKeyRef| {
-                            resolved
-                                .get(&(r.name.clone(), r.key.clone()))
-                                .cloned()
-                                .unwrap_or_else(|| Err("not read".into()))
+                            resolved.get(&(r.name.clone(), r.key.clone())).cloned().unwrap_or_else(|| {
+                                Err(RefProblem::Unreadable {
+                                    what: format!("Secret {}", r.name),
+                                    why: "not read".into(),
+                                })
+                            })
                         };
-                        let rt = config::runtime(&name, &network.spec, &lookup);
+                        let rt = network_settings(&network.spec, &lookup);
                         if let Ok(rt) = &rt
                             && !topic_ensured
                         {

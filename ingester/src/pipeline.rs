@@ -49,6 +49,17 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The pipeline settings of a network's settings.
+    pub fn of(network: &str, s: &chainwatch_core::config::NetworkSettings) -> Self {
+        Self {
+            poll_interval: s.poll_interval,
+            max_past_blocks: s.max_past_blocks,
+            start: s.start,
+            stop_at: s.stop_at,
+            ..Self::new(network)
+        }
+    }
+
     pub fn new(network: &str) -> Self {
         Self {
             network: network.to_string(),

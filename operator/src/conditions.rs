@@ -1,5 +1,6 @@
-//! Conditions: built from (type, status, reason, message), merged into the previous ones so that
-//! `lastTransitionTime` only changes when the status does.
+//! Conditions: admission's [`Check`]s merged into the previous conditions so that
+//! `lastTransitionTime` only changes when the status does, written with one status apply, and
+//! announced as events on transitions.
 
 use chainwatch_crds::common::{Condition, Time};
 use kube::Resource;
@@ -9,48 +10,15 @@ use serde::de::DeserializeOwned;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events::Level;
-use crate::network::MANAGER;
-
-/// A desired condition.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Desired {
-    pub type_: String,
-    pub ok: bool,
-    pub reason: String,
-    pub message: String,
-}
-
-impl Desired {
-    pub fn new(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Self {
-        let mut message: String = message.into();
-        if message.len() > 2048 {
-            message.truncate(2045);
-            message.push_str("...");
-        }
-        Self { type_: type_.into(), ok, reason: reason.into(), message }
-    }
-}
-
-/// `Ready` from a list of `(reason, message)` problems: False with the first reason and every
-/// message, or True with `ok_message`.
-pub fn ready_from(problems: &[(&'static str, String)], ok_message: impl Into<String>) -> Desired {
-    match problems.first() {
-        None => Desired::new("Ready", true, "Ready", ok_message),
-        Some((reason, _)) => Desired::new(
-            "Ready",
-            false,
-            reason,
-            problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
-        ),
-    }
-}
+use crate::labels::MANAGER;
+pub use chainwatch_core::config::Check;
 
 pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
 /// The conditions to write: `desired`, keeping the transition time of unchanged statuses.
-pub fn merge(previous: &[Condition], desired: &[Desired], generation: Option<i64>) -> Vec<Condition> {
+pub fn merge(previous: &[Condition], desired: &[Check], generation: Option<i64>) -> Vec<Condition> {
     desired
         .iter()
         .map(|d| {
@@ -84,7 +52,7 @@ pub struct Update {
 
 /// Merges `desired` into the `current` conditions of the object (only the types in `desired`
 /// are this writer's; others belong to other field managers).
-pub fn update(current: &[Condition], desired: &[Desired], generation: Option<i64>) -> Update {
+pub fn update(current: &[Condition], desired: &[Check], generation: Option<i64>) -> Update {
     let mine: Vec<_> =
         current.iter().filter(|c| desired.iter().any(|d| d.type_ == c.type_)).cloned().collect();
     let conditions = merge(&mine, desired, generation);
@@ -127,14 +95,17 @@ where
 }
 
 /// `Ready=False` reasons that are a step on the way, not a problem: announced as Normal events.
-pub const TRANSITIONAL: &[&str] = &[WAITING_FOR_INGESTER];
+pub const TRANSITIONAL: &[&str] = &[WAITING_FOR_INGESTER, REFERENCE_PENDING];
 
 /// The Network's children are applied; its ingester has not reported yet.
 pub const WAITING_FOR_INGESTER: &str = "WaitingForIngester";
 
+/// A referenced Secret or ConfigMap cannot be read yet (its namespace is not listed yet).
+pub const REFERENCE_PENDING: &str = "ReferencePending";
+
 /// Publishes an event when readiness flips: Normal with `ok_reason` (or a transitional reason),
 /// else Warning with the reason of the failing condition.
-pub async fn announce<K>(ctx: &Context, obj: &K, was_ready: Option<bool>, ready: &Desired, ok_reason: &str)
+pub async fn announce<K>(ctx: &Context, obj: &K, was_ready: Option<bool>, ready: &Check, ok_reason: &str)
 where
     K: Resource<DynamicType = ()>,
 {
@@ -157,13 +128,13 @@ mod tests {
 
     #[test]
     fn transition_time_changes_only_with_the_status() {
-        let first = merge(&[], &[Desired::new("Ready", false, "Compiling", "x")], Some(1));
-        let again = merge(&first, &[Desired::new("Ready", false, "OtherReason", "y")], Some(2));
+        let first = merge(&[], &[Check::new("Ready", false, "Compiling", "x")], Some(1));
+        let again = merge(&first, &[Check::new("Ready", false, "OtherReason", "y")], Some(2));
         assert_eq!(first[0].last_transition_time, again[0].last_transition_time);
         std::thread::sleep(std::time::Duration::from_millis(5));
-        let flipped = merge(&again, &[Desired::new("Ready", true, "Admitted", "ok")], Some(2));
+        let flipped = merge(&again, &[Check::new("Ready", true, "Admitted", "ok")], Some(2));
         assert_ne!(flipped[0].last_transition_time, again[0].last_transition_time);
         assert!(!same(&again, &flipped));
-        assert!(same(&flipped, &merge(&flipped, &[Desired::new("Ready", true, "Admitted", "ok")], Some(2))));
+        assert!(same(&flipped, &merge(&flipped, &[Check::new("Ready", true, "Admitted", "ok")], Some(2))));
     }
 }

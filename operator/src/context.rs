@@ -6,15 +6,18 @@ use chainwatch_core::monitor::AbiCache;
 use chainwatch_platform::bus::kafka::KafkaArgs;
 use kube::Client;
 
+use crate::caches::Caches;
 use crate::events::Events;
 use crate::metrics::OperatorMetrics;
 use crate::network::build::PodSettings;
-use crate::stores::Stores;
 
 /// Shared state of the controllers.
 pub struct Context {
     pub client: Client,
     pub pods: PodSettings,
+    /// The operator's own ServiceAccount (granted reading tenant namespaces' Secrets and
+    /// ConfigMaps, beside the workers').
+    pub service_account: String,
     /// Kafka administration (topics), if configured.
     pub kafka: Option<KafkaArgs>,
     pub metrics: OperatorMetrics,
@@ -24,8 +27,8 @@ pub struct Context {
     pub keda_installed: bool,
     /// Whether the RBAC API is served (it always is in a real cluster).
     pub rbac_available: bool,
-    /// Caches of the chainwatch objects.
-    pub stores: Stores,
+    /// One cache per kind, shared by every controller.
+    pub caches: Caches,
 }
 
 pub type Ctx = Arc<Context>;

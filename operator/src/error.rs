@@ -6,11 +6,11 @@ use chainwatch_platform::bus::BusError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("applying {kind} {name}: {source}")]
-    Apply { kind: &'static str, name: String, source: kube::Error },
+    Apply { kind: String, name: String, source: kube::Error },
     #[error("deleting {kind} {name}: {source}")]
-    Delete { kind: &'static str, name: String, source: kube::Error },
+    Delete { kind: String, name: String, source: kube::Error },
     #[error("listing {kind}: {source}")]
-    List { kind: &'static str, source: kube::Error },
+    List { kind: String, source: kube::Error },
     #[error("writing the status of {name}: {source}")]
     Status { name: String, source: kube::Error },
     #[error("reading {what}: {source}")]

@@ -35,20 +35,26 @@ impl Events {
         reason: &str,
         message: &str,
     ) {
-        let ns = obj.namespace().unwrap_or_else(|| self.default_namespace.clone());
+        let reference = ObjectReference {
+            api_version: Some(K::api_version(&()).into_owned()),
+            kind: Some(K::kind(&()).into_owned()),
+            name: Some(obj.name_any()),
+            namespace: obj.namespace(),
+            uid: obj.meta().uid.clone(),
+            resource_version: obj.meta().resource_version.clone(),
+            ..Default::default()
+        };
+        self.publish_about(reference, level, reason, message).await;
+    }
+
+    /// Publishes an event about the object `reference` names.
+    pub async fn publish_about(&self, reference: ObjectReference, level: Level, reason: &str, message: &str) {
+        let ns = reference.namespace.clone().unwrap_or_else(|| self.default_namespace.clone());
         let now = k8s_openapi::jiff::Timestamp::now();
-        let name = format!("{}.{:x}", obj.name_any(), now.as_nanosecond());
+        let name = format!("{}.{:x}", reference.name.clone().unwrap_or_default(), now.as_nanosecond());
         let event = Event {
             metadata: ObjectMeta { name: Some(name), namespace: Some(ns.clone()), ..Default::default() },
-            involved_object: ObjectReference {
-                api_version: Some(K::api_version(&()).into_owned()),
-                kind: Some(K::kind(&()).into_owned()),
-                name: Some(obj.name_any()),
-                namespace: obj.namespace(),
-                uid: obj.meta().uid.clone(),
-                resource_version: obj.meta().resource_version.clone(),
-                ..Default::default()
-            },
+            involved_object: reference,
             reason: Some(reason.into()),
             message: Some(message.chars().take(1024).collect()),
             type_: Some(

@@ -16,6 +16,7 @@ pub const TENANT: &str = "chainwatch.io/tenant";
 pub const INGESTER: &str = "ingester";
 pub const WORKER: &str = "worker";
 pub const TENANT_RBAC: &str = "tenant-rbac";
+/// The `managed-by` label value, and the operator's field manager.
 pub const MANAGER: &str = "chainwatch-operator";
 
 /// Labels of a Network's child.

@@ -1,12 +1,16 @@
 //! The operator: makes Networks into running pipelines, admits Monitors and Triggers, gives
 //! Tenants their namespaces and RBAC.
 //!
-//! Four kube-runtime controllers (Network, Monitor, Trigger, Tenant) run while this replica holds
-//! the leader Lease. Each reconcile reads what the object references, validates (pure), builds the
-//! desired children (pure), server-side applies them with one field manager, and writes status only
-//! when it changed. Transient errors back off per object; Warning events mark failures, Normal
+//! While this replica holds the leader Lease, four controllers run ([`network`], [`monitor`],
+//! [`trigger`], [`tenant`]), each a pipeline: read what the object refers to through the shared
+//! [`caches`], decide with `chainwatch_core::config` (pure), build the desired children (pure),
+//! server-side apply them with one field manager, and write status only when it changed.
+//! Transient errors back off per object ([`supervise`]); Warning events mark failures, Normal
 //! events transitions.
 
+pub mod caches;
+pub mod changes;
+pub mod children;
 pub mod conditions;
 pub mod context;
 pub mod error;
@@ -16,39 +20,30 @@ pub mod leader;
 pub mod metrics;
 pub mod monitor;
 pub mod network;
-pub mod stores;
+pub mod supervise;
 pub mod tenant;
 pub mod trigger;
-pub mod watches;
+pub mod undecodable;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chainwatch_core::monitor::AbiCache;
-use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
 use chainwatch_platform::AdminArgs;
 use chainwatch_platform::admin::AdminServer;
 use chainwatch_platform::bus::kafka::KafkaArgs;
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use chainwatch_platform::cache::CacheHooks;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::Client;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
-use kube::{Client, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+use caches::Caches;
 use context::{Context, Ctx};
-use error::Error;
-use events::{Events, Level};
+use events::Events;
 use metrics::OperatorMetrics;
 use network::build::PodSettings;
-use stores::Stores;
 
 /// Command-line arguments of the operator.
 #[derive(Clone, Debug, clap::Args)]
@@ -63,6 +58,10 @@ pub struct OperatorArgs {
     /// imagePullPolicy of those pods.
     #[arg(long, env = "CHAINWATCH_IMAGE_PULL_POLICY")]
     pub image_pull_policy: Option<String>,
+    /// This operator's own ServiceAccount (bound, with the workers', to read the Secrets and
+    /// ConfigMaps of tenant namespaces).
+    #[arg(long, env = "CHAINWATCH_SERVICE_ACCOUNT", default_value = "chainwatch-operator")]
+    pub service_account: String,
     /// ServiceAccount of the worker pods.
     #[arg(long, env = "CHAINWATCH_WORKER_SERVICE_ACCOUNT", default_value = "chainwatch-worker")]
     pub worker_service_account: String,
@@ -125,300 +124,14 @@ async fn own_image(
     Ok((image, args.image_pull_policy.clone().or_else(|| c.image_pull_policy.clone())))
 }
 
-/// Consecutive failures per object, for exponential backoff.
-#[derive(Default)]
-struct Backoffs(Mutex<HashMap<String, u32>>);
-
-impl Backoffs {
-    fn bump(&self, key: &str) -> u32 {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(key.to_string()).or_default();
-        *n += 1;
-        *n
-    }
-
-    fn reset(&self, key: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
-}
-
-fn object_key<K: Resource>(o: &K) -> String {
-    format!(
-        "{}/{}",
-        o.meta().namespace.clone().unwrap_or_default(),
-        o.meta().name.clone().unwrap_or_default()
-    )
-}
-
-/// A failed reconcile and when to try that object again.
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-struct Failed {
-    error: Error,
-    retry: Duration,
-}
-
-/// Wraps a controller's reconcile function with tracing, metrics, per-object exponential backoff
-/// (1 s doubling to 5 min) and a Warning event on the first failure of a streak. Returns the
-/// reconciler and the error policy for [`Controller::run`].
-#[allow(clippy::type_complexity)]
-fn supervised<K, F, Fut>(
-    controller: &'static str,
-    reconcile: F,
-) -> (
-    impl FnMut(Arc<K>, Arc<Ctx>) -> futures::future::BoxFuture<'static, Result<Action, Failed>>,
-    impl Fn(Arc<K>, &Failed, Arc<Ctx>) -> Action,
-)
-where
-    K: Resource<DynamicType = ()> + Send + Sync + 'static,
-    F: Fn(Arc<K>, Ctx) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
-{
-    let backoffs = Arc::new(Backoffs::default());
-    let run = move |obj: Arc<K>, ctx: Arc<Ctx>| {
-        let backoffs = backoffs.clone();
-        let reconcile = reconcile.clone();
-        Box::pin(async move {
-            let key = object_key(obj.as_ref());
-            let span = tracing::info_span!("reconcile", controller, object = %key);
-            match tracing::Instrument::instrument(reconcile(obj.clone(), ctx.as_ref().clone()), span).await {
-                Ok(action) => {
-                    backoffs.reset(&key);
-                    Ok(action)
-                }
-                Err(error) => {
-                    let n = backoffs.bump(&key);
-                    ctx.metrics.error(controller, error.category());
-                    tracing::warn!(controller, object = %key, attempt = n, %error, "reconcile failed");
-                    if n == 1 {
-                        ctx.events
-                            .publish(obj.as_ref(), Level::Warning, error.category(), &error.to_string())
-                            .await;
-                    }
-                    Err(Failed { error, retry: Duration::from_secs((1u64 << (n - 1).min(9)).min(300)) })
-                }
-            }
-        }) as futures::future::BoxFuture<'static, Result<Action, Failed>>
-    };
-    (run, |_obj: Arc<K>, failed: &Failed, _ctx: Arc<Ctx>| Action::requeue(failed.retry))
-}
-
-/// The Network a child belongs to, by its label.
-fn network_of<K: Resource>(child: K) -> Option<ObjectRef<Network>> {
-    child.meta().labels.as_ref()?.get(labels::NETWORK).map(|n| ObjectRef::new(n))
-}
-
-/// Runs the controllers until `stop`.
+/// Runs the four controllers until `stop` (each drains its reconciles after it).
 pub async fn run_controllers(ctx: Ctx, stop: CancellationToken) {
-    let client = ctx.client.clone();
-    let stores = ctx.stores.clone();
-    let wc = watcher::Config::default();
-    let ns = ctx.pods.namespace.clone();
-
-    // Networks: on spec changes, on the ingester's condition changes, and when children drift
-    let networks = {
-        let (reader, writer) = reflector::store();
-        let stream = reflector::reflector(
-            writer,
-            watcher(Api::<Network>::all(client.clone()), wc.clone()).default_backoff(),
-        )
-        .applied_objects()
-        .predicate_filter(
-            |n: &Network| {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                n.metadata.generation.hash(&mut h);
-                n.metadata.deletion_timestamp.is_some().hash(&mut h);
-                // the finalizer helper adds ours, then waits for that change
-                n.metadata.finalizers.hash(&mut h);
-                if let Some(s) = &n.status {
-                    for c in
-                        s.conditions.iter().filter(|c| c.type_ == "Progressing" || c.type_ == "RpcReachable")
-                    {
-                        (&c.type_, &c.status, &c.reason).hash(&mut h);
-                    }
-                }
-                Some(h.finish())
-            },
-            Default::default(),
-        );
-        let (reconciler, on_error) = supervised("network", network::reconcile);
-        let by_secret = stores.networks.clone();
-        let children =
-            watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-        Controller::for_stream(stream, reader)
-            // endpoint URLs from Secrets of the operator's namespace
-            .watches(Api::<Secret>::namespaced(client.clone(), &ns), wc.clone(), move |s: Secret| {
-                let name = s.name_any();
-                by_secret
-                    .state()
-                    .iter()
-                    .filter(|n| {
-                        n.spec.rpc.iter().any(|e| e.url_secret_ref.as_ref().is_some_and(|r| r.name == name))
-                    })
-                    .map(|n| ObjectRef::from_obj(n.as_ref()))
-                    .collect::<Vec<_>>()
-            })
-            // children, by their network label (not `.owns`: a namespaced child's owner reference
-            // to the cluster-scoped Network would yield a namespaced object reference)
-            .watches(Api::<StatefulSet>::namespaced(client.clone(), &ns), children.clone(), network_of)
-            .watches(Api::<Deployment>::namespaced(client.clone(), &ns), children.clone(), network_of)
-            .watches(Api::<Service>::namespaced(client.clone(), &ns), children.clone(), network_of)
-            .watches(
-                Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns),
-                children.clone(),
-                network_of,
-            )
-            .graceful_shutdown_on(stop.clone().cancelled_owned())
-            .run(reconciler, on_error, Arc::new(ctx.clone()))
-            .for_each(|_| async {})
-    };
-
-    // Monitors: on spec changes and when what they reference changes
-    let monitors = {
-        let (reader, writer) = reflector::store();
-        let stream = reflector::reflector(
-            writer,
-            watcher(Api::<Monitor>::all(client.clone()), wc.clone()).default_backoff(),
-        )
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
-        let by_network = stores.monitors.clone();
-        let by_trigger = stores.monitors.clone();
-        let by_tenant = stores.monitors.clone();
-        let by_config_map = stores.monitors.clone();
-        let (peers, tenants) = (stores.monitors.clone(), stores.tenants.clone());
-        let (reconciler, on_error) = supervised("monitor", monitor::reconcile);
-        Controller::for_stream(stream, reader)
-            .watches_stream(watches::spec_changes(Api::<Monitor>::all(client.clone())), move |m: Monitor| {
-                monitor::over_quota_peers(peers.state(), &tenants, m.namespace(), |p: &Monitor| {
-                    p.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "OverQuota"))
-                })
-            })
-            .watches_stream(watches::spec_changes(Api::<Network>::all(client.clone())), move |n: Network| {
-                by_network
-                    .state()
-                    .iter()
-                    // referencing it, or not admitted (it may name a Network that is missing)
-                    .filter(|m| m.spec.networks.contains(&n.name_any()) || monitor::awaiting_admission(m))
-                    .map(|m| ObjectRef::from_obj(m.as_ref()))
-                    .collect::<Vec<_>>()
-            })
-            .watches_stream(watches::spec_changes(Api::<Trigger>::all(client.clone())), move |t: Trigger| {
-                by_trigger
-                    .state()
-                    .iter()
-                    .filter(|m| {
-                        m.namespace() == t.namespace()
-                            && (m.spec.triggers.contains(&t.name_any()) || monitor::awaiting_admission(m))
-                    })
-                    .map(|m| ObjectRef::from_obj(m.as_ref()))
-                    .collect::<Vec<_>>()
-            })
-            .watches_stream(watches::spec_changes(Api::<Tenant>::all(client.clone())), move |t: Tenant| {
-                by_tenant
-                    .state()
-                    .iter()
-                    .filter(|m| m.namespace().is_some_and(|ns| t.spec.namespaces.contains(&ns)))
-                    .map(|m| ObjectRef::from_obj(m.as_ref()))
-                    .collect::<Vec<_>>()
-            })
-            .watches(Api::<ConfigMap>::all(client.clone()), wc.clone(), move |cm: ConfigMap| {
-                let name = cm.name_any();
-                by_config_map
-                    .state()
-                    .iter()
-                    .filter(|m| m.namespace() == cm.namespace())
-                    .filter(|m| {
-                        m.spec.addresses.iter().any(|a| {
-                            a.contract_spec_from.as_ref().is_some_and(|f| f.config_map_key_ref.name == name)
-                        }) || m.spec.trigger_conditions.iter().any(|s| {
-                            s.source_from.as_ref().is_some_and(|f| f.config_map_key_ref.name == name)
-                        })
-                    })
-                    .map(|m| ObjectRef::from_obj(m.as_ref()))
-                    .collect::<Vec<_>>()
-            })
-            .graceful_shutdown_on(stop.clone().cancelled_owned())
-            .run(reconciler, on_error, Arc::new(ctx.clone()))
-            .for_each(|_| async {})
-    };
-
-    // Triggers: on spec changes and when Secrets of their namespace change
-    let triggers = {
-        let (reader, writer) = reflector::store();
-        let stream = reflector::reflector(
-            writer,
-            watcher(Api::<Trigger>::all(client.clone()), wc.clone()).default_backoff(),
-        )
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
-        let by_secret = stores.triggers.clone();
-        let by_tenant = stores.triggers.clone();
-        let (peers, tenants) = (stores.triggers.clone(), stores.tenants.clone());
-        let (reconciler, on_error) = supervised("trigger", trigger::reconcile);
-        Controller::for_stream(stream, reader)
-            .watches_stream(watches::spec_changes(Api::<Trigger>::all(client.clone())), move |t: Trigger| {
-                monitor::over_quota_peers(peers.state(), &tenants, t.namespace(), |p: &Trigger| {
-                    p.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "OverQuota"))
-                })
-            })
-            .watches(Api::<Secret>::all(client.clone()), wc.clone(), move |s: Secret| {
-                let name = s.name_any();
-                by_secret
-                    .state()
-                    .iter()
-                    .filter(|t| {
-                        t.namespace() == s.namespace() && t.spec.secret_refs().iter().any(|r| r.name == name)
-                    })
-                    .map(|t| ObjectRef::from_obj(t.as_ref()))
-                    .collect::<Vec<_>>()
-            })
-            .watches_stream(watches::spec_changes(Api::<Tenant>::all(client.clone())), move |tn: Tenant| {
-                by_tenant
-                    .state()
-                    .iter()
-                    .filter(|t| t.namespace().is_some_and(|ns| tn.spec.namespaces.contains(&ns)))
-                    .map(|t| ObjectRef::from_obj(t.as_ref()))
-                    .collect::<Vec<_>>()
-            })
-            .graceful_shutdown_on(stop.clone().cancelled_owned())
-            .run(reconciler, on_error, Arc::new(ctx.clone()))
-            .for_each(|_| async {})
-    };
-
-    // Tenants: on spec changes and when Monitors or Triggers of their namespaces change
-    let tenants = {
-        let by_monitor = stores.tenants.clone();
-        let by_trigger = stores.tenants.clone();
-        let (reconciler, on_error) = supervised("tenant", tenant::reconcile);
-        Controller::new(Api::<Tenant>::all(client.clone()), wc.clone())
-            // counts of Monitors and of Ready ones: not on match counters
-            .watches_stream(
-                watches::changes(Api::<Monitor>::all(client.clone()), |m: &Monitor| {
-                    let ready = m
-                        .status
-                        .as_ref()
-                        .and_then(|s| conditions::ready(&s.conditions))
-                        .map(|c| c.status.clone());
-                    (m.metadata.generation, ready)
-                }),
-                move |m: Monitor| {
-                    m.namespace()
-                        .and_then(|ns| monitor::tenant_of(&by_monitor, &ns))
-                        .map(|t| ObjectRef::from_obj(t.as_ref()))
-                },
-            )
-            .watches_stream(watches::spec_changes(Api::<Trigger>::all(client.clone())), move |t: Trigger| {
-                t.namespace()
-                    .and_then(|ns| monitor::tenant_of(&by_trigger, &ns))
-                    .map(|t| ObjectRef::from_obj(t.as_ref()))
-            })
-            .graceful_shutdown_on(stop.clone().cancelled_owned())
-            .run(reconciler, on_error, Arc::new(ctx.clone()))
-            .for_each(|_| async {})
-    };
-    tokio::join!(networks, monitors, triggers, tenants);
+    tokio::join!(
+        network::controller(ctx.clone(), stop.clone()),
+        monitor::controller(ctx.clone(), stop.clone()),
+        trigger::controller(ctx.clone(), stop.clone()),
+        tenant::controller(ctx, stop),
+    );
 }
 
 /// Whether the API server serves a group.
@@ -439,7 +152,7 @@ pub async fn context(
     image: (String, Option<String>),
     identity: &str,
     metrics: OperatorMetrics,
-    stores: Stores,
+    caches: Caches,
 ) -> Context {
     Context {
         pods: PodSettings {
@@ -459,7 +172,8 @@ pub async fn context(
         abis: AbiCache::default(),
         keda_installed: serves(&client, "keda.sh").await,
         rbac_available: serves(&client, "rbac.authorization.k8s.io").await,
-        stores,
+        service_account: args.service_account.clone(),
+        caches,
         client,
     }
 }
@@ -467,11 +181,9 @@ pub async fn context(
 /// How long the controllers may take to finish their reconciles after a stop.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
-/// Runs `controllers` until they finish after `stop`, or until [`DRAIN_LIMIT`] after it. Now and
-/// then a kube-runtime controller's graceful shutdown never completes (about one stop in eight in
-/// the leader test, a second or two after start — kube-runtime's runner holds its queue until
-/// its cache is ready, and a stop can come first); a stop must not hang on it. A reconcile cut
-/// short is harmless: they are idempotent, and the next leader runs them again.
+/// Runs `controllers` until they finish after `stop`, or until [`DRAIN_LIMIT`] after it: a stop
+/// must not hang on a reconcile stuck on a slow API server. A reconcile cut short is harmless:
+/// they are idempotent, and the next leader runs them again.
 async fn drain(controllers: impl std::future::Future<Output = ()>, stop: &CancellationToken) {
     tokio::select! {
         () = controllers => {}
@@ -517,9 +229,12 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
             None => shutdown.child_token(),
         };
         let mut tasks = tokio::task::JoinSet::new();
-        let stores = Stores::start(client.clone(), stop.clone(), &mut tasks).await;
+        let (undecodable_tx, undecodable_rx) = tokio::sync::mpsc::unbounded_channel();
+        let hooks = CacheHooks { metrics: metrics.cache.clone(), undecodable: Some(undecodable_tx) };
+        let caches = Caches::start(client.clone(), &args.namespace, hooks, stop.clone(), &mut tasks).await;
         let ctx =
-            Arc::new(context(client.clone(), &args, image.clone(), &identity, metrics.clone(), stores).await);
+            Arc::new(context(client.clone(), &args, image.clone(), &identity, metrics.clone(), caches).await);
+        tasks.spawn(undecodable::report(client.clone(), ctx.events.clone(), undecodable_rx, stop.clone()));
         tracing::info!(
             keda = ctx.keda_installed,
             rbac = ctx.rbac_available,

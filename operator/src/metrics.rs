@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use chainwatch_platform::cache::CacheMetrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Ctl {
     controller: String,
@@ -27,6 +29,8 @@ pub struct OperatorMetrics {
     duration: Family<Ctl, Histogram>,
     leader: Gauge,
     admitted: Gauge,
+    /// The caches' families (`cached_objects`, `malformed_objects_total`, `watch_errors_total`).
+    pub cache: CacheMetrics,
 }
 
 impl Default for OperatorMetrics {
@@ -37,6 +41,7 @@ impl Default for OperatorMetrics {
             duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15))),
             leader: Gauge::default(),
             admitted: Gauge::default(),
+            cache: CacheMetrics::default(),
         }
     }
 }
@@ -45,6 +50,14 @@ impl OperatorMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("chainwatch_operator");
+        let mut m = m;
+        m.cache = CacheMetrics::register(r);
+        // every family present at zero
+        for controller in ["network", "monitor", "trigger", "tenant"] {
+            let l = Ctl { controller: controller.into() };
+            let _ = m.reconciles.get_or_create(&l);
+            let _ = m.duration.get_or_create(&l);
+        }
         r.register("reconciles", "Reconciles by controller", m.reconciles.clone());
         r.register(
             "reconcile_errors",

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod bus;
+pub mod cache;
 pub mod codec;
 pub mod shutdown;
 pub mod telemetry;

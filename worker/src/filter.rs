@@ -19,15 +19,15 @@ use crate::metrics::WorkerMetrics;
 /// The filter stage of one network.
 #[derive(Clone)]
 pub struct FilterStage {
-    pub network: String,
-    pub consumer: Arc<dyn Consumer>,
-    pub producer: Arc<dyn Producer>,
-    pub config: watch::Receiver<Arc<Snapshot>>,
-    pub metrics: WorkerMetrics,
+    pub(crate) network: String,
+    pub(crate) consumer: Arc<dyn Consumer>,
+    pub(crate) producer: Arc<dyn Producer>,
+    pub(crate) config: watch::Receiver<Arc<Snapshot>>,
+    pub(crate) metrics: WorkerMetrics,
     /// Blocks evaluated concurrently.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Attempts per block before it is dead-lettered.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
 }
 
 impl FilterStage {

@@ -5,6 +5,7 @@
 //! * [`filter`]: consumes a network's blocks, produces matches.
 //! * [`notify`]: consumes matches, runs trigger conditions, delivers through the channels.
 //! * [`stage`]: the consume loop both stages share.
+//! * [`stages`]: the one constructor of both stages, for the worker process and `chainwatch dev`.
 //! * [`status`]: match and delivery counters on Monitors and Triggers.
 
 pub mod config;
@@ -12,6 +13,7 @@ pub mod filter;
 pub mod metrics;
 pub mod notify;
 pub mod stage;
+pub mod stages;
 pub mod status;
 
 use std::sync::Arc;
@@ -26,13 +28,13 @@ use chainwatch_platform::bus::{
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+use chainwatch_platform::cache::{CacheHooks, CacheMetrics};
 use config::{Admission, ConfigStore};
 use metrics::WorkerMetrics;
-use notify::channels::Channels;
-use notify::dedup::{DELIVERED_TOPIC, DeliveredLog};
+use notify::dedup::DELIVERED_TOPIC;
 use notify::destination::{Cidr, DestinationPolicy};
 use notify::script::{ScriptLimits, ScriptRunner};
-use notify::throttle::Throttles;
+use stages::{StageSettings, Stages};
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     chainwatch_crds::common::parse_duration(s).map_err(|e| e.to_string())
@@ -95,6 +97,16 @@ impl WorkerArgs {
     pub fn destination_policy(&self) -> DestinationPolicy {
         DestinationPolicy { allow: self.allow_destinations.clone() }
     }
+
+    pub fn stage_settings(&self) -> StageSettings {
+        StageSettings {
+            filter_concurrency: self.filter_concurrency,
+            filter_attempts: 5,
+            notify_concurrency: self.notify_concurrency,
+            scripts: self.script_runner(),
+            destinations: self.destination_policy(),
+        }
+    }
 }
 
 /// Why the worker process stopped with an error.
@@ -135,26 +147,11 @@ pub fn worker_topics() -> Vec<TopicSpec> {
     ]
 }
 
-async fn wait_synced(metrics: &WorkerMetrics, stop: &CancellationToken) {
-    let started = std::time::Instant::now();
-    while metrics.synced_kinds() < 6 {
-        if stop.is_cancelled() {
-            return;
-        }
-        if started.elapsed() > Duration::from_secs(30) && started.elapsed().as_secs().is_multiple_of(30) {
-            tracing::warn!(
-                synced = metrics.synced_kinds(),
-                "still waiting for the first list of every watched kind"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The worker process: configuration from the API server, Kafka in and out.
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), RunError> {
     let mut registry = Registry::default();
     let metrics = WorkerMetrics::register(&mut registry);
+    let cache_metrics = CacheMetrics::register(registry.sub_registry_with_prefix("chainwatch_worker"));
     let admin = AdminServer::start(&args.admin, registry, shutdown.clone()).await?;
     let (admin_addr, ready) = (admin.addr, admin.ready.clone());
     tracing::info!(%admin_addr, network = ?args.network, notify = args.notify, "worker starting");
@@ -167,8 +164,15 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
         let stop = background.clone();
         async move { store.run(stop).await }
     });
-    let feed =
-        tokio::spawn(config::kube::feed(client.clone(), store.clone(), metrics.clone(), background.clone()));
+    let caches = tokio::select! {
+        c = config::kube::Caches::start(client.clone(), CacheHooks { metrics: cache_metrics, undecodable: None }, background.clone()) => c,
+        _ = shutdown.cancelled() => {
+            background.cancel();
+            admin.stopped().await;
+            return Ok(());
+        }
+    };
+    let feed = tokio::spawn(caches.feed(store.clone(), background.clone()));
     let config_metrics = tokio::spawn({
         let mut rx = store.subscribe();
         let metrics = metrics.clone();
@@ -176,7 +180,11 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
         async move {
             loop {
                 let snap = rx.borrow_and_update().clone();
-                metrics.config(&snap);
+                metrics.config(
+                    snap.version,
+                    snap.rejected.len(),
+                    snap.indexes.iter().map(|(n, i)| (n.as_str(), i.len())),
+                );
                 for (k, why) in snap.rejected.iter().take(20) {
                     tracing::debug!(monitor = %k, %why, "monitor not evaluated");
                 }
@@ -187,7 +195,8 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
             }
         }
     });
-    wait_synced(&metrics, &shutdown).await;
+    // the caches listed everything: a snapshot of it, before anything is evaluated
+    tokio::time::sleep(config::REBUILD_DEBOUNCE * 2).await;
     store.rebuild_now();
 
     let admin_client = args.kafka.admin()?;
@@ -196,6 +205,9 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
     }
     let producer: Arc<dyn Producer> = Arc::new(args.kafka.producer()?);
     let stages = shutdown.child_token();
+    let status = Arc::new(status::KubeStatus::new(client.clone()));
+    let pipeline =
+        Stages::new(args.stage_settings(), producer.clone(), store.clone(), metrics.clone(), status.clone());
     let mut tasks = tokio::task::JoinSet::new();
     let mut lag_sources: Vec<(String, Arc<KafkaConsumer>)> = Vec::new();
 
@@ -206,20 +218,10 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
             args.instance_id.as_deref(),
         )?);
         lag_sources.push((filter_group(&network), consumer.clone()));
-        let stage = filter::FilterStage {
-            network,
-            consumer,
-            producer: producer.clone(),
-            config: store.subscribe(),
-            metrics: metrics.clone(),
-            concurrency: args.filter_concurrency,
-            attempts: 5,
-        };
-        tasks.spawn(stage.run(stages.clone()));
+        tasks.spawn(pipeline.filter(&network, consumer).run(stages.clone()));
     }
-    let status = Arc::new(status::KubeStatus::new(client.clone()));
     if args.notify {
-        let delivered = DeliveredLog::new(producer.clone());
+        let delivered = pipeline.delivered().clone();
         // every worker reads all delivered keys, outside any group
         let (reader, ends) = args.kafka.reader(DELIVERED_TOPIC)?;
         let delivered_consumer: Arc<dyn Consumer> = Arc::new(reader);
@@ -233,19 +235,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
         let consumer =
             Arc::new(args.kafka.member(NOTIFY_GROUP, &[MATCHES_TOPIC], args.instance_id.as_deref())?);
         lag_sources.push((NOTIFY_GROUP.to_string(), consumer.clone()));
-        let stage = notify::NotifyStage {
-            consumer,
-            producer: producer.clone(),
-            config: store.subscribe(),
-            channels: Arc::new(Channels::new(args.destination_policy(), args.script_runner())),
-            scripts: args.script_runner(),
-            delivered,
-            throttles: Arc::new(Throttles::default()),
-            status: status.clone(),
-            metrics: metrics.clone(),
-            concurrency: args.notify_concurrency,
-        };
-        tasks.spawn(stage.run(stages.clone()));
+        tasks.spawn(pipeline.notify(consumer).run(stages.clone()));
     }
     let status_writer = tokio::spawn({
         let status = status.clone();

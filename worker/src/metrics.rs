@@ -1,8 +1,6 @@
 //! Worker metrics. Labels are bounded: network (configured Networks), channel (six kinds), outcome,
 //! stage, reason (fixed sets), kind (six kinds), group (two consumer groups).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,10 +13,6 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Net {
     network: String,
-}
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindL {
-    kind: String,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Delivery {
@@ -53,9 +47,6 @@ pub struct WorkerMetrics {
     monitors: Family<Net, Gauge>,
     rejected: Gauge,
     config_version: Gauge,
-    malformed_objects: Family<KindL, Counter>,
-    watch_errors: Family<KindL, Counter>,
-    synced: Arc<Mutex<HashSet<String>>>,
     blocks: Family<Net, Counter>,
     matches: Family<Net, Counter>,
     evaluation: Family<Net, Histogram>,
@@ -79,9 +70,6 @@ impl Default for WorkerMetrics {
             monitors: Family::default(),
             rejected: Gauge::default(),
             config_version: Gauge::default(),
-            malformed_objects: Family::default(),
-            watch_errors: Family::default(),
-            synced: Arc::default(),
             blocks: Family::default(),
             matches: Family::default(),
             evaluation: Family::new_with_constructor(latency),
@@ -116,12 +104,6 @@ impl WorkerMetrics {
             "Version of the configuration snapshot in use",
             m.config_version.clone(),
         );
-        r.register(
-            "malformed_objects",
-            "Objects skipped because they do not decode",
-            m.malformed_objects.clone(),
-        );
-        r.register("watch_errors", "Watch failures by kind (retried)", m.watch_errors.clone());
         r.register("blocks_evaluated", "Blocks evaluated by the filter stage", m.blocks.clone());
         r.register("matches", "Matches produced", m.matches.clone());
         r.register(
@@ -176,25 +158,19 @@ impl WorkerMetrics {
         m
     }
 
-    pub fn config(&self, snapshot: &crate::config::Snapshot) {
-        for (n, idx) in &snapshot.indexes {
-            self.monitors.get_or_create(&Net { network: n.clone() }).set(idx.len() as i64);
+    /// The configuration in use: its version, how many monitors were left out, and how many are
+    /// evaluated per network.
+    pub fn config<'a>(
+        &self,
+        version: u64,
+        rejected: usize,
+        per_network: impl Iterator<Item = (&'a str, usize)>,
+    ) {
+        for (n, count) in per_network {
+            self.monitors.get_or_create(&Net { network: n.into() }).set(count as i64);
         }
-        self.rejected.set(snapshot.rejected.len() as i64);
-        self.config_version.set(snapshot.version as i64);
-    }
-    pub fn malformed_object(&self, kind: &str) {
-        self.malformed_objects.get_or_create(&KindL { kind: kind.into() }).inc();
-    }
-    pub fn watch_error(&self, kind: &str) {
-        self.watch_errors.get_or_create(&KindL { kind: kind.into() }).inc();
-    }
-    pub fn synced(&self, kind: &str) {
-        self.synced.lock().unwrap_or_else(|p| p.into_inner()).insert(kind.to_string());
-    }
-    /// Kinds whose first list completed.
-    pub fn synced_kinds(&self) -> usize {
-        self.synced.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.rejected.set(rejected as i64);
+        self.config_version.set(version as i64);
     }
     pub fn block(&self, network: &str, took: Duration, stats: &chainwatch_core::monitor::index::MatchStats) {
         let l = Net { network: network.into() };

@@ -18,8 +18,9 @@ pub enum Lookup<T> {
     Found(T),
     /// It does not exist.
     Missing,
-    /// It cannot be told yet (the namespace is not listed yet, or reading it is not permitted
-    /// yet): not a verdict on the object that refers to it.
+    /// It cannot be told (yet): the namespace is not listed yet, or reading it is not permitted
+    /// yet — not a verdict on the object that refers to it. The text completes "Secret ns/x …",
+    /// e.g. "cannot be read yet: namespace ns is not listed yet".
     Unknown(String),
 }
 
@@ -36,7 +37,7 @@ pub enum RefProblem {
     ConfigMapNotFound { namespace: String, name: String },
     #[error("ConfigMap {namespace}/{name} has no key {key}")]
     ConfigMapKeyNotFound { namespace: String, name: String, key: String },
-    #[error("{what} cannot be read yet: {why}")]
+    #[error("{what} {why}")]
     Unreadable { what: String, why: String },
 }
 

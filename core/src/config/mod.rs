@@ -16,7 +16,8 @@ pub mod trigger_checks;
 
 pub use catalog::{Catalog, Lookup, Peer, Quota, RefProblem, owner_of, rank_in, secret_text};
 pub use monitor::{
-    Compilation, Compiler, MonitorVerdict, NotAdmitted, admit_monitor, admitted_by_operator, compile_monitor,
+    Compilation, Compiler, MonitorVerdict, NotAdmitted, Problem, admit_monitor, admitted_by_operator,
+    compile_monitor,
 };
 pub use network::{Endpoint, NetworkSettings, SpecError, network_settings};
 pub use objects::ObjectSet;

@@ -79,9 +79,24 @@ pub fn compile_monitor(m: &Monitor, catalog: &dyn Catalog, compiler: &dyn Compil
     out
 }
 
+/// One problem found, with the field it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The condition it falls under (`Compiled`, `ReferencesResolved`, `WithinQuota`).
+    pub condition: &'static str,
+    pub field: Option<String>,
+    pub reason: String,
+    /// What is wrong and the fix, without the field.
+    pub message: String,
+}
+
 /// The verdict on a Monitor.
 #[derive(Debug)]
 pub struct MonitorVerdict {
+    /// Every problem, field by field (what `chainwatch check` prints).
+    pub problems: Vec<Problem>,
+    /// Likely mistakes that do not stop admission.
+    pub warnings: Vec<String>,
     /// The Tenant that owns its namespace.
     pub tenant: Option<String>,
     /// Ready first, then Compiled, ReferencesResolved, WithinQuota.
@@ -113,26 +128,52 @@ pub fn admit_monitor(m: &Monitor, catalog: &dyn Catalog, compiler: &dyn Compiler
     let name = m.metadata.name.clone().unwrap_or_default();
 
     // references
-    let mut refs = Vec::new();
+    let mut problems = Vec::new();
+    let problem = |condition, field: String, reason: &str, message: String| Problem {
+        condition,
+        field: Some(field),
+        reason: reason.into(),
+        message,
+    };
     let networks = catalog.network_names();
     for (i, n) in m.spec.networks.iter().enumerate() {
         if catalog.network(n).is_none() {
-            refs.push(("NetworkNotFound", format!("spec.networks[{i}]: Network {n} does not exist (existing: {}); create it or fix the name", list(&networks))));
+            problems.push(problem(
+                REFERENCES_RESOLVED,
+                format!("spec.networks[{i}]"),
+                "NetworkNotFound",
+                format!(
+                    "Network {n} does not exist (existing: {}); create it or fix the name",
+                    list(&networks)
+                ),
+            ));
         }
     }
     let triggers = catalog.trigger_names(&ns);
     for (i, t) in m.spec.triggers.iter().enumerate() {
         if !triggers.contains(t) {
-            refs.push(("TriggerNotFound", format!("spec.triggers[{i}]: Trigger {t} does not exist in namespace {ns} (existing: {}); create it or fix the name", list(&triggers))));
+            problems.push(problem(
+                REFERENCES_RESOLVED,
+                format!("spec.triggers[{i}]"),
+                "TriggerNotFound",
+                format!(
+                    "Trigger {t} does not exist in namespace {ns} (existing: {}); create it or fix the name",
+                    list(&triggers)
+                ),
+            ));
         }
     }
+    let refs: Vec<&Problem> = problems.iter().collect();
     let references = match refs.first() {
         None => Check::new(REFERENCES_RESOLVED, true, "Resolved", "every Network and Trigger named exists"),
-        Some((reason, _)) => Check::new(
+        Some(first) => Check::new(
             REFERENCES_RESOLVED,
             false,
-            reason,
-            refs.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
+            &first.reason,
+            refs.iter()
+                .map(|p| format!("{}: {}", p.field.as_deref().unwrap_or_default(), p.message))
+                .collect::<Vec<_>>()
+                .join("; "),
         ),
     };
 
@@ -161,6 +202,13 @@ pub fn admit_monitor(m: &Monitor, catalog: &dyn Catalog, compiler: &dyn Compiler
             compilation.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
         ),
     };
+
+    problems.extend(compilation.errors.iter().map(|e| Problem {
+        condition: COMPILED,
+        field: Some(e.field.clone()),
+        reason: e.reason.clone(),
+        message: e.message.clone(),
+    }));
 
     // tenant, scripts, quota
     let tenant = catalog.tenant_of(&ns);
@@ -197,6 +245,14 @@ pub fn admit_monitor(m: &Monitor, catalog: &dyn Catalog, compiler: &dyn Compiler
         }
     };
 
+    if !quota.ok {
+        let field = (quota.reason == "ScriptsNotAllowed").then(|| "spec.triggerConditions".to_string());
+        let message = match &field {
+            Some(f) => quota.message.strip_prefix(&format!("{f}: ")).unwrap_or(&quota.message).to_string(),
+            None => quota.message.clone(),
+        };
+        problems.push(Problem { condition: WITHIN_QUOTA, field, reason: quota.reason.clone(), message });
+    }
     let ready = if !quota.ok && quota.reason == "NoTenant" {
         Check::new("Ready", false, "NoTenant", quota.message.clone())
     } else if !references.ok {
@@ -212,6 +268,8 @@ pub fn admit_monitor(m: &Monitor, catalog: &dyn Catalog, compiler: &dyn Compiler
     };
     let admitted = ready.ok;
     MonitorVerdict {
+        problems,
+        warnings: compilation.warnings,
         tenant: tenant.and_then(|t| t.metadata.name.clone()),
         conditions: vec![ready, compiled, references, quota],
         admitted,

@@ -143,7 +143,7 @@ fn quota_admits_the_oldest_and_the_rest_say_their_rank() {
 #[test]
 fn a_reference_that_cannot_be_read_yet_is_pending_not_missing() {
     let mut o = world();
-    o.unreadable.insert("acme".into(), "the namespace's Secrets are not listed yet".into());
+    o.unreadable.insert("acme".into(), "cannot be read yet: the namespace is not listed yet".into());
     let m = monitor(
         "m",
         "2026-01-01T00:00:00Z",
@@ -180,7 +180,9 @@ fn trigger_secrets_are_decoded_by_the_one_rule() {
 
 #[test]
 fn each_trigger_problem_names_the_field_and_the_fix() {
-    let rows: Vec<(&str, Value, Option<(&str, &str)>, &str, &str)> = vec![
+    /// (what, spec, the Secret's key and value, reason, message)
+    type Row<'a> = (&'a str, Value, Option<(&'a str, &'a str)>, &'a str, &'a str);
+    let rows: Vec<Row> = vec![
         (
             "missing secret",
             json!({"slack": {"webhookUrlSecretRef": {"name": "slack", "key": "url"}}}),

@@ -26,11 +26,14 @@ pub struct ResolvedTrigger {
 
 impl ResolvedTrigger {
     /// The value of a Secret reference of this trigger.
-    pub fn secret(&self, r: &SecretKeyRef) -> Result<&str, String> {
+    pub fn secret(&self, r: &SecretKeyRef) -> Result<&str, RefProblem> {
         match self.secrets.get(r) {
             Some(Ok(v)) => Ok(v.as_str()),
-            Some(Err(e)) => Err(e.to_string()),
-            None => Err(format!("Secret {}/{} (key {}) was not read", self.namespace, r.name, r.key)),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(RefProblem::Unreadable {
+                what: format!("Secret {}/{} (key {})", self.namespace, r.name, r.key),
+                why: "cannot be read yet: the trigger was resolved before it named it".into(),
+            }),
         }
     }
 
@@ -67,6 +70,8 @@ pub struct TriggerVerdict {
     pub tenant: Option<String>,
     /// Ready: True, or False with the first problem's reason and every message.
     pub ready: Check,
+    /// Every problem: `(reason, message)`; messages about a field start with it.
+    pub problems: Vec<(&'static str, String)>,
     /// A reference could not be read yet: the verdict may change without any object changing.
     pub unsettled: bool,
     pub resolved: ResolvedTrigger,
@@ -123,5 +128,11 @@ pub fn admit_trigger(t: &Trigger, catalog: &dyn Catalog) -> TriggerVerdict {
     }
     let ready =
         Check::ready_from(&problems, format!("{} trigger ready", spec.channel().unwrap_or("unknown")));
-    TriggerVerdict { tenant: tenant.and_then(|t| t.metadata.name.clone()), ready, unsettled, resolved }
+    TriggerVerdict {
+        tenant: tenant.and_then(|t| t.metadata.name.clone()),
+        ready,
+        problems,
+        unsettled,
+        resolved,
+    }
 }

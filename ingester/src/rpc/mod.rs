@@ -25,13 +25,7 @@ use serde_json::{Value, json};
 use breaker::Breaker;
 pub use metrics::RpcMetrics;
 
-/// One configured endpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndpointConfig {
-    pub url: String,
-    pub weight: u32,
-    pub timeout: Duration,
-}
+pub use chainwatch_core::config::Endpoint;
 
 /// Why a call failed, by class.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,8 +99,8 @@ impl Call {
     }
 }
 
-struct Endpoint {
-    config: EndpointConfig,
+struct Member {
+    config: Endpoint,
     /// host[:port] only: URLs often carry API keys in their path.
     label: String,
     breaker: Breaker,
@@ -134,7 +128,7 @@ pub struct RpcPool {
 
 struct Inner {
     network: String,
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Member>,
     http: reqwest::Client,
     retry: RetryPolicy,
     metrics: RpcMetrics,
@@ -153,12 +147,7 @@ pub fn endpoint_label(url: &str) -> String {
 }
 
 impl RpcPool {
-    pub fn new(
-        network: &str,
-        endpoints: Vec<EndpointConfig>,
-        retry: RetryPolicy,
-        metrics: RpcMetrics,
-    ) -> Self {
+    pub fn new(network: &str, endpoints: Vec<Endpoint>, retry: RetryPolicy, metrics: RpcMetrics) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -173,7 +162,7 @@ impl RpcPool {
                 let n = seen.entry(host.clone()).or_default();
                 *n += 1;
                 let label = if *n > 1 { format!("{host}#{n}") } else { host };
-                Endpoint { config, label, breaker: Breaker::default() }
+                Member { config, label, breaker: Breaker::default() }
             })
             .collect();
         Self { inner: Arc::new(Inner { network: network.to_string(), endpoints, http, retry, metrics }) }

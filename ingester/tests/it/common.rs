@@ -4,14 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chainwatch_core::block::Block;
+use chainwatch_core::config::NetworkSettings;
 use chainwatch_crds::ChainType;
 use chainwatch_crds::network::Finality;
 use chainwatch_devkit::testbed::{kafka_bootstrap, unique};
 use chainwatch_ingester::checkpoint::FileCheckpoint;
-use chainwatch_ingester::config::NetworkRuntime;
 use chainwatch_ingester::metrics::IngesterMetrics;
-use chainwatch_ingester::pipeline::Settings;
-use chainwatch_ingester::rpc::{EndpointConfig, RpcMetrics};
+use chainwatch_ingester::rpc::{Endpoint, RpcMetrics};
 use chainwatch_ingester::status::IngestStatus;
 use chainwatch_ingester::{Components, supervise};
 use chainwatch_platform::bus::blocks_topic;
@@ -21,24 +20,49 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub fn endpoint(url: &str, weight: u32) -> EndpointConfig {
-    EndpointConfig { url: url.to_string(), weight, timeout: Duration::from_secs(5) }
+pub fn endpoint(url: &str, weight: u32) -> Endpoint {
+    Endpoint { url: url.to_string(), weight, timeout: Duration::from_secs(5) }
 }
 
-pub fn runtime(network: &str, chain: ChainType, endpoints: Vec<EndpointConfig>) -> NetworkRuntime {
-    let mut settings = Settings::new(network);
-    settings.poll_interval = Duration::from_millis(100);
-    NetworkRuntime {
-        chain,
-        endpoints,
-        confirmations: 0,
-        finality: Finality::Latest,
-        chain_id: None,
-        block_time: Duration::from_secs(1),
-        settings,
-        partitions: 1,
-        replication_factor: None,
-        retention: None,
+/// A network's name and settings.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    pub network: String,
+    pub settings: NetworkSettings,
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = NetworkSettings;
+    fn deref(&self) -> &NetworkSettings {
+        &self.settings
+    }
+}
+
+impl std::ops::DerefMut for Runtime {
+    fn deref_mut(&mut self) -> &mut NetworkSettings {
+        &mut self.settings
+    }
+}
+
+pub fn runtime(network: &str, chain: ChainType, endpoints: Vec<Endpoint>) -> Runtime {
+    Runtime {
+        network: network.to_string(),
+        settings: NetworkSettings {
+            chain,
+            endpoints,
+            confirmations: 0,
+            finality: Finality::Latest,
+            chain_id: None,
+            network_passphrase: None,
+            block_time: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(100),
+            max_past_blocks: None,
+            start: None,
+            stop_at: None,
+            partitions: 1,
+            replication_factor: None,
+            retention: None,
+        },
     }
 }
 
@@ -50,7 +74,7 @@ pub struct Running {
     pub status: watch::Receiver<IngestStatus>,
     pub registry: Arc<std::sync::Mutex<Registry>>,
     pub task: tokio::task::JoinHandle<()>,
-    pub config: watch::Sender<Option<Result<NetworkRuntime, chainwatch_ingester::config::ConfigError>>>,
+    pub config: watch::Sender<Option<Result<NetworkSettings, chainwatch_core::config::SpecError>>>,
 }
 
 impl Running {
@@ -81,8 +105,8 @@ impl Running {
 }
 
 /// Starts ingesting `rt` into a fresh single-partition topic; the checkpoint lives in `dir`.
-pub async fn start(rt: NetworkRuntime, dir: &std::path::Path) -> Running {
-    let network = rt.settings.network.clone();
+pub async fn start(rt: Runtime, dir: &std::path::Path) -> Running {
+    let (network, rt) = (rt.network, rt.settings);
     let kafka = KafkaArgs::new(kafka_bootstrap());
     kafka
         .admin()

@@ -46,7 +46,7 @@ async fn a_thousand_blocks_with_transfers_arrive_gap_free_and_in_order() {
     let network = network_name("it-evm-1000");
     let dir = tempfile::tempdir().unwrap();
     let mut rt = runtime(&network, ChainType::Evm, vec![endpoint(&anvil.url, 100)]);
-    rt.settings.start = Some(1);
+    rt.start = Some(1);
     let mut running = start(rt, dir.path()).await;
     running.wait_published(head, Duration::from_secs(120)).await;
     running.stop().await;
@@ -92,9 +92,9 @@ async fn restarting_resumes_after_the_checkpoint() {
     third.stop().await;
 }
 
-fn runtime_at_1(network: &str, url: &str) -> chainwatch_ingester::config::NetworkRuntime {
+fn runtime_at_1(network: &str, url: &str) -> Runtime {
     let mut rt = runtime(network, ChainType::Evm, vec![endpoint(url, 100)]);
-    rt.settings.start = Some(1);
+    rt.start = Some(1);
     rt
 }
 
@@ -105,7 +105,7 @@ async fn a_reorg_of_depth_three_is_recorded_with_the_replaced_blocks() {
     let network = network_name("it-evm-reorg");
     let dir = tempfile::tempdir().unwrap();
     let mut rt = runtime(&network, ChainType::Evm, vec![endpoint(&anvil.url, 100)]);
-    rt.settings.start = Some(1);
+    rt.start = Some(1);
     let mut running = start(rt, dir.path()).await;
     running.wait_published(10, Duration::from_secs(60)).await;
     let before = read_topic(&network, Duration::from_secs(30), |r| r.len() >= 10).await;

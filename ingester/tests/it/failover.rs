@@ -79,7 +79,7 @@ fn host(url: &str) -> String {
 }
 
 async fn ingest_through(
-    endpoints: Vec<chainwatch_ingester::rpc::EndpointConfig>,
+    endpoints: Vec<chainwatch_ingester::rpc::Endpoint>,
     anvil: &Anvil,
     blocks_to_mine: u64,
 ) -> (String, Running) {
@@ -88,7 +88,7 @@ async fn ingest_through(
     let network = network_name("it-failover");
     let dir = tempfile::tempdir().unwrap();
     let mut rt = runtime(&network, ChainType::Evm, endpoints);
-    rt.settings.start = Some(1);
+    rt.start = Some(1);
     let mut running = start(rt, dir.path()).await;
     running.wait_published(head, Duration::from_secs(120)).await;
     let records = read_topic(&network, Duration::from_secs(30), |r| r.len() as u64 >= head).await;

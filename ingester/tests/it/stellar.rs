@@ -113,8 +113,8 @@ async fn ingest(url: &str, from: u64, to: u64) -> Vec<Block> {
     let network = network_name("it-stellar");
     let dir = tempfile::tempdir().unwrap();
     let mut rt = runtime(&network, ChainType::Stellar, vec![endpoint(url, 100)]);
-    rt.settings.start = Some(from);
-    rt.settings.stop_at = Some(to);
+    rt.start = Some(from);
+    rt.stop_at = Some(to);
     let mut running = start(rt, dir.path()).await;
     running.wait_published(to, Duration::from_secs(60)).await;
     running.stop().await;
@@ -165,7 +165,7 @@ async fn a_ledger_outside_the_retention_window_is_reported_not_skipped() {
     let network = network_name("it-stellar-retention");
     let dir = tempfile::tempdir().unwrap();
     let mut rt = runtime(&network, ChainType::Stellar, vec![endpoint(&url, 100)]);
-    rt.settings.start = Some(100); // not served
+    rt.start = Some(100); // not served
     let mut running = start(rt, dir.path()).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {

@@ -1,185 +1,104 @@
-//! The Monitor controller: admits Monitors (see [`admission`]) and reports it in status; the worker
-//! only evaluates admitted monitors of the current generation. Re-evaluated when a referenced
-//! Network, Trigger, ConfigMap or the Tenant changes.
+//! The Monitor controller: admits Monitors ([`chainwatch_core::config::admit_monitor`]) and says so
+//! in status; the worker evaluates only monitors admitted at their current generation. Looked at
+//! again when a Network, Trigger, ConfigMap or Tenant it depends on changes ([`mapping`]), and when
+//! a peer of its tenant comes or goes (its quota rank may change).
 
-pub mod admission;
+pub mod mapping;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chainwatch_crds::{ChainType, ConfigMapKeyRef, Monitor, Tenant};
-use k8s_openapi::api::core::v1::ConfigMap;
+use chainwatch_core::config::{Catalog, admit_monitor};
+use chainwatch_crds::Monitor;
+use chainwatch_platform::cache::Change;
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
+use crate::changes::{changed, mapped, own, spec_changed};
 use crate::conditions;
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::supervise::supervised;
+use mapping::TenantNamespaces;
 
-/// The Tenant that owns a namespace: the oldest Tenant listing it (a later claim is a conflict the
-/// Tenant controller reports).
-pub fn tenant_of(tenants: &Store<Tenant>, namespace: &str) -> Option<Arc<Tenant>> {
-    let mut owners: Vec<Arc<Tenant>> =
-        tenants.state().into_iter().filter(|t| t.spec.namespaces.iter().any(|n| n == namespace)).collect();
-    owners.sort_by(|a, b| {
-        (a.metadata.creation_timestamp.clone().map(|t| t.0), a.name_any())
-            .cmp(&(b.metadata.creation_timestamp.clone().map(|t| t.0), b.name_any()))
-    });
-    owners.into_iter().next()
+fn over_quota(m: &Monitor) -> bool {
+    m.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "OverQuota"))
 }
 
-/// Position of `(namespace, name)` among the objects of a tenant's namespaces, oldest first
-/// (ties broken by namespace and name, so the order is the same for every replica and reconcile).
-pub fn rank<K: kube::Resource>(
-    items: Vec<Arc<K>>,
-    tenant: &Tenant,
-    namespace: &str,
-    name: &str,
-) -> Option<usize> {
-    let mut mine: Vec<(Option<k8s_openapi::jiff::Timestamp>, String, String)> = items
-        .iter()
-        .filter(|o| o.meta().namespace.as_ref().is_some_and(|ns| tenant.spec.namespaces.contains(ns)))
-        .map(|o| {
-            (
-                o.meta().creation_timestamp.clone().map(|t| t.0),
-                o.meta().namespace.clone().unwrap_or_default(),
-                o.meta().name.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
-    mine.sort();
-    mine.iter().position(|(_, ns, n)| ns == namespace && n == name)
-}
-
-/// Whether a Monitor is not (yet) admitted at its generation — it may name a Network or Trigger
-/// that does not exist, so any Network or Trigger that appears may be the fix (and changes the
-/// names its message lists as existing). Judged from the cache, which can lag the status just
-/// written: a monitor without a current status counts too.
-pub fn awaiting_admission(m: &Monitor) -> bool {
-    m.status.as_ref().is_none_or(|s| {
-        s.observed_generation != m.metadata.generation
-            || crate::conditions::ready(&s.conditions).is_none_or(|c| c.status != "True")
-    })
-}
-
-/// Objects (Monitors or Triggers) of the same tenant as a changed one that are waiting on quota:
-/// a creation or deletion may change their rank, so they are looked at again at once.
-pub fn over_quota_peers<K>(
-    items: Vec<Arc<K>>,
-    tenants: &Store<Tenant>,
-    changed_namespace: Option<String>,
-    over_quota: impl Fn(&K) -> bool,
-) -> Vec<kube::runtime::reflector::ObjectRef<K>>
-where
-    K: kube::Resource<DynamicType = ()>,
-{
-    let Some(tenant) = changed_namespace.and_then(|ns| tenant_of(tenants, &ns)) else { return Vec::new() };
-    items
-        .iter()
-        .filter(|o| o.meta().namespace.as_ref().is_some_and(|ns| tenant.spec.namespaces.contains(ns)))
-        .filter(|o| over_quota(o))
-        .map(|o| kube::runtime::reflector::ObjectRef::from_obj(o.as_ref()))
-        .collect()
+/// Runs the controller until `stop`.
+pub async fn controller(ctx: Ctx, stop: CancellationToken) {
+    let c = ctx.caches.clone();
+    let (reconciler, on_error) = supervised("monitor", reconcile);
+    let store = c.monitors.store();
+    let (peers, tenants) = (c.clone(), c.clone());
+    let (by_network, by_trigger, by_config_map, by_tenant) =
+        (store.clone(), store.clone(), store.clone(), store.clone());
+    let tenant_history = Mutex::new(TenantNamespaces::default());
+    Controller::for_stream(futures::stream::pending(), store.clone())
+        .reconcile_on(own(spec_changed(c.monitors.subscribe())))
+        // a monitor created or deleted: its tenant's monitors over quota
+        .reconcile_on(mapped(spec_changed(c.monitors.subscribe()), move |ch: &Change<Monitor>| {
+            let tenant = ch.object().namespace().and_then(|ns| tenants.tenant_of(&ns));
+            mapping::over_quota_peers(&peers.monitors.store().state(), tenant.as_deref(), over_quota)
+        }))
+        .reconcile_on(mapped(spec_changed(c.networks.subscribe()), move |ch| {
+            mapping::for_network(&by_network.state(), ch.object())
+        }))
+        .reconcile_on(mapped(spec_changed(c.triggers.subscribe()), move |ch| {
+            mapping::for_trigger(&by_trigger.state(), ch.object())
+        }))
+        .reconcile_on(mapped(changed(c.config_maps.subscribe(), |cm| cm.data.clone()), move |ch| {
+            mapping::for_config_map(&by_config_map.state(), ch.object())
+        }))
+        .reconcile_on(mapped(spec_changed(c.tenants.subscribe()), move |ch| {
+            let deleted = matches!(ch, Change::Deleted(_));
+            let namespaces =
+                tenant_history.lock().unwrap_or_else(|p| p.into_inner()).affected(ch.object(), deleted);
+            mapping::in_namespaces(&by_tenant.state(), &namespaces)
+        }))
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(reconciler, on_error, Arc::new(ctx))
+        .for_each(|_| async {})
+        .await;
 }
 
 /// Reconciles one Monitor.
 pub async fn reconcile(m: Arc<Monitor>, ctx: Ctx) -> Result<Action> {
-    let stores = &ctx.stores;
-    let started = std::time::Instant::now();
     let ns = m.namespace().unwrap_or_default();
     let name = m.name_any();
-    let tenant = tenant_of(&stores.tenants, &ns);
-    let networks: BTreeMap<String, ChainType> =
-        stores.networks.state().iter().map(|n| (n.name_any(), n.spec.chain_type)).collect();
-    let triggers: BTreeSet<String> = stores
-        .triggers
-        .state()
-        .iter()
-        .filter(|t| t.namespace().as_deref() == Some(ns.as_str()))
-        .map(|t| t.name_any())
-        .collect();
-    let rank = tenant.as_ref().and_then(|t| rank(stores.monitors.state(), t, &ns, &name));
-
-    // ConfigMaps named by the monitor, read now
-    let mut config_maps: BTreeMap<String, Result<ConfigMap, String>> = BTreeMap::new();
-    let referenced = m
-        .spec
-        .addresses
-        .iter()
-        .filter_map(|a| a.contract_spec_from.as_ref().map(|f| f.config_map_key_ref.name.clone()))
-        .chain(
-            m.spec
-                .trigger_conditions
-                .iter()
-                .filter_map(|s| s.source_from.as_ref().map(|f| f.config_map_key_ref.name.clone())),
-        );
-    let cm_api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    for cm in referenced {
-        if config_maps.contains_key(&cm) {
-            continue;
-        }
-        let read = match cm_api.get_opt(&cm).await {
-            Ok(Some(c)) => Ok(c),
-            Ok(None) => Err(format!("ConfigMap {ns}/{cm} does not exist")),
-            Err(source) => return Err(Error::Read { what: format!("ConfigMap {ns}/{cm}"), source }),
-        };
-        config_maps.insert(cm, read);
-    }
-    let reader = |r: &ConfigMapKeyRef| -> std::result::Result<String, String> {
-        match config_maps.get(&r.name) {
-            Some(Ok(cm)) => cm
-                .data
-                .as_ref()
-                .and_then(|d| d.get(&r.key))
-                .cloned()
-                .ok_or_else(|| format!("ConfigMap {ns}/{} has no key {}", r.name, r.key)),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err(format!("ConfigMap {ns}/{} was not read", r.name)),
-        }
-    };
-    let outcome = admission::admit(
-        &m,
-        &admission::Input {
-            tenant: tenant.as_deref(),
-            networks: &networks,
-            triggers: &triggers,
-            config_maps: &reader,
-            rank,
-            abis: &ctx.abis,
-        },
-    );
+    let verdict = admit_monitor(&m, &ctx.caches, &ctx.abis);
 
     // status, written only when it says something new
     let current = m.status.clone().unwrap_or_default();
-    let update = conditions::update(&current.conditions, &outcome.conditions, m.metadata.generation);
+    let update = conditions::update(&current.conditions, &verdict.conditions, m.metadata.generation);
     if update.changed
         || current.observed_generation != m.metadata.generation
-        || current.tenant != outcome.tenant
+        || current.tenant != verdict.tenant
     {
-        let status = json!({"conditions": update.conditions, "observedGeneration": m.metadata.generation, "tenant": outcome.tenant});
+        let status = json!({"conditions": update.conditions, "observedGeneration": m.metadata.generation, "tenant": verdict.tenant});
         conditions::apply_status(&Api::<Monitor>::namespaced(ctx.client.clone(), &ns), &name, status).await?;
         // a different failure is news too
         let was = conditions::ready(&current.conditions).map(|c| (c.status == "True", c.reason.clone()));
-        let ready = &outcome.conditions[0];
+        let ready = verdict.ready();
         if was.as_ref().map(|(ok, reason)| (*ok, reason.as_str())) != Some((ready.ok, ready.reason.as_str()))
         {
             conditions::announce(&ctx, m.as_ref(), None, ready, "Admitted").await;
         }
     }
-    ctx.metrics.reconciled("monitor", started.elapsed());
     ctx.metrics.set_admitted(
-        stores
+        ctx.caches
             .monitors
+            .store()
             .state()
             .iter()
             .filter(|x| {
-                let this = x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == name;
-                if this {
-                    outcome.admitted
+                if x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == name {
+                    verdict.admitted
                 } else {
                     x.status
                         .as_ref()
@@ -189,7 +108,13 @@ pub async fn reconcile(m: Arc<Monitor>, ctx: Ctx) -> Result<Action> {
             })
             .count(),
     );
-    // over quota: a deletion elsewhere may admit it, so look again
-    let over_quota = outcome.conditions.iter().any(|c| c.reason == "OverQuota");
-    Ok(Action::requeue(if over_quota { Duration::from_secs(30) } else { Duration::from_secs(600) }))
+    Ok(Action::requeue(if verdict.unsettled {
+        // a Secret or ConfigMap of a namespace not listed yet: soon
+        Duration::from_secs(2)
+    } else if verdict.conditions.iter().any(|c| c.reason == "OverQuota") {
+        // a deletion elsewhere may admit it
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(600)
+    }))
 }

@@ -18,9 +18,7 @@ use k8s_openapi::api::core::v1::{
     PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServiceAccount,
     ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
-};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -180,30 +178,13 @@ pub fn ingester_service_account(network: &Network, s: &PodSettings) -> ServiceAc
     }
 }
 
-/// What the ingester may do cluster-wide: read its own Network and write its status; nothing else.
-pub fn ingester_cluster_role(network: &Network) -> ClusterRole {
-    let name = network.name_any();
-    ClusterRole {
-        metadata: meta(network, &ingester_name(&name), None, labels::INGESTER),
-        rules: Some(vec![
-            PolicyRule {
-                api_groups: Some(vec!["chainwatch.io".into()]),
-                resources: Some(vec!["networks".into()]),
-                resource_names: Some(vec![name.clone()]),
-                verbs: vec!["get".into(), "list".into(), "watch".into()],
-                ..Default::default()
-            },
-            PolicyRule {
-                api_groups: Some(vec!["chainwatch.io".into()]),
-                resources: Some(vec!["networks/status".into()]),
-                resource_names: Some(vec![name]),
-                verbs: vec!["get".into(), "patch".into()],
-                ..Default::default()
-            },
-        ]),
-        ..Default::default()
-    }
-}
+/// The ClusterRole every ingester is bound to (installed by `config/rbac`): read Networks and
+/// write their status, nothing else.
+pub const INGESTER_ROLE: &str = "chainwatch-ingester";
+/// The one ClusterRoleBinding of every ingester's ServiceAccount to [`INGESTER_ROLE`] (installed by
+/// `config/rbac`; the operator keeps its subjects). One binding with a fixed name, so the operator
+/// may change exactly that ClusterRoleBinding and create or delete none.
+pub const INGESTER_BINDING: &str = "chainwatch-ingester";
 
 fn subject(network: &Network, s: &PodSettings) -> Subject {
     Subject {
@@ -214,12 +195,20 @@ fn subject(network: &Network, s: &PodSettings) -> Subject {
     }
 }
 
-pub fn ingester_cluster_role_binding(network: &Network, s: &PodSettings) -> ClusterRoleBinding {
-    let name = ingester_name(&network.name_any());
+/// [`INGESTER_BINDING`] with the ServiceAccounts of the ingesters of `networks` (those not being
+/// deleted), sorted.
+pub fn ingester_binding(networks: &[std::sync::Arc<Network>], s: &PodSettings) -> ClusterRoleBinding {
+    let mut subjects: Vec<Subject> =
+        networks.iter().filter(|n| n.metadata.deletion_timestamp.is_none()).map(|n| subject(n, s)).collect();
+    subjects.sort_by(|a, b| a.name.cmp(&b.name));
     ClusterRoleBinding {
-        metadata: meta(network, &name, None, labels::INGESTER),
-        role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "ClusterRole".into(), name },
-        subjects: Some(vec![subject(network, s)]),
+        metadata: ObjectMeta { name: Some(INGESTER_BINDING.into()), ..Default::default() },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: INGESTER_ROLE.into(),
+        },
+        subjects: Some(subjects),
     }
 }
 
@@ -549,9 +538,18 @@ mod tests {
         assert_eq!(sts.metadata.owner_references.unwrap()[0].controller, Some(true));
         let role = ingester_role(&n, &settings()).unwrap();
         assert_eq!(role.rules.unwrap()[0].resource_names.as_deref(), Some(&["alchemy".to_string()][..]));
-        let cr = ingester_cluster_role(&n);
-        assert!(
-            cr.rules.unwrap().iter().all(|r| r.resource_names.as_deref() == Some(&["eth".to_string()][..]))
+        let mut gone = network(json!({"type": "evm", "rpc": [{"url": "https://x"}]}));
+        gone.metadata.name = Some("old".into());
+        gone.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        let binding = ingester_binding(&[std::sync::Arc::new(n), std::sync::Arc::new(gone)], &settings());
+        assert_eq!(binding.role_ref.name, INGESTER_ROLE);
+        let subjects: Vec<String> = binding.subjects.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(
+            subjects,
+            ["chainwatch-ingester-eth"],
+            "a Network being deleted loses its ingester's permissions"
         );
     }
 

@@ -1,42 +1,49 @@
-//! The Network controller: validates the spec, creates the block topic (finalizer: deleted or kept
-//! per `kafka.deletionPolicy`), server-side applies the ingester and worker objects and the
-//! autoscaler, deletes children no longer desired (by label), and reports `Ready`/`TopicReady`.
+//! The Network controller, as a pipeline: read the settings
+//! ([`chainwatch_core::config::network_settings`], endpoint Secrets from the cache) → ensure the
+//! block topic → build the ingester and worker objects ([`build`], pure) → apply them and delete the
+//! ones no longer desired → decide `Ready` ([`status`], pure) and write it. A finalizer deletes (or
+//! keeps) the topic per `kafka.deletionPolicy`.
 
 pub mod build;
+pub mod mapping;
+pub mod status;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chainwatch_core::config::{Catalog, NetworkSettings, SpecError, network_settings};
+use chainwatch_crds::Network;
 use chainwatch_crds::network::TopicDeletionPolicy;
 use chainwatch_crds::network::conditions::{PROGRESSING, TOPIC_READY};
-use chainwatch_crds::{Network, SecretKeyRef};
 use chainwatch_platform::bus::blocks_topic;
 use chainwatch_platform::bus::kafka::TopicSpec;
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::runtime::{Controller, watcher};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
-use crate::conditions::{self, Desired};
+use crate::changes::{changed, mapped, own};
+use crate::children::{apply, delete_others};
+use crate::conditions::{self, Check};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::events::Level;
-use crate::labels;
+use crate::labels::{self, MANAGER};
+use crate::supervise::supervised;
 use build::Scaler;
 
 /// Finalizer that deletes (or keeps) the Kafka topic.
 pub const FINALIZER: &str = "chainwatch.io/kafka-topic";
-/// Field manager of the operator's writes.
-pub const MANAGER: &str = "chainwatch-operator";
 
 pub fn keda_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -45,48 +52,55 @@ pub fn keda_resource() -> ApiResource {
     )
 }
 
-/// Server-side applies an object with the operator's field manager.
-pub async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
-where
-    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
-{
-    let name = obj.name_any();
-    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj)).await.map_err(|source| {
-        Error::Apply {
-            kind: std::any::type_name::<K>().rsplit("::").next().unwrap_or("object"),
-            name,
-            source,
-        }
-    })
+/// What of a Network its controller reacts to: the spec, deletion and finalizers (the finalizer
+/// helper adds ours, then waits for that change), and the ingester's conditions — not the head
+/// it reports every few seconds.
+fn reacts_to(n: &Network) -> impl PartialEq + use<> {
+    let ingester: Vec<(String, String, String)> = n
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .filter(|c| c.type_ == PROGRESSING || c.type_ == "RpcReachable")
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect();
+    (n.metadata.generation, n.metadata.deletion_timestamp.is_some(), n.metadata.finalizers.clone(), ingester)
 }
 
-/// Deletes the objects of `api` matching `selector` whose name is not in `keep`.
-async fn delete_others<K>(
-    api: &Api<K>,
-    kind: &'static str,
-    selector: &str,
-    keep: &BTreeSet<String>,
-) -> Result<Vec<String>>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let list = match api.list(&ListParams::default().labels(selector)).await {
-        Ok(l) => l,
-        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(vec![]), // kind not served
-        Err(source) => return Err(Error::List { kind, source }),
-    };
-    let mut deleted = Vec::new();
-    for o in list.items {
-        let name = o.name_any();
-        if !keep.contains(&name) {
-            match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => deleted.push(format!("{kind}/{name}")),
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(source) => return Err(Error::Delete { kind, name, source }),
-            }
-        }
-    }
-    Ok(deleted)
+/// Runs the controller until `stop`.
+pub async fn controller(ctx: Ctx, stop: CancellationToken) {
+    let c = ctx.caches.clone();
+    let ns = ctx.pods.namespace.clone();
+    let client = ctx.client.clone();
+    let (reconciler, on_error) = supervised("network", reconcile);
+    let store = c.networks.store();
+    let by_secret = store.clone();
+    let own_ns = ns.clone();
+    let children = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, MANAGER));
+    Controller::for_stream(futures::stream::pending(), store.clone())
+        .reconcile_on(own(changed(c.networks.subscribe(), reacts_to)))
+        // endpoint URLs from Secrets of the operator's namespace
+        .reconcile_on(mapped(
+            changed(c.secrets.subscribe(), |s| (s.data.clone(), s.string_data.clone())),
+            move |ch| {
+                if ch.object().metadata.namespace.as_deref() == Some(own_ns.as_str()) {
+                    mapping::for_secret(&by_secret.state(), ch.object())
+                } else {
+                    Vec::new()
+                }
+            },
+        ))
+        .watches(Api::<StatefulSet>::namespaced(client.clone(), &ns), children.clone(), mapping::network_of)
+        .watches(Api::<Deployment>::namespaced(client.clone(), &ns), children.clone(), mapping::network_of)
+        .watches(Api::<Service>::namespaced(client.clone(), &ns), children.clone(), mapping::network_of)
+        .watches(
+            Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns),
+            children,
+            mapping::network_of,
+        )
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(reconciler, on_error, Arc::new(ctx))
+        .for_each(|_| async {})
+        .await;
 }
 
 /// The kinds of a Network's children, in deletion order (dependents first).
@@ -100,12 +114,10 @@ enum Child {
     ServiceAccount,
     RoleBinding,
     Role,
-    ClusterRoleBinding,
-    ClusterRole,
 }
 
 impl Child {
-    const ALL: [Child; 10] = [
+    const ALL: [Child; 8] = [
         Child::Deployment,
         Child::Hpa,
         Child::ScaledObject,
@@ -114,17 +126,13 @@ impl Child {
         Child::ServiceAccount,
         Child::RoleBinding,
         Child::Role,
-        Child::ClusterRoleBinding,
-        Child::ClusterRole,
     ];
 
     /// Whether the API server serves the kind (KEDA is optional; RBAC always is in a cluster).
     fn served(self, ctx: &Ctx) -> bool {
         match self {
             Child::ScaledObject => ctx.keda_installed,
-            Child::RoleBinding | Child::Role | Child::ClusterRoleBinding | Child::ClusterRole => {
-                ctx.rbac_available
-            }
+            Child::RoleBinding | Child::Role => ctx.rbac_available,
             _ => true,
         }
     }
@@ -136,54 +144,63 @@ async fn prune(ctx: &Ctx, network: &str, kinds: &[Child], keep: &BTreeSet<String
     let (client, ns) = (ctx.client.clone(), ctx.pods.namespace.as_str());
     let sel = labels::network_children(network);
     let mut removed = Vec::new();
-    // one call per kind: the typed Api differs, the rest does not
-    macro_rules! others {
-        ($api:expr, $kind:literal) => {
-            delete_others(&$api, $kind, &sel, keep).await?
-        };
-    }
     for kind in kinds.iter().filter(|k| k.served(ctx)) {
         removed.extend(match kind {
-            Child::Deployment => others!(Api::<Deployment>::namespaced(client.clone(), ns), "Deployment"),
-            Child::Hpa => others!(
-                Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns),
-                "HorizontalPodAutoscaler"
-            ),
-            Child::ScaledObject => others!(
-                Api::<DynamicObject>::namespaced_with(client.clone(), ns, &keda_resource()),
-                "ScaledObject"
-            ),
-            Child::StatefulSet => others!(Api::<StatefulSet>::namespaced(client.clone(), ns), "StatefulSet"),
-            Child::Service => others!(Api::<Service>::namespaced(client.clone(), ns), "Service"),
+            Child::Deployment => {
+                delete_others(&Api::<Deployment>::namespaced(client.clone(), ns), &sel, keep).await?
+            }
+            Child::Hpa => {
+                delete_others(&Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns), &sel, keep)
+                    .await?
+            }
+            Child::ScaledObject => {
+                let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &keda_resource());
+                delete_scaled_objects(&api, &sel, keep).await?
+            }
+            Child::StatefulSet => {
+                delete_others(&Api::<StatefulSet>::namespaced(client.clone(), ns), &sel, keep).await?
+            }
+            Child::Service => {
+                delete_others(&Api::<Service>::namespaced(client.clone(), ns), &sel, keep).await?
+            }
             Child::ServiceAccount => {
-                others!(Api::<ServiceAccount>::namespaced(client.clone(), ns), "ServiceAccount")
+                delete_others(&Api::<ServiceAccount>::namespaced(client.clone(), ns), &sel, keep).await?
             }
-            Child::RoleBinding => others!(Api::<RoleBinding>::namespaced(client.clone(), ns), "RoleBinding"),
-            Child::Role => others!(Api::<Role>::namespaced(client.clone(), ns), "Role"),
-            Child::ClusterRoleBinding => {
-                others!(Api::<ClusterRoleBinding>::all(client.clone()), "ClusterRoleBinding")
+            Child::RoleBinding => {
+                delete_others(&Api::<RoleBinding>::namespaced(client.clone(), ns), &sel, keep).await?
             }
-            Child::ClusterRole => others!(Api::<ClusterRole>::all(client.clone()), "ClusterRole"),
+            Child::Role => delete_others(&Api::<Role>::namespaced(client.clone(), ns), &sel, keep).await?,
         });
     }
     Ok(removed)
 }
 
-/// Why a Secret reference does not resolve, if it does not.
-async fn secret_problem(secrets: &Api<Secret>, r: &SecretKeyRef) -> Result<Option<String>> {
-    match secrets.get_opt(&r.name).await {
-        Ok(None) => Ok(Some(format!("Secret {} does not exist in the operator's namespace", r.name))),
-        Ok(Some(s)) if r.value_in(&s).is_none() => {
-            Ok(Some(format!("Secret {} has no key {}", r.name, r.key)))
+/// KEDA's kind is dynamic: the same as [`delete_others`], by hand.
+async fn delete_scaled_objects(
+    api: &Api<DynamicObject>,
+    selector: &str,
+    keep: &BTreeSet<String>,
+) -> Result<Vec<String>> {
+    let list = match api.list(&kube::api::ListParams::default().labels(selector)).await {
+        Ok(l) => l,
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(vec![]),
+        Err(source) => return Err(Error::List { kind: "ScaledObject".into(), source }),
+    };
+    let mut deleted = Vec::new();
+    for o in list.items.into_iter().filter(|o| !keep.contains(&o.name_any())) {
+        match api.delete(&o.name_any(), &kube::api::DeleteParams::background()).await {
+            Ok(_) => deleted.push(format!("ScaledObject/{}", o.name_any())),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Delete { kind: "ScaledObject".into(), name: o.name_any(), source });
+            }
         }
-        Ok(Some(_)) => Ok(None),
-        Err(source) => Err(Error::Read { what: format!("Secret {}", r.name), source }),
     }
+    Ok(deleted)
 }
 
 /// Reconciles a Network (with its finalizer).
 pub async fn reconcile(network: Arc<Network>, ctx: Ctx) -> Result<Action> {
-    let started = std::time::Instant::now();
     let api: Api<Network> = Api::all(ctx.client.clone());
     let result = finalizer(&api, FINALIZER, network, |event| async {
         match event {
@@ -193,7 +210,6 @@ pub async fn reconcile(network: Arc<Network>, ctx: Ctx) -> Result<Action> {
     })
     .await;
     tracing::debug!(?result, "network reconciled");
-    ctx.metrics.reconciled("network", started.elapsed());
     match result {
         // a second cleanup of a Network that is already gone (two queued reconciles): done
         Err(kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => {
@@ -207,181 +223,165 @@ pub async fn reconcile(network: Arc<Network>, ctx: Ctx) -> Result<Action> {
     }
 }
 
-async fn apply_network(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
-    let name = n.name_any();
-    let ns = ctx.pods.namespace.clone();
-    let mut problems: Vec<Desired> = Vec::new();
-
-    // the spec as the ingester will read it
-    let runtime =
-        chainwatch_ingester::config::runtime(&name, &n.spec, &|_| Ok("https://placeholder.invalid".into()));
-    if let Err(e) = &runtime {
-        problems.push(Desired::new("Ready", false, "InvalidSpec", format!("{}: {}", e.field, e.message)));
-    }
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    for (i, e) in n.spec.rpc.iter().enumerate() {
-        if let Some(r) = &e.url_secret_ref
-            && let Some(why) = secret_problem(&secrets, r).await?
-        {
-            problems.push(Desired::new(
+/// Step 1: the spec as the ingester will run it, endpoint Secrets read from the cache.
+fn read_settings(n: &Network, ctx: &Ctx) -> (std::result::Result<NetworkSettings, SpecError>, Vec<Check>) {
+    let ns = &ctx.pods.namespace;
+    let settings = network_settings(&n.spec, &|r| ctx.caches.secret_value(ns, r));
+    let problems = match &settings {
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            let reason = if e.transient {
+                conditions::REFERENCE_PENDING
+            } else if e.field.contains("urlSecretRef") {
+                "SecretNotFound"
+            } else {
+                "InvalidSpec"
+            };
+            vec![Check::new(
                 "Ready",
                 false,
-                "SecretNotFound",
-                format!("spec.rpc[{i}].urlSecretRef: {why} ({ns}); create it or fix the reference"),
-            ));
+                reason,
+                format!("{}: {} (Secrets of namespace {ns})", e.field, e.message),
+            )]
         }
-    }
-    let partitions_wanted = runtime.as_ref().map(|r| r.partitions).unwrap_or(build::DEFAULT_MAX_REPLICAS);
+    };
+    (settings, problems)
+}
 
-    // the topic
-    let topic = blocks_topic(&name);
-    let topic_condition;
-    let mut partitions = partitions_wanted;
-    match &ctx.kafka {
-        None => {
-            topic_condition = Desired::new(
-                TOPIC_READY,
-                false,
-                "KafkaNotConfigured",
-                "the operator has no --kafka-bootstrap",
-            )
+/// Step 2: the block topic; returns its condition and the partitions it has.
+async fn ensure_topic(n: &Network, settings: Option<&NetworkSettings>, ctx: &Ctx) -> (Check, i32) {
+    let topic = blocks_topic(&n.name_any());
+    let wanted = settings.map(|s| s.partitions).unwrap_or(build::DEFAULT_MAX_REPLICAS);
+    let Some(kafka) = &ctx.kafka else {
+        return (
+            Check::new(TOPIC_READY, false, "KafkaNotConfigured", "the operator has no --kafka-bootstrap"),
+            wanted,
+        );
+    };
+    let spec = TopicSpec {
+        name: topic.clone(),
+        partitions: wanted,
+        replication_factor: settings.and_then(|s| s.replication_factor),
+        retention_ms: settings.and_then(|s| s.retention).map(|d| d.as_millis() as i64),
+        compact: false,
+    };
+    let ensured = match kafka.admin() {
+        Ok(admin) => admin.ensure_topic(&spec).await,
+        Err(e) => Err(e),
+    };
+    match ensured {
+        Ok(p) => {
+            let note = if p > wanted {
+                format!(" (the topic already had {p}; partitions are never removed)")
+            } else {
+                String::new()
+            };
+            (Check::new(TOPIC_READY, true, "TopicReady", format!("{topic} has {p} partitions{note}")), p)
         }
-        Some(kafka) => {
-            let spec = TopicSpec {
-                name: topic.clone(),
-                partitions: partitions_wanted,
-                replication_factor: runtime.as_ref().ok().and_then(|r| r.replication_factor),
-                retention_ms: runtime.as_ref().ok().and_then(|r| r.retention).map(|d| d.as_millis() as i64),
-                compact: false,
-            };
-            let ensured = match kafka.admin() {
-                Ok(admin) => admin.ensure_topic(&spec).await,
-                Err(e) => Err(e),
-            };
-            topic_condition = match ensured {
-                Ok(p) => {
-                    partitions = p;
-                    let note = if p > partitions_wanted {
-                        format!(" (the topic already had {p}; partitions are never removed)")
-                    } else {
-                        String::new()
-                    };
-                    Desired::new(TOPIC_READY, true, "TopicReady", format!("{topic} has {p} partitions{note}"))
-                }
-                Err(e) => Desired::new(TOPIC_READY, false, "KafkaUnavailable", format!("{topic}: {e}")),
-            };
-        }
+        Err(e) => (Check::new(TOPIC_READY, false, "KafkaUnavailable", format!("{topic}: {e}")), wanted),
     }
+}
 
-    // the children
+/// Steps 3 and 4: the children, built and applied, and the stale ones deleted. Returns a note on
+/// autoscaling when what was asked for is not possible.
+async fn apply_children(n: &Network, partitions: i32, ctx: &Ctx) -> Result<Option<Check>> {
+    let name = n.name_any();
+    let ns = ctx.pods.namespace.clone();
+    let client = ctx.client.clone();
+    let p = &ctx.pods;
     let workers = n.spec.workers.clone().unwrap_or_default();
     let mode = workers.autoscaling.as_ref().and_then(|a| a.mode).unwrap_or_default();
     let scaler = build::scaler(mode, ctx.keda_installed);
-    let mut autoscaling_note = None;
-    if mode == chainwatch_crds::network::AutoscalingMode::KafkaLag && !ctx.keda_installed {
-        autoscaling_note = Some(
-            "autoscaling.mode KafkaLag needs KEDA, which is not installed: scaling on CPU instead"
-                .to_string(),
-        );
-    }
-    let client = ctx.client.clone();
-    let p = &ctx.pods;
-    let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let dep_api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
-    apply(&sa_api, &build::ingester_service_account(&n, p)).await?;
+    let note =
+        (mode == chainwatch_crds::network::AutoscalingMode::KafkaLag && !ctx.keda_installed).then(|| {
+            Check::new(
+                "AutoscalingReady",
+                false,
+                "KedaNotInstalled",
+                "autoscaling.mode KafkaLag needs KEDA, which is not installed: scaling on CPU instead",
+            )
+        });
+
+    apply(&Api::<ServiceAccount>::namespaced(client.clone(), &ns), &build::ingester_service_account(n, p))
+        .await?;
     let mut keep_roles = BTreeSet::new();
     if ctx.rbac_available {
-        apply(&Api::<ClusterRole>::all(client.clone()), &build::ingester_cluster_role(&n)).await?;
-        apply(&Api::<ClusterRoleBinding>::all(client.clone()), &build::ingester_cluster_role_binding(&n, p))
+        let networks = ctx.caches.networks.store().state();
+        apply(&Api::<ClusterRoleBinding>::all(client.clone()), &build::ingester_binding(&networks, p))
             .await?;
-        if let (Some(role), Some(binding)) =
-            (build::ingester_role(&n, p), build::ingester_role_binding(&n, p))
+        if let (Some(role), Some(binding)) = (build::ingester_role(n, p), build::ingester_role_binding(n, p))
         {
             keep_roles.insert(role.name_any());
             apply(&Api::<Role>::namespaced(client.clone(), &ns), &role).await?;
             apply(&Api::<RoleBinding>::namespaced(client.clone(), &ns), &binding).await?;
         }
     }
-    apply(&svc_api, &build::ingester_service(&n, p)).await?;
-    apply(&sts_api, &build::ingester_statefulset(&n, p)).await?;
-    apply(&dep_api, &build::worker_deployment(&n, p, partitions, scaler)).await?;
+    apply(&Api::<Service>::namespaced(client.clone(), &ns), &build::ingester_service(n, p)).await?;
+    apply(&Api::<StatefulSet>::namespaced(client.clone(), &ns), &build::ingester_statefulset(n, p)).await?;
+    apply(
+        &Api::<Deployment>::namespaced(client.clone(), &ns),
+        &build::worker_deployment(n, p, partitions, scaler),
+    )
+    .await?;
     let (worker, nothing) = (BTreeSet::from([build::worker_name(&name)]), BTreeSet::new());
     let mut removed = Vec::new();
     if scaler == Scaler::Hpa {
-        apply(&hpa_api, &build::worker_hpa(&n, p, partitions)).await?;
+        apply(
+            &Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns),
+            &build::worker_hpa(n, p, partitions),
+        )
+        .await?;
     }
     removed.extend(
-        prune(&ctx, &name, &[Child::Hpa], if scaler == Scaler::Hpa { &worker } else { &nothing }).await?,
+        prune(ctx, &name, &[Child::Hpa], if scaler == Scaler::Hpa { &worker } else { &nothing }).await?,
     );
     if ctx.keda_installed && scaler == Scaler::Keda {
         let keda: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &keda_resource());
-        let obj: DynamicObject = serde_json::from_value(build::worker_scaled_object(&n, p, partitions))
+        let obj: DynamicObject = serde_json::from_value(build::worker_scaled_object(n, p, partitions))
             .expect("a ScaledObject is an object");
         keda.patch(&build::worker_name(&name), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&obj))
             .await
             .map_err(|source| Error::Apply {
-                kind: "ScaledObject",
+                kind: "ScaledObject".into(),
                 name: build::worker_name(&name),
                 source,
             })?;
     }
     removed.extend(
-        prune(&ctx, &name, &[Child::ScaledObject], if scaler == Scaler::Keda { &worker } else { &nothing })
+        prune(ctx, &name, &[Child::ScaledObject], if scaler == Scaler::Keda { &worker } else { &nothing })
             .await?,
     );
-    removed.extend(prune(&ctx, &name, &[Child::RoleBinding, Child::Role], &keep_roles).await?);
+    removed.extend(prune(ctx, &name, &[Child::RoleBinding, Child::Role], &keep_roles).await?);
     if !removed.is_empty() {
         tracing::info!(network = %name, ?removed, "deleted children no longer desired");
     }
-
-    // status
-    let ingester_progress =
-        n.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == PROGRESSING).cloned());
-    let ready = if let Some(p) = problems.first() {
-        p.clone()
-    } else if !topic_condition.ok {
-        Desired::new("Ready", false, &topic_condition.reason, topic_condition.message.clone())
-    } else {
-        match &ingester_progress {
-            Some(c) if c.status == "True" => {
-                Desired::new("Ready", true, "Running", format!("ingesting into {topic}; {}", c.message))
-            }
-            Some(c) => {
-                Desired::new("Ready", false, &c.reason, format!("the ingester reports: {}", c.message))
-            }
-            None => Desired::new(
-                "Ready",
-                false,
-                conditions::WAITING_FOR_INGESTER,
-                format!(
-                    "{} applied; the ingester has not reported progress yet",
-                    build::ingester_name(&name)
-                ),
-            ),
-        }
-    };
-    let mut desired = vec![ready, topic_condition];
-    if let Some(note) = autoscaling_note {
-        desired.push(Desired::new("AutoscalingReady", false, "KedaNotInstalled", note));
-    }
-    write_status(&ctx, &n, &desired, &topic).await?;
-    let retry = !desired[1].ok;
-    Ok(if retry {
-        Action::requeue(Duration::from_secs(30))
-    } else {
-        Action::requeue(Duration::from_secs(300))
-    })
+    Ok(note)
 }
 
-async fn write_status(ctx: &Ctx, n: &Network, desired: &[Desired], topic: &str) -> Result<()> {
+async fn apply_network(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
+    let name = n.name_any();
+    let (settings, problems) = read_settings(&n, &ctx);
+    let (topic, partitions) = ensure_topic(&n, settings.as_ref().ok(), &ctx).await;
+    let note = apply_children(&n, partitions, &ctx).await?;
+
+    // step 5: status
+    let ingester = n.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == PROGRESSING));
+    let ready =
+        status::ready(&problems, &topic, ingester, &build::ingester_name(&name), &blocks_topic(&name));
+    let retry = !topic.ok || problems.iter().any(|p| p.reason == conditions::REFERENCE_PENDING);
+    let mut desired = vec![ready, topic];
+    desired.extend(note);
+    write_status(&ctx, &n, &desired).await?;
+    Ok(Action::requeue(Duration::from_secs(if retry { 30 } else { 300 })))
+}
+
+async fn write_status(ctx: &Ctx, n: &Network, desired: &[Check]) -> Result<()> {
+    let topic = blocks_topic(&n.name_any());
     let current = n.status.clone().unwrap_or_default();
     let update = conditions::update(&current.conditions, desired, n.metadata.generation);
     if !update.changed
         && current.observed_generation == n.metadata.generation
-        && current.topic.as_deref() == Some(topic)
+        && current.topic.as_deref() == Some(topic.as_str())
     {
         return Ok(());
     }
@@ -393,11 +393,22 @@ async fn write_status(ctx: &Ctx, n: &Network, desired: &[Desired], topic: &str) 
 }
 
 /// Deletes the Network's children (the API server's garbage collector would too, through the
-/// owner references, but not before the Network is gone and not on servers without one) and the
-/// topic unless `kafka.deletionPolicy: Retain`. The finalizer is removed only when all succeeded.
+/// owner references, but not before the Network is gone and not on servers without one), takes its
+/// ingester out of the ingesters' binding, and deletes the topic unless `kafka.deletionPolicy:
+/// Retain`. The finalizer is removed only when all succeeded.
 async fn cleanup(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
     let name = n.name_any();
     let removed = prune(&ctx, &name, &Child::ALL, &BTreeSet::new()).await?;
+    if ctx.rbac_available {
+        // the cache has this Network with its deletion timestamp: it is left out
+        let networks: Vec<Arc<Network>> =
+            ctx.caches.networks.store().state().into_iter().filter(|x| x.name_any() != name).collect();
+        apply(
+            &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+            &build::ingester_binding(&networks, &ctx.pods),
+        )
+        .await?;
+    }
     tracing::info!(network = %name, ?removed, "network deleted: children removed");
 
     let topic = blocks_topic(&name);

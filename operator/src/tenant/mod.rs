@@ -1,6 +1,7 @@
-//! The Tenant controller: its namespaces exist, its users and groups may edit Monitors and
-//! Triggers there (RoleBindings), RoleBindings in namespaces it no longer lists are removed, and its
-//! status counts its Monitors and Triggers.
+//! The Tenant controller: the namespaces it owns ([`chainwatch_core::config::admit_tenant`]) exist,
+//! its people may edit Monitors and Triggers there and the platform may read their Secrets and
+//! ConfigMaps ([`build`]); bindings in namespaces it no longer owns are removed; status counts its
+//! Monitors and Triggers.
 
 pub mod build;
 
@@ -8,85 +9,149 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chainwatch_core::config::{Check, admit_tenant};
 use chainwatch_crds::Tenant;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
+use crate::changes::{changed, mapped, own, spec_changed};
+use crate::children::apply;
 use crate::conditions;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::events::Level;
 use crate::labels;
-use crate::monitor::tenant_of;
-use crate::network::apply;
+use crate::supervise::supervised;
+
+/// Every Tenant listing `namespace` (the owner, and any conflicting claim).
+pub fn claimants(tenants: &[Arc<Tenant>], namespace: &str) -> Vec<ObjectRef<Tenant>> {
+    tenants
+        .iter()
+        .filter(|t| t.spec.namespaces.iter().any(|n| n == namespace))
+        .map(|t| ObjectRef::from_obj(t.as_ref()))
+        .collect()
+}
+
+/// A Tenant changed: the other Tenants claiming one of its namespaces (a conflict may resolve).
+pub fn rivals(tenants: &[Arc<Tenant>], changed: &Tenant) -> Vec<ObjectRef<Tenant>> {
+    let mine: BTreeSet<&String> = changed.spec.namespaces.iter().collect();
+    tenants
+        .iter()
+        .filter(|t| t.metadata.name != changed.metadata.name)
+        .filter(|t| t.spec.namespaces.iter().any(|n| mine.contains(n)))
+        .map(|t| ObjectRef::from_obj(t.as_ref()))
+        .collect()
+}
+
+fn ready_status(m: &chainwatch_crds::Monitor) -> Option<String> {
+    m.status.as_ref().and_then(|s| conditions::ready(&s.conditions)).map(|c| c.status.clone())
+}
+
+/// Runs the controller until `stop`.
+pub async fn controller(ctx: Ctx, stop: CancellationToken) {
+    let c = ctx.caches.clone();
+    let (reconciler, on_error) = supervised("tenant", reconcile);
+    let store = c.tenants.store();
+    let (by_monitor, by_trigger, by_tenant) = (store.clone(), store.clone(), store.clone());
+    Controller::for_stream(futures::stream::pending(), store.clone())
+        .reconcile_on(own(spec_changed(c.tenants.subscribe())))
+        .reconcile_on(mapped(spec_changed(c.tenants.subscribe()), move |ch| {
+            rivals(&by_tenant.state(), ch.object())
+        }))
+        // counts of Monitors and of Ready ones: not on match counters
+        .reconcile_on(mapped(
+            changed(c.monitors.subscribe(), |m| (m.metadata.generation, ready_status(m))),
+            move |ch| {
+                ch.object().namespace().map(|ns| claimants(&by_monitor.state(), &ns)).unwrap_or_default()
+            },
+        ))
+        .reconcile_on(mapped(spec_changed(c.triggers.subscribe()), move |ch| {
+            ch.object().namespace().map(|ns| claimants(&by_trigger.state(), &ns)).unwrap_or_default()
+        }))
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(reconciler, on_error, Arc::new(ctx))
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn ensure_namespace(ctx: &Ctx, t: &Tenant, ns: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    match api.get_opt(ns).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => match api.create(&PostParams::default(), &build::namespace(t, ns)).await {
+            Ok(_) => {
+                ctx.events
+                    .publish(t, Level::Normal, "NamespaceCreated", &format!("created namespace {ns}"))
+                    .await;
+                Ok(())
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(source) => Err(Error::Apply { kind: "Namespace".into(), name: ns.into(), source }),
+        },
+        Err(source) => Err(Error::Read { what: format!("Namespace {ns}"), source }),
+    }
+}
+
+/// Removes the tenant's bindings from namespaces it no longer owns.
+async fn prune_bindings(ctx: &Ctx, tenant: &str, owned: &BTreeSet<String>) -> Result<()> {
+    let list = Api::<RoleBinding>::all(ctx.client.clone())
+        .list(&ListParams::default().labels(&labels::tenant_children(tenant)))
+        .await
+        .map_err(|source| Error::List { kind: "RoleBinding".into(), source })?;
+    for rb in list.items {
+        let ns = rb.namespace().unwrap_or_default();
+        if owned.contains(&ns) {
+            continue;
+        }
+        match Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns)
+            .delete(&rb.name_any(), &DeleteParams::background())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Delete {
+                    kind: "RoleBinding".into(),
+                    name: format!("{ns}/{}", rb.name_any()),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Reconciles one Tenant.
 pub async fn reconcile(t: Arc<Tenant>, ctx: Ctx) -> Result<Action> {
-    let stores = &ctx.stores;
-    let started = std::time::Instant::now();
     let name = t.name_any();
-    let mut problems: Vec<(&'static str, String)> = Vec::new();
-    let mut owned = BTreeSet::new();
-    let ns_api: Api<Namespace> = Api::all(ctx.client.clone());
-    for ns in &t.spec.namespaces {
-        if let Some(owner) = tenant_of(&stores.tenants, ns)
-            && owner.name_any() != name
-        {
-            problems.push(("NamespaceConflict", format!("namespace {ns} already belongs to tenant {} (the oldest claim wins); remove it from spec.namespaces", owner.name_any())));
-            continue;
-        }
-        match ns_api.get_opt(ns).await {
-            Ok(Some(_)) => {}
-            Ok(None) => match ns_api.create(&PostParams::default(), &build::namespace(&t, ns)).await {
-                Ok(_) => {
-                    ctx.events
-                        .publish(
-                            t.as_ref(),
-                            Level::Normal,
-                            "NamespaceCreated",
-                            &format!("created namespace {ns}"),
-                        )
-                        .await
-                }
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(source) => return Err(Error::Apply { kind: "Namespace", name: ns.clone(), source }),
-            },
-            Err(source) => return Err(Error::Read { what: format!("Namespace {ns}"), source }),
-        }
-        owned.insert(ns.clone());
+    let verdict = admit_tenant(&t, &ctx.caches);
+    let mut problems: Vec<(&'static str, String)> =
+        verdict.conflict_messages().into_iter().map(|m| ("NamespaceConflict", m)).collect();
+    let owned: BTreeSet<String> = verdict.owned.iter().cloned().collect();
+    for ns in &owned {
+        ensure_namespace(&ctx, &t, ns).await?;
     }
     if ctx.rbac_available {
+        let platform = ctx.pods.namespace.as_str();
+        let accounts =
+            [(platform, ctx.service_account.as_str()), (platform, ctx.pods.worker_service_account.as_str())];
         for ns in &owned {
-            apply(&Api::<RoleBinding>::namespaced(ctx.client.clone(), ns), &build::role_binding(&t, ns))
-                .await?;
+            let api = Api::<RoleBinding>::namespaced(ctx.client.clone(), ns);
+            apply(&api, &build::editors(&t, ns)).await?;
+            apply(&api, &build::platform_readers(&t, ns, &accounts)).await?;
+            // the platform may read the namespace now: list it without waiting for a backoff
+            ctx.caches.secrets.retry_failed(ns);
+            ctx.caches.config_maps.retry_failed(ns);
         }
-        // RoleBindings of namespaces it no longer lists
-        let all: Api<RoleBinding> = Api::all(ctx.client.clone());
-        let list = all
-            .list(&ListParams::default().labels(&labels::tenant_children(&name)))
-            .await
-            .map_err(|source| Error::List { kind: "RoleBinding", source })?;
-        for rb in list.items {
-            let ns = rb.namespace().unwrap_or_default();
-            if !owned.contains(&ns) {
-                let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
-                match api.delete(&rb.name_any(), &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(source) => {
-                        return Err(Error::Delete {
-                            kind: "RoleBinding",
-                            name: format!("{ns}/{}", rb.name_any()),
-                            source,
-                        });
-                    }
-                }
-            }
-        }
+        prune_bindings(&ctx, &name, &owned).await?;
     } else {
         problems.push((
             "RbacUnavailable",
@@ -95,18 +160,12 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Ctx) -> Result<Action> {
     }
 
     let in_tenant = |ns: Option<String>| ns.is_some_and(|n| owned.contains(&n));
-    let monitors: Vec<_> = stores.monitors.state().into_iter().filter(|m| in_tenant(m.namespace())).collect();
-    let ready_monitors = monitors
-        .iter()
-        .filter(|m| {
-            m.status
-                .as_ref()
-                .and_then(|s| conditions::ready(&s.conditions))
-                .is_some_and(|c| c.status == "True")
-        })
-        .count();
-    let triggers = stores.triggers.state().into_iter().filter(|x| in_tenant(x.namespace())).count();
-    let ready = conditions::ready_from(
+    let monitors: Vec<_> =
+        ctx.caches.monitors.store().state().into_iter().filter(|m| in_tenant(m.namespace())).collect();
+    let ready_monitors = monitors.iter().filter(|m| ready_status(m).as_deref() == Some("True")).count();
+    let triggers =
+        ctx.caches.triggers.store().state().into_iter().filter(|x| in_tenant(x.namespace())).count();
+    let ready = Check::ready_from(
         &problems,
         format!("{} namespaces; editors bound to {}", owned.len(), build::EDITOR_ROLE),
     );
@@ -124,6 +183,30 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Ctx) -> Result<Action> {
         conditions::apply_status(&Api::<Tenant>::all(ctx.client.clone()), &name, status).await?;
         conditions::announce(&ctx, t.as_ref(), update.was_ready, &ready, "Ready").await;
     }
-    ctx.metrics.reconciled("tenant", started.elapsed());
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str, namespaces: &[&str]) -> Arc<Tenant> {
+        Arc::new(
+            serde_json::from_value(
+                serde_json::json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant",
+                "metadata": {"name": name}, "spec": {"namespaces": namespaces}}),
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn namespace_changes_reach_every_claimant_and_rival() {
+        let all = vec![tenant("a", &["x", "y"]), tenant("b", &["y"]), tenant("c", &["z"])];
+        let names = |v: Vec<ObjectRef<Tenant>>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(claimants(&all, "y")), ["a", "b"]);
+        assert_eq!(names(claimants(&all, "z")), ["c"]);
+        assert_eq!(names(rivals(&all, &all[0])), ["b"]);
+        assert!(rivals(&all, &all[2]).is_empty());
+    }
 }

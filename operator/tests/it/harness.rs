@@ -1,6 +1,6 @@
 //! The test bed of the operator tests: the kube-testenv API server (no controllers run there, so
-//! what we read back is exactly what the operator wrote), the CRDs, stand-in CRDs for the API groups
-//! kube-testenv does not serve, and operator instances run in-process.
+//! what we read back is exactly what the operator wrote; it enforces RBAC for every identity but
+//! the admin), the CRDs, a stand-in CRD for KEDA, and operator instances run in-process.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -107,7 +107,7 @@ pub async fn apply_file(client: &Client, path: &Path) {
     }
 }
 
-/// Stand-in CRDs for kinds of API groups kube-testenv does not serve (RBAC, KEDA), schemaless:
+/// A stand-in CRD for a kind of an API group kube-testenv does not serve (KEDA), schemaless:
 /// the operator writes real objects of those kinds and the tests read them back.
 fn stand_in(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> serde_json::Value {
     json!({
@@ -126,8 +126,7 @@ pub fn keda_crd() -> serde_json::Value {
     stand_in("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", true)
 }
 
-/// Installs (server-side applies) the chainwatch CRDs and the RBAC stand-ins, and waits until the
-/// API server serves them.
+/// Installs (server-side applies) the chainwatch CRDs and waits until the API server serves them.
 pub async fn install_crds(client: &Client) {
     let mut crds: Vec<serde_json::Value> = Vec::new();
     for entry in std::fs::read_dir(repo().join("config/crd")).unwrap() {
@@ -136,16 +135,6 @@ pub async fn install_crds(client: &Client) {
             crds.extend(documents(&std::fs::read_to_string(&path).unwrap()));
         }
     }
-    crds.push(stand_in("rbac.authorization.k8s.io", "v1", "Role", "roles", true));
-    crds.push(stand_in("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true));
-    crds.push(stand_in("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false));
-    crds.push(stand_in(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRoleBinding",
-        "clusterrolebindings",
-        false,
-    ));
     install(client, &crds).await;
 }
 

@@ -27,7 +27,7 @@ async fn tenants_get_namespaces_and_editor_bindings() {
     };
     harness::apply_value(&client, &tenant(&[&a, &b])).await.unwrap();
 
-    let rb_name = format!("chainwatch-tenant-{name}");
+    let rb_name = "chainwatch-tenant-editors";
     for ns in [&a, &b] {
         let created: Namespace = eventually("the namespace created", T, || async {
             Api::<Namespace>::all(client.clone()).get_opt(ns).await.unwrap()
@@ -35,7 +35,7 @@ async fn tenants_get_namespaces_and_editor_bindings() {
         .await;
         assert_eq!(created.metadata.labels.unwrap()["chainwatch.io/tenant"], name);
         let rb: RoleBinding = eventually("the RoleBinding", T, || async {
-            Api::<RoleBinding>::namespaced(client.clone(), ns).get_opt(&rb_name).await.unwrap()
+            Api::<RoleBinding>::namespaced(client.clone(), ns).get_opt(rb_name).await.unwrap()
         })
         .await;
         assert_eq!(
@@ -52,6 +52,24 @@ async fn tenants_get_namespaces_and_editor_bindings() {
             ]
         );
         assert_eq!(rb.metadata.owner_references.unwrap()[0].kind, "Tenant");
+        // the platform reads the namespace's Secrets and ConfigMaps through one binding
+        let readers: RoleBinding = eventually("the platform readers' RoleBinding", T, || async {
+            Api::<RoleBinding>::namespaced(client.clone(), ns)
+                .get_opt("chainwatch-platform-readers")
+                .await
+                .unwrap()
+        })
+        .await;
+        assert_eq!(readers.role_ref.name, "chainwatch-platform-reader");
+        let subjects: Vec<(String, Option<String>, String)> =
+            readers.subjects.unwrap().into_iter().map(|s| (s.kind, s.namespace, s.name)).collect();
+        assert_eq!(
+            subjects,
+            vec![
+                ("ServiceAccount".to_string(), Some(op_ns.clone()), "chainwatch-operator".to_string()),
+                ("ServiceAccount".to_string(), Some(op_ns.clone()), "chainwatch-worker".to_string())
+            ]
+        );
     }
     let tenants: Api<Tenant> = Api::all(client.clone());
     let t = eventually("Ready", T, || async {
@@ -64,14 +82,14 @@ async fn tenants_get_namespaces_and_editor_bindings() {
     harness::apply_value(&client, &tenant(&[&a])).await.unwrap();
     eventually("the binding in the removed namespace deleted", T, || async {
         Api::<RoleBinding>::namespaced(client.clone(), &b)
-            .get_opt(&rb_name)
+            .get_opt(rb_name)
             .await
             .unwrap()
             .is_none()
             .then_some(())
     })
     .await;
-    assert!(Api::<RoleBinding>::namespaced(client.clone(), &a).get_opt(&rb_name).await.unwrap().is_some());
+    assert!(Api::<RoleBinding>::namespaced(client.clone(), &a).get_opt(rb_name).await.unwrap().is_some());
     assert!(Api::<Namespace>::all(client.clone()).get_opt(&b).await.unwrap().is_some());
 
     // a second tenant claiming the namespace is told who owns it

@@ -1,138 +1,176 @@
-//! Feeds the [`ConfigStore`](super::ConfigStore) from the API server: one watch per kind.
-//!
-//! Objects are received untyped and decoded one by one, so an object that does not decode (stored
-//! before a schema change, say) is skipped and counted instead of breaking the watch for everyone.
-//! After a (re)list, objects of that kind that disappeared meanwhile are removed.
+//! Feeds the [`ConfigStore`](super::ConfigStore) from the API server through the shared caches
+//! (`chainwatch_platform::cache`): Monitors, Triggers, Networks and Tenants cluster-wide, Secrets and
+//! ConfigMaps only in the namespaces Tenants list — the worker may read nothing else. An object
+//! that does not decode is left out and counted, and breaks nothing for anyone else.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 
-use ::kube::api::{Api, DynamicObject};
-use ::kube::core::ApiResource;
-use ::kube::runtime::WatchStreamExt;
-use ::kube::runtime::watcher::{self, Event};
-use ::kube::{Client, Resource, ResourceExt};
+use ::kube::Client;
 use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
-use futures::StreamExt;
+use chainwatch_platform::cache::{Cache, CacheHooks, Cached, Change, Readiness};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::ConfigStore;
-use crate::metrics::WorkerMetrics;
 
-/// How the store learns about one kind.
-trait Kind: Resource<DynamicType = ()> + DeserializeOwned + Clone + Send + 'static {
-    const NAME: &'static str;
-    fn apply(store: &ConfigStore, o: Self);
-    fn delete(store: &ConfigStore, namespace: &str, name: &str);
+/// The worker's caches.
+#[derive(Clone)]
+pub struct Caches {
+    monitors: Cache<Monitor>,
+    triggers: Cache<Trigger>,
+    networks: Cache<Network>,
+    tenants: Cache<Tenant>,
+    secrets: Cache<Secret>,
+    config_maps: Cache<ConfigMap>,
 }
 
-macro_rules! kind {
-    ($t:ty, $name:literal, $apply:ident, $delete:ident, namespaced) => {
-        impl Kind for $t {
-            const NAME: &'static str = $name;
-            fn apply(store: &ConfigStore, o: Self) {
-                store.$apply(o)
-            }
-            fn delete(store: &ConfigStore, namespace: &str, name: &str) {
-                store.$delete(namespace, name)
-            }
-        }
-    };
-    ($t:ty, $name:literal, $apply:ident, $delete:ident, cluster) => {
-        impl Kind for $t {
-            const NAME: &'static str = $name;
-            fn apply(store: &ConfigStore, o: Self) {
-                store.$apply(o)
-            }
-            fn delete(store: &ConfigStore, _namespace: &str, name: &str) {
-                store.$delete(name)
-            }
-        }
-    };
+fn tenant_namespaces(tenants: &Cache<Tenant>) -> std::collections::BTreeSet<String> {
+    tenants.store().state().iter().flat_map(|t| t.spec.namespaces.iter().cloned()).collect()
 }
 
-kind!(Monitor, "Monitor", apply_monitor, delete_monitor, namespaced);
-kind!(Trigger, "Trigger", apply_trigger, delete_trigger, namespaced);
-kind!(Network, "Network", apply_network, delete_network, cluster);
-kind!(Tenant, "Tenant", apply_tenant, delete_tenant, cluster);
-kind!(Secret, "Secret", apply_secret, delete_secret, namespaced);
-kind!(ConfigMap, "ConfigMap", apply_config_map, delete_config_map, namespaced);
-
-fn decode<K: Kind>(obj: DynamicObject, metrics: &WorkerMetrics) -> Option<K> {
-    let name = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-    let value = serde_json::to_value(&obj).ok()?;
-    match serde_json::from_value::<K>(value) {
-        Ok(o) => Some(o),
-        Err(e) => {
-            metrics.malformed_object(K::NAME);
-            tracing::warn!(kind = K::NAME, object = %name, error = %e, "skipping an object that does not decode");
-            None
-        }
-    }
+/// One kind's changes into the store.
+fn feed_kind<K: Cached>(
+    changes: impl Stream<Item = Change<K>> + Send + 'static,
+    apply: impl Fn(K) + Send + 'static,
+    delete: impl Fn(&K) + Send + 'static,
+) -> impl Stream<Item = ()> + Send + 'static {
+    changes.map(move |c| match c {
+        Change::Applied(o) => apply(o.as_ref().clone()),
+        Change::Deleted(o) => delete(o.as_ref()),
+    })
 }
 
-async fn follow<K: Kind>(
-    client: Client,
-    store: ConfigStore,
-    metrics: WorkerMetrics,
-    stop: CancellationToken,
-) {
-    let ar = ApiResource::erase::<K>(&());
-    let api: Api<DynamicObject> = Api::all_with(client, &ar);
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-    futures::pin_mut!(stream);
-    // objects seen in the current (re)list, to drop those that vanished meanwhile
-    let mut listing: Option<HashSet<(String, String)>> = None;
-    let mut known: HashSet<(String, String)> = HashSet::new();
-    loop {
-        let event = tokio::select! {
-            _ = stop.cancelled() => return,
-            e = stream.next() => e,
+fn ns_name<K: ::kube::Resource>(o: &K) -> (String, String) {
+    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
+}
+
+impl Caches {
+    /// Starts the caches; returns once each listed what it watches (a tenant namespace the worker
+    /// may not read yet does not hold it up: it is retried in the background and reported).
+    pub async fn start(client: Client, hooks: CacheHooks, stop: CancellationToken) -> Caches {
+        let caches = Caches {
+            monitors: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
+            triggers: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
+            networks: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
+            tenants: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
+            secrets: Cache::namespaced(client.clone(), hooks.clone(), stop.clone()),
+            config_maps: Cache::namespaced(client, hooks, stop),
         };
-        match event {
-            None => return,
-            Some(Err(e)) => {
-                metrics.watch_error(K::NAME);
-                tracing::warn!(kind = K::NAME, error = %e, "watch failed; retrying with backoff");
-            }
-            Some(Ok(Event::Init)) => listing = Some(HashSet::new()),
-            Some(Ok(Event::InitApply(obj) | Event::Apply(obj))) => {
-                let id = (obj.namespace().unwrap_or_default(), obj.name_any());
-                if let Some(l) = listing.as_mut() {
-                    l.insert(id.clone());
-                }
-                known.insert(id);
-                if let Some(o) = decode::<K>(obj, &metrics) {
-                    K::apply(&store, o);
-                }
-            }
-            Some(Ok(Event::Delete(obj))) => {
-                let id = (obj.namespace().unwrap_or_default(), obj.name_any());
-                known.remove(&id);
-                K::delete(&store, &id.0, &id.1);
-            }
-            Some(Ok(Event::InitDone)) => {
-                if let Some(seen) = listing.take() {
-                    for (ns, name) in known.difference(&seen).cloned().collect::<Vec<_>>() {
-                        K::delete(&store, &ns, &name);
-                        known.remove(&(ns, name));
+        caches.tenants.wait_settled().await;
+        caches.follow_tenants();
+        tokio::join!(
+            caches.monitors.wait_settled(),
+            caches.triggers.wait_settled(),
+            caches.networks.wait_settled(),
+            caches.secrets.wait_settled(),
+            caches.config_maps.wait_settled(),
+        );
+        caches
+    }
+
+    fn follow_tenants(&self) {
+        let namespaces = tenant_namespaces(&self.tenants);
+        self.secrets.watch_namespaces(&namespaces);
+        self.config_maps.watch_namespaces(&namespaces);
+    }
+
+    /// Tenant namespaces whose Secrets or ConfigMaps are not known, and why.
+    fn unreadable(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for ns in tenant_namespaces(&self.tenants) {
+            for r in [self.secrets.readiness(Some(&ns)), self.config_maps.readiness(Some(&ns))] {
+                match r {
+                    Readiness::Listed => {}
+                    Readiness::Listing => {
+                        out.insert(
+                            ns.clone(),
+                            format!("cannot be read yet: namespace {ns} is not listed yet"),
+                        );
+                    }
+                    Readiness::Failed(why) => {
+                        out.insert(ns.clone(), format!("cannot be read yet: namespace {ns}: {why}"));
+                    }
+                    Readiness::NotWatched => {
+                        out.insert(
+                            ns.clone(),
+                            format!("cannot be read yet: namespace {ns} is not watched yet"),
+                        );
                     }
                 }
-                metrics.synced(K::NAME);
+            }
+        }
+        out
+    }
+
+    /// Feeds `store` until `stop`: every change, the namespaces the Tenants list, and which of
+    /// them cannot be read yet.
+    pub async fn feed(self, store: ConfigStore, stop: CancellationToken) {
+        let s = store.clone();
+        let (a, b, c, d, e, f) = (s.clone(), s.clone(), s.clone(), s.clone(), s.clone(), s.clone());
+        let (a2, b2, c2, d2, e2, f2) = (s.clone(), s.clone(), s.clone(), s.clone(), s.clone(), s);
+        let caches = self.clone();
+        let tenants = self.tenants.subscribe().map(move |ch| {
+            match &ch {
+                Change::Applied(t) => d.apply_tenant(t.as_ref().clone()),
+                Change::Deleted(t) => d2.delete_tenant(&ns_name(t.as_ref()).1),
+            }
+            caches.follow_tenants();
+        });
+        let all = futures::stream::select_all([
+            feed_kind(
+                self.monitors.subscribe(),
+                move |o| a.apply_monitor(o),
+                move |o| {
+                    let (ns, n) = ns_name(o);
+                    a2.delete_monitor(&ns, &n)
+                },
+            )
+            .boxed(),
+            feed_kind(
+                self.triggers.subscribe(),
+                move |o| b.apply_trigger(o),
+                move |o| {
+                    let (ns, n) = ns_name(o);
+                    b2.delete_trigger(&ns, &n)
+                },
+            )
+            .boxed(),
+            feed_kind(
+                self.networks.subscribe(),
+                move |o| c.apply_network(o),
+                move |o| c2.delete_network(&ns_name(o).1),
+            )
+            .boxed(),
+            tenants.boxed(),
+            feed_kind(
+                self.secrets.subscribe(),
+                move |o| e.apply_secret(o),
+                move |o| {
+                    let (ns, n) = ns_name(o);
+                    e2.delete_secret(&ns, &n)
+                },
+            )
+            .boxed(),
+            feed_kind(
+                self.config_maps.subscribe(),
+                move |o| f.apply_config_map(o),
+                move |o| {
+                    let (ns, n) = ns_name(o);
+                    f2.delete_config_map(&ns, &n)
+                },
+            )
+            .boxed(),
+        ]);
+        futures::pin_mut!(all);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            store.set_unreadable(self.unreadable());
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+                next = all.next() => if next.is_none() { return },
             }
         }
     }
-}
-
-/// Watches every kind the worker needs until `stop`.
-pub async fn feed(client: Client, store: ConfigStore, metrics: WorkerMetrics, stop: CancellationToken) {
-    tokio::join!(
-        follow::<Monitor>(client.clone(), store.clone(), metrics.clone(), stop.clone()),
-        follow::<Trigger>(client.clone(), store.clone(), metrics.clone(), stop.clone()),
-        follow::<Network>(client.clone(), store.clone(), metrics.clone(), stop.clone()),
-        follow::<Tenant>(client.clone(), store.clone(), metrics.clone(), stop.clone()),
-        follow::<Secret>(client.clone(), store.clone(), metrics.clone(), stop.clone()),
-        follow::<ConfigMap>(client, store, metrics, stop),
-    );
 }

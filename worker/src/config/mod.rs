@@ -1,27 +1,35 @@
 //! Live configuration: Monitors, Triggers, Networks, Tenants, Secrets and ConfigMaps in, a
 //! [`Snapshot`] out — compiled monitors indexed per network, triggers with their credentials,
-//! tenants by namespace. Feeders (Kubernetes watches in a cluster, a directory of YAML files in
+//! tenants by namespace. Feeders ([`kube`] in a cluster, a directory of YAML files in
 //! `chainwatch dev`) apply objects; a rebuild task coalesces changes (at most one rebuild per
 //! [`REBUILD_DEBOUNCE`]) and publishes a new snapshot that the next block is evaluated with.
 //!
-//! Compiled monitors are cached by (name, generation, chain type), so a change recompiles only the
-//! monitor that changed; index rebuilds are cheap (5 ms for 10,000 monitors).
+//! What is admitted is decided by `chainwatch_core::config`, not here: behind the operator, its
+//! verdict in status ([`admitted_by_operator`]); alone (`chainwatch dev`), the same
+//! [`admit_monitor`] the operator runs. Compiled monitors are cached by their inputs (the
+//! Monitor's revision and the ConfigMap values it reads), so a change recompiles only what it
+//! touched.
 
 pub mod kube;
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ::kube::ResourceExt;
+use chainwatch_core::config::{
+    Compiler, ObjectSet, admit_monitor, admitted_by_operator, compile_monitor, owner_of, resolve_trigger,
+};
 use chainwatch_core::monitor::{
-    AbiCache, CompileError, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex, compile,
+    AbiCache, CompileError, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex,
 };
-use chainwatch_crds::{
-    ChainType, ConfigMapKeyRef, Monitor, Network, SecretKeyRef, Tenant, TenantLimits, Trigger,
-};
+use chainwatch_crds::{ChainType, Monitor, Network, Tenant, TenantLimits, Trigger};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use tokio::sync::{Notify, watch};
+
+pub use chainwatch_core::config::ResolvedTrigger;
 
 /// Longest wait between a change and the snapshot that contains it.
 pub const REBUILD_DEBOUNCE: Duration = Duration::from_millis(20);
@@ -31,36 +39,12 @@ pub const REBUILD_DEBOUNCE: Duration = Duration::from_millis(20);
 pub enum Admission {
     /// Those the operator admitted: `Ready=True` for their current generation.
     Operator,
-    /// Those that compile and whose references resolve here (`chainwatch dev`, or no operator).
+    /// Those core's admission admits here (`chainwatch dev`, or no operator).
     Local,
 }
 
 /// `namespace/name` of a namespaced object.
 pub type ObjectKey = (String, String);
-
-/// A trigger with its credentials read.
-#[derive(Clone, Debug)]
-pub struct ResolvedTrigger {
-    pub namespace: String,
-    pub name: String,
-    pub generation: Option<i64>,
-    pub spec: chainwatch_crds::TriggerSpec,
-    /// Secret values by reference; `Err` says which is missing.
-    pub secrets: HashMap<SecretKeyRef, Result<String, String>>,
-    /// Script text (inline or from its ConfigMap).
-    pub script: Option<Result<chainwatch_core::monitor::ResolvedScript, String>>,
-}
-
-impl ResolvedTrigger {
-    /// The value of a Secret reference of this trigger.
-    pub fn secret(&self, r: &SecretKeyRef) -> Result<&str, String> {
-        match self.secrets.get(r) {
-            Some(Ok(v)) => Ok(v.as_str()),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err(format!("Secret {}/{} was not read", r.name, r.key)),
-        }
-    }
-}
 
 /// What a tenant is allowed.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,7 +62,7 @@ pub struct Snapshot {
     pub networks: BTreeMap<String, ChainType>,
     pub indexes: HashMap<String, Arc<NetworkIndex>>,
     pub triggers: HashMap<ObjectKey, Arc<ResolvedTrigger>>,
-    /// Tenant of each namespace.
+    /// Tenant of each namespace (the one rule: `chainwatch_core::config::owner_of`).
     pub tenants: HashMap<String, TenantInfo>,
     /// Monitors left out and why (not admitted, compile errors), for logs and metrics.
     pub rejected: BTreeMap<MonitorKey, String>,
@@ -95,16 +79,11 @@ impl Snapshot {
 }
 
 /// A compiled monitor (or why it does not compile), with the fingerprint of its inputs.
-type Compiled = (String, Result<Arc<CompiledMonitor>, Vec<CompileError>>);
+type Compiled = (u64, Result<Arc<CompiledMonitor>, Vec<CompileError>>);
 
 #[derive(Default)]
 struct State {
-    monitors: BTreeMap<MonitorKey, Monitor>,
-    triggers: BTreeMap<ObjectKey, Trigger>,
-    networks: BTreeMap<String, Network>,
-    tenants: BTreeMap<String, Tenant>,
-    secrets: HashMap<ObjectKey, Secret>,
-    config_maps: HashMap<ObjectKey, ConfigMap>,
+    objects: ObjectSet,
     compiled: HashMap<(MonitorKey, ChainType), Compiled>,
     dirty: bool,
 }
@@ -119,39 +98,71 @@ pub struct ConfigStore {
     admission: Admission,
 }
 
-fn ns_key<K: ResourceExt>(o: &K) -> ObjectKey {
-    (o.namespace().unwrap_or_default(), o.name_any())
-}
-
-/// The revision of a monitor's spec that compilation depends on: its generation when it has one
-/// (API server), else a hash of the spec (files).
-fn revision(m: &Monitor) -> String {
-    match m.metadata.generation {
-        Some(g) => format!("g{g}"),
-        None => {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            serde_json::to_string(&m.spec).unwrap_or_default().hash(&mut h);
-            format!("h{:x}", h.finish())
-        }
+/// What compilation of a monitor depends on: its spec (the generation when it has one, from the
+/// API server; a hash of the spec from files) and the ConfigMap values it reads.
+fn fingerprint(source: &MonitorSource<'_>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match source.generation {
+        Some(g) => g.hash(&mut h),
+        None => serde_json::to_string(source.spec).unwrap_or_default().hash(&mut h),
     }
-}
-
-/// Whether the operator admitted the monitor's current generation.
-pub fn operator_admitted(m: &Monitor) -> Result<(), String> {
-    let status = m.status.as_ref().ok_or("not yet admitted by the operator (no status)")?;
-    let ready = status
-        .conditions
+    let refs = source
+        .spec
+        .addresses
         .iter()
-        .find(|c| c.type_ == "Ready")
-        .ok_or("not yet admitted by the operator (no Ready condition)")?;
-    if ready.status != "True" {
-        return Err(format!("not admitted: {} ({})", ready.reason, ready.message));
+        .filter_map(|a| a.contract_spec_from.as_ref())
+        .chain(source.spec.trigger_conditions.iter().filter_map(|s| s.source_from.as_ref()));
+    for r in refs {
+        format!("{:?}", (source.config_maps)(&r.config_map_key_ref)).hash(&mut h);
     }
-    if status.observed_generation != m.metadata.generation {
-        return Err("the operator has not admitted the current generation yet".into());
+    h.finish()
+}
+
+/// A compiler that reuses what compiled before when the inputs are the same.
+struct Cached<'a> {
+    abis: &'a AbiCache,
+    previous: &'a HashMap<(MonitorKey, ChainType), Compiled>,
+    next: RefCell<HashMap<(MonitorKey, ChainType), Compiled>>,
+}
+
+impl Compiler for Cached<'_> {
+    fn compile(
+        &self,
+        source: &MonitorSource<'_>,
+        chain: ChainType,
+    ) -> Result<Arc<CompiledMonitor>, Vec<CompileError>> {
+        let key = (source.key.clone(), chain);
+        let print = fingerprint(source);
+        let result = match self.previous.get(&key) {
+            Some((p, c)) if *p == print => c.clone(),
+            _ => self.abis.compile(source, chain),
+        };
+        self.next.borrow_mut().insert(key, (print, result.clone()));
+        result
     }
-    Ok(())
+}
+
+macro_rules! apply_delete {
+    ($apply:ident, $delete:ident, $t:ty, $insert:ident, $map:ident, namespaced) => {
+        pub fn $apply(&self, o: $t) {
+            self.touch(|s| s.$insert(o));
+        }
+        pub fn $delete(&self, namespace: &str, name: &str) {
+            self.touch(|s| {
+                s.$map.remove(&(namespace.to_string(), name.to_string()));
+            });
+        }
+    };
+    ($apply:ident, $delete:ident, $t:ty, $insert:ident, $map:ident, cluster) => {
+        pub fn $apply(&self, o: $t) {
+            self.touch(|s| s.$insert(o));
+        }
+        pub fn $delete(&self, name: &str) {
+            self.touch(|s| {
+                s.$map.remove(name);
+            });
+        }
+    };
 }
 
 impl ConfigStore {
@@ -170,95 +181,35 @@ impl ConfigStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn touch(&self, f: impl FnOnce(&mut State)) {
+    fn touch(&self, f: impl FnOnce(&mut ObjectSet)) {
         let mut st = self.lock();
-        f(&mut st);
+        f(&mut st.objects);
         st.dirty = true;
         drop(st);
         self.changed.notify_one();
     }
 
-    pub fn apply_monitor(&self, m: Monitor) {
-        self.touch(|s| {
-            s.monitors.insert(MonitorKey::new(m.namespace().unwrap_or_default(), m.name_any()), m);
-        });
+    apply_delete!(apply_monitor, delete_monitor, Monitor, insert_monitor, monitors, namespaced);
+    apply_delete!(apply_trigger, delete_trigger, Trigger, insert_trigger, triggers, namespaced);
+    apply_delete!(apply_network, delete_network, Network, insert_network, networks, cluster);
+    apply_delete!(apply_tenant, delete_tenant, Tenant, insert_tenant, tenants, cluster);
+    apply_delete!(apply_secret, delete_secret, Secret, insert_secret, secrets, namespaced);
+    apply_delete!(apply_config_map, delete_config_map, ConfigMap, insert_config_map, config_maps, namespaced);
+
+    /// Namespaces whose Secrets and ConfigMaps are not known (yet), and why.
+    pub fn set_unreadable(&self, unreadable: BTreeMap<String, String>) {
+        let mut st = self.lock();
+        if st.objects.unreadable != unreadable {
+            st.objects.unreadable = unreadable;
+            st.dirty = true;
+            drop(st);
+            self.changed.notify_one();
+        }
     }
-    pub fn delete_monitor(&self, namespace: &str, name: &str) {
-        self.touch(|s| {
-            s.monitors.remove(&MonitorKey::new(namespace, name));
-        });
-    }
-    pub fn apply_trigger(&self, t: Trigger) {
-        self.touch(|s| {
-            s.triggers.insert(ns_key(&t), t);
-        });
-    }
-    pub fn delete_trigger(&self, namespace: &str, name: &str) {
-        self.touch(|s| {
-            s.triggers.remove(&(namespace.to_string(), name.to_string()));
-        });
-    }
-    pub fn apply_network(&self, n: Network) {
-        self.touch(|s| {
-            s.networks.insert(n.name_any(), n);
-        });
-    }
-    pub fn delete_network(&self, name: &str) {
-        self.touch(|s| {
-            s.networks.remove(name);
-        });
-    }
-    pub fn apply_tenant(&self, t: Tenant) {
-        self.touch(|s| {
-            s.tenants.insert(t.name_any(), t);
-        });
-    }
-    pub fn delete_tenant(&self, name: &str) {
-        self.touch(|s| {
-            s.tenants.remove(name);
-        });
-    }
-    pub fn apply_secret(&self, sec: Secret) {
-        self.touch(|s| {
-            s.secrets.insert(ns_key(&sec), sec);
-        });
-    }
-    pub fn delete_secret(&self, namespace: &str, name: &str) {
-        self.touch(|s| {
-            s.secrets.remove(&(namespace.to_string(), name.to_string()));
-        });
-    }
-    pub fn apply_config_map(&self, cm: ConfigMap) {
-        self.touch(|s| {
-            s.config_maps.insert(ns_key(&cm), cm);
-        });
-    }
-    pub fn delete_config_map(&self, namespace: &str, name: &str) {
-        self.touch(|s| {
-            s.config_maps.remove(&(namespace.to_string(), name.to_string()));
-        });
-    }
+
     /// Replaces every object of the store (a full resync, e.g. from a directory).
-    pub fn replace_all(
-        &self,
-        monitors: Vec<Monitor>,
-        triggers: Vec<Trigger>,
-        networks: Vec<Network>,
-        tenants: Vec<Tenant>,
-        secrets: Vec<Secret>,
-        config_maps: Vec<ConfigMap>,
-    ) {
-        self.touch(|s| {
-            s.monitors = monitors
-                .into_iter()
-                .map(|m| (MonitorKey::new(m.namespace().unwrap_or_default(), m.name_any()), m))
-                .collect();
-            s.triggers = triggers.into_iter().map(|t| (ns_key(&t), t)).collect();
-            s.networks = networks.into_iter().map(|n| (n.name_any(), n)).collect();
-            s.tenants = tenants.into_iter().map(|t| (t.name_any(), t)).collect();
-            s.secrets = secrets.into_iter().map(|x| (ns_key(&x), x)).collect();
-            s.config_maps = config_maps.into_iter().map(|c| (ns_key(&c), c)).collect();
-        });
+    pub fn replace_all(&self, objects: ObjectSet) {
+        self.touch(|s| *s = objects);
     }
 
     /// The current snapshot and its changes.
@@ -297,138 +248,129 @@ impl ConfigStore {
 
     fn build(&self, st: &mut State) -> Snapshot {
         let version = self.snapshot.borrow().version + 1;
+        let objects = &st.objects;
         let networks: BTreeMap<String, ChainType> =
-            st.networks.iter().map(|(n, net)| (n.clone(), net.spec.chain_type)).collect();
-        let tenants: HashMap<String, TenantInfo> = st
-            .tenants
-            .values()
-            .flat_map(|t| {
-                t.spec.namespaces.iter().map(move |ns| {
-                    (ns.clone(), TenantInfo { name: t.name_any(), limits: t.spec.limits.clone() })
-                })
+            objects.networks.iter().map(|(n, net)| (n.clone(), net.spec.chain_type)).collect();
+        let listed: BTreeSet<&String> =
+            objects.tenants.values().flat_map(|t| t.spec.namespaces.iter()).collect();
+        let tenants: HashMap<String, TenantInfo> = listed
+            .into_iter()
+            .filter_map(|ns| {
+                let owner = owner_of(ns, objects.tenants.values().map(Arc::as_ref))?;
+                Some((ns.clone(), TenantInfo { name: owner.name_any(), limits: owner.spec.limits.clone() }))
             })
             .collect();
 
-        let config_maps = &st.config_maps;
-        let read_cm = |ns: &str, r: &ConfigMapKeyRef| -> Result<String, String> {
-            let cm = config_maps
-                .get(&(ns.to_string(), r.name.clone()))
-                .ok_or_else(|| format!("ConfigMap {ns}/{} not found", r.name))?;
-            cm.data
-                .as_ref()
-                .and_then(|d| d.get(&r.key))
-                .cloned()
-                .ok_or_else(|| format!("ConfigMap {ns}/{} has no key {}", r.name, r.key))
-        };
-
-        // compile (cached by revision) and index per network
+        // compile (cached by inputs) and index per network
+        let compiler = Cached { abis: &self.abis, previous: &st.compiled, next: RefCell::default() };
         let mut per_network: HashMap<String, Vec<Arc<CompiledMonitor>>> = HashMap::new();
         let mut rejected = BTreeMap::new();
-        let mut live: std::collections::HashSet<(MonitorKey, ChainType)> = Default::default();
-        for (key, m) in &st.monitors {
-            if self.admission == Admission::Operator
-                && let Err(why) = operator_admitted(m)
-            {
-                rejected.insert(key.clone(), why);
-                continue;
-            }
-            let mut reasons = Vec::new();
-            for network in &m.spec.networks {
-                let Some(chain) = networks.get(network) else {
-                    reasons.push(format!("network {network} not found"));
-                    continue;
-                };
-                let rev = revision(m);
-                live.insert((key.clone(), *chain));
-                let cached = st
-                    .compiled
-                    .get(&(key.clone(), *chain))
-                    .filter(|(r, _)| *r == rev)
-                    .map(|(_, c)| c.clone());
-                let compiled = match cached {
-                    Some(c) => c,
-                    None => {
-                        let ns = key.namespace.clone();
-                        let reader = |r: &ConfigMapKeyRef| read_cm(&ns, r);
-                        let source = MonitorSource {
-                            key: key.clone(),
-                            generation: m.metadata.generation,
-                            spec: &m.spec,
-                            config_maps: &reader,
-                        };
-                        let c = compile(&source, *chain, &self.abis).map(Arc::new);
-                        st.compiled.insert((key.clone(), *chain), (rev, c.clone()));
-                        c
+        for (key, m) in &objects.monitors {
+            let key = MonitorKey::new(&key.0, &key.1);
+            let compiled = match self.admission {
+                Admission::Operator => match admitted_by_operator(m) {
+                    Err(why) => Err(why.to_string()),
+                    Ok(()) => {
+                        let c = compile_monitor(m, objects, &compiler);
+                        match c.errors.is_empty() {
+                            true => Ok(c.compiled),
+                            false => {
+                                Err(c.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+                            }
+                        }
                     }
-                };
-                match compiled {
-                    Ok(c) => per_network.entry(network.clone()).or_default().push(c),
-                    Err(errors) => {
-                        reasons.push(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+                },
+                Admission::Local => {
+                    let v = admit_monitor(m, objects, &compiler);
+                    if v.admitted {
+                        Ok(v.compiled)
+                    } else {
+                        Err(format!("{}: {}", v.ready().reason, v.ready().message))
                     }
                 }
-            }
-            if self.admission == Admission::Local {
-                for t in &m.spec.triggers {
-                    if !st.triggers.contains_key(&(key.namespace.clone(), t.clone())) {
-                        reasons.push(format!("trigger {t} not found"));
-                    }
+            };
+            match compiled {
+                Err(why) => {
+                    rejected.insert(key, why);
                 }
-                if !reasons.is_empty() {
-                    rejected.insert(key.clone(), reasons.join("; "));
-                    for n in &m.spec.networks {
-                        if let Some(list) = per_network.get_mut(n) {
-                            list.retain(|c| &c.key != key);
+                Ok(compiled) => {
+                    for network in &m.spec.networks {
+                        let chain = networks.get(network);
+                        if let Some(c) = compiled.iter().find(|c| Some(&c.chain.chain_type()) == chain) {
+                            per_network.entry(network.clone()).or_default().push(c.clone());
                         }
                     }
                 }
-            } else if !reasons.is_empty() {
-                rejected.insert(key.clone(), reasons.join("; "));
             }
         }
-        st.compiled.retain(|k, _| live.contains(k));
+        let compiled = compiler.next.into_inner();
         let indexes = networks
             .keys()
             .map(|n| (n.clone(), Arc::new(NetworkIndex::build(n, per_network.remove(n).unwrap_or_default()))))
             .collect();
-
-        let secrets = &st.secrets;
-        let triggers = st
+        let triggers = objects
             .triggers
             .iter()
-            .map(|((ns, name), t)| {
-                let mut resolved = HashMap::new();
-                for r in t.spec.secret_refs() {
-                    let v = secrets
-                        .get(&(ns.clone(), r.name.clone()))
-                        .ok_or_else(|| format!("Secret {ns}/{} not found", r.name))
-                        .and_then(|s| {
-                            r.value_in(s)
-                                .ok_or_else(|| format!("Secret {ns}/{} has no key {}", r.name, r.key))
-                        })
-                        .and_then(|b| {
-                            String::from_utf8(b)
-                                .map_err(|_| format!("Secret {ns}/{}/{} is not UTF-8", r.name, r.key))
-                        });
-                    resolved.insert(r.clone(), v);
-                }
-                let script = t.spec.script.as_ref().map(|s| {
-                    let reader = |r: &ConfigMapKeyRef| read_cm(ns, r);
-                    chainwatch_core::monitor::compile::resolve_script(s, "spec.script", &reader)
-                        .map_err(|e| e.to_string())
-                });
-                let rt = ResolvedTrigger {
-                    namespace: ns.clone(),
-                    name: name.clone(),
-                    generation: t.metadata.generation,
-                    spec: t.spec.clone(),
-                    secrets: resolved,
-                    script,
-                };
-                ((ns.clone(), name.clone()), Arc::new(rt))
-            })
+            .map(|(k, t)| (k.clone(), Arc::new(resolve_trigger(t, objects))))
             .collect();
+        let snapshot = Snapshot {
+            version,
+            built_at: Some(Instant::now()),
+            networks,
+            indexes,
+            triggers,
+            tenants,
+            rejected,
+        };
+        st.compiled = compiled;
+        snapshot
+    }
 
-        Snapshot { version, built_at: Some(Instant::now()), networks, indexes, triggers, tenants, rejected }
+    /// A copy of the objects the store holds.
+    pub fn objects(&self) -> ObjectSet {
+        self.lock().objects.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_changed_config_map_recompiles_the_monitor_that_reads_it() {
+        let store = ConfigStore::new(Admission::Local);
+        store.apply_network(obj(
+            json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "metadata": {"name": "eth"},
+            "spec": {"type": "evm", "rpc": [{"url": "https://x"}]}}),
+        ));
+        store.apply_tenant(obj(
+            json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "t"},
+            "spec": {"namespaces": ["t"]}}),
+        ));
+        store.apply_monitor(obj(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Monitor", "metadata": {"name": "m", "namespace": "t", "generation": 1},
+            "spec": {"networks": ["eth"], "addresses": [{"address": "0x0000000000000000000000000000000000000001",
+                "contractSpecFrom": {"configMapKeyRef": {"name": "abi", "key": "abi.json"}}}],
+                "matchConditions": {"events": [{"signature": "Transfer(address,address,uint256)"}]}}})));
+        let abi = |events: &str| -> ConfigMap {
+            obj(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "abi", "namespace": "t"},
+                "data": {"abi.json": events}}),
+            )
+        };
+        store.apply_config_map(abi("not json"));
+        store.rebuild_now();
+        assert!(store.current().rejected.values().next().unwrap().contains("is not JSON"));
+        store.apply_config_map(abi(r#"[{"type":"event","name":"Transfer","anonymous":false,"inputs":[
+            {"indexed":true,"name":"from","type":"address"},{"indexed":true,"name":"to","type":"address"},
+            {"indexed":false,"name":"value","type":"uint256"}]}]"#));
+        store.rebuild_now();
+        let snap = store.current();
+        assert!(snap.rejected.is_empty(), "{:?}", snap.rejected);
+        assert_eq!(snap.monitor_count(), 1);
     }
 }

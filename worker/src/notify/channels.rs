@@ -27,6 +27,17 @@ pub enum DeliveryError {
     Permanent(String),
 }
 
+/// A credential that does not resolve: permanent, unless it cannot be read *yet*.
+impl From<chainwatch_core::config::RefProblem> for DeliveryError {
+    fn from(p: chainwatch_core::config::RefProblem) -> Self {
+        if p.is_transient() {
+            DeliveryError::Transient(p.to_string())
+        } else {
+            DeliveryError::Permanent(p.to_string())
+        }
+    }
+}
+
 impl DeliveryError {
     pub fn is_transient(&self) -> bool {
         matches!(self, DeliveryError::Transient(_))
@@ -81,7 +92,7 @@ impl Channels {
             sink(trigger, n);
             return Ok(());
         }
-        let secret = |r| trigger.secret(r).map(str::to_string).map_err(DeliveryError::Permanent);
+        let secret = |r| trigger.secret(r).map(str::to_string).map_err(DeliveryError::from);
         let spec = &trigger.spec;
         if let Some(s) = &spec.slack {
             return self
@@ -142,7 +153,7 @@ impl Channels {
         if spec.script.is_some() {
             let script = match &trigger.script {
                 Some(Ok(s)) => s,
-                Some(Err(e)) => return Err(DeliveryError::Permanent(e.clone())),
+                Some(Err(e)) => return Err(DeliveryError::Permanent(e.to_string())),
                 None => return Err(DeliveryError::Permanent("script trigger without a script".into())),
             };
             let out = self
@@ -230,13 +241,13 @@ impl Channels {
             .as_ref()
             .map(|r| trigger.secret(r).map(str::to_string))
             .transpose()
-            .map_err(DeliveryError::Permanent)?;
+            .map_err(DeliveryError::from)?;
         let pass = e
             .password_secret_ref
             .as_ref()
             .map(|r| trigger.secret(r).map(str::to_string))
             .transpose()
-            .map_err(DeliveryError::Permanent)?;
+            .map_err(DeliveryError::from)?;
         let cache_key = format!("{}:{port}:{tls:?}:{}", e.host, user.as_deref().unwrap_or(""));
         let transport = {
             let mut cache = self.smtp.lock().unwrap_or_else(|p| p.into_inner());

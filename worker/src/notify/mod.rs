@@ -34,17 +34,17 @@ use throttle::Throttles;
 /// The notify stage.
 #[derive(Clone)]
 pub struct NotifyStage {
-    pub consumer: Arc<dyn Consumer>,
-    pub producer: Arc<dyn Producer>,
-    pub config: watch::Receiver<Arc<Snapshot>>,
-    pub channels: Arc<Channels>,
-    pub scripts: ScriptRunner,
-    pub delivered: DeliveredLog,
-    pub throttles: Arc<Throttles>,
-    pub status: Arc<dyn StatusSink>,
-    pub metrics: WorkerMetrics,
+    pub(crate) consumer: Arc<dyn Consumer>,
+    pub(crate) producer: Arc<dyn Producer>,
+    pub(crate) config: watch::Receiver<Arc<Snapshot>>,
+    pub(crate) channels: Arc<Channels>,
+    pub(crate) scripts: ScriptRunner,
+    pub(crate) delivered: DeliveredLog,
+    pub(crate) throttles: Arc<Throttles>,
+    pub(crate) status: Arc<dyn StatusSink>,
+    pub(crate) metrics: WorkerMetrics,
     /// Matches handled concurrently.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
 }
 
 /// The retry policy of a trigger, with upstream's defaults.

@@ -15,14 +15,9 @@ use chainwatch_platform::bus::{
 };
 use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, DeadLetterRecord, now_ms};
 use chainwatch_worker::config::{Admission, ConfigStore};
-use chainwatch_worker::filter::FilterStage;
 use chainwatch_worker::metrics::WorkerMetrics;
-use chainwatch_worker::notify::NotifyStage;
-use chainwatch_worker::notify::channels::Channels;
-use chainwatch_worker::notify::dedup::DeliveredLog;
 use chainwatch_worker::notify::destination::DestinationPolicy;
-use chainwatch_worker::notify::script::ScriptRunner;
-use chainwatch_worker::notify::throttle::Throttles;
+use chainwatch_worker::stages::{StageSettings, Stages};
 use chainwatch_worker::status::NoStatus;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
@@ -122,29 +117,19 @@ impl Harness {
         let metrics = WorkerMetrics::register(&mut registry);
         let stop = CancellationToken::new();
         let producer: Arc<dyn Producer> = Arc::new(bus.clone());
-        let filter = FilterStage {
-            network: "ethereum-mainnet".into(),
-            consumer: Arc::new(
-                bus.consumer(&filter_group("ethereum-mainnet"), &[&blocks_topic("ethereum-mainnet")]),
-            ),
-            producer: producer.clone(),
-            config: store.subscribe(),
-            metrics: metrics.clone(),
-            concurrency: 2,
-            attempts: 3,
+        let settings = StageSettings {
+            filter_concurrency: 2,
+            filter_attempts: 3,
+            notify_concurrency: 8,
+            destinations: policy,
+            ..StageSettings::default()
         };
-        let notify = NotifyStage {
-            consumer: Arc::new(bus.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC])),
-            producer: producer.clone(),
-            config: store.subscribe(),
-            channels: Arc::new(Channels::new(policy, ScriptRunner::default())),
-            scripts: ScriptRunner::default(),
-            delivered: DeliveredLog::new(producer),
-            throttles: Arc::new(Throttles::default()),
-            status: Arc::new(NoStatus),
-            metrics: metrics.clone(),
-            concurrency: 8,
-        };
+        let stages = Stages::new(settings, producer, store.clone(), metrics, Arc::new(NoStatus));
+        let filter = stages.filter(
+            "ethereum-mainnet",
+            Arc::new(bus.consumer(&filter_group("ethereum-mainnet"), &[&blocks_topic("ethereum-mainnet")])),
+        );
+        let notify = stages.notify(Arc::new(bus.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC])));
         let tasks = vec![
             tokio::spawn(filter.run(stop.clone())),
             tokio::spawn(notify.run(stop.clone())),

@@ -1,0 +1,70 @@
+//! The Network's `Ready`, as a pure function of what the reconcile found: problems of the spec,
+//! the topic, and what the ingester reports.
+
+use chainwatch_crds::common::Condition;
+
+use crate::conditions::{Check, WAITING_FOR_INGESTER};
+
+/// `Ready`: the first spec problem, else the topic's failure, else the ingester's `Progressing`
+/// (`WaitingForIngester` until it reports).
+pub fn ready(
+    problems: &[Check],
+    topic: &Check,
+    ingester: Option<&Condition>,
+    ingester_name: &str,
+    topic_name: &str,
+) -> Check {
+    if let Some(p) = problems.first() {
+        return Check::new(
+            "Ready",
+            false,
+            &p.reason,
+            problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "),
+        );
+    }
+    if !topic.ok {
+        return Check::new("Ready", false, &topic.reason, topic.message.clone());
+    }
+    match ingester {
+        Some(c) if c.status == "True" => {
+            Check::new("Ready", true, "Running", format!("ingesting into {topic_name}; {}", c.message))
+        }
+        Some(c) => Check::new("Ready", false, &c.reason, format!("the ingester reports: {}", c.message)),
+        None => Check::new(
+            "Ready",
+            false,
+            WAITING_FOR_INGESTER,
+            format!("{ingester_name} applied; the ingester has not reported progress yet"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progressing(ok: bool) -> Condition {
+        Condition {
+            type_: "Progressing".into(),
+            status: if ok { "True" } else { "False" }.into(),
+            reason: if ok { "Ingesting" } else { "RpcUnavailable" }.into(),
+            message: "at block 7".into(),
+            last_transition_time: crate::conditions::now(),
+            observed_generation: None,
+        }
+    }
+
+    #[test]
+    fn spec_then_topic_then_ingester() {
+        let topic_ok = Check::new("TopicReady", true, "TopicReady", "6 partitions");
+        let topic_bad = Check::new("TopicReady", false, "KafkaUnavailable", "broker down");
+        let bad_spec = [Check::new("Ready", false, "InvalidSpec", "spec.pollInterval: invalid")];
+        let r = |p: &[Check], t: &Check, i: Option<&Condition>| ready(p, t, i, "ing", "topic").reason;
+        assert_eq!(r(&bad_spec, &topic_bad, Some(&progressing(true))), "InvalidSpec");
+        assert_eq!(r(&[], &topic_bad, Some(&progressing(true))), "KafkaUnavailable");
+        assert_eq!(r(&[], &topic_ok, None), WAITING_FOR_INGESTER);
+        assert_eq!(r(&[], &topic_ok, Some(&progressing(false))), "RpcUnavailable");
+        let running = ready(&[], &topic_ok, Some(&progressing(true)), "ing", "topic");
+        assert!(running.ok && running.message == "ingesting into topic; at block 7");
+    }
+}
