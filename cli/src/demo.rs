@@ -13,7 +13,6 @@ use chainwatch_devkit::devnet::Anvil;
 use chainwatch_worker::notify::destination::Cidr;
 use tokio_util::sync::CancellationToken;
 
-use crate::dev::DevArgs;
 
 /// A running demo.
 pub struct Demo {
@@ -106,7 +105,7 @@ spec:
 }
 
 /// Starts the demo's chain, receiver and configuration.
-pub async fn start(args: &DevArgs) -> anyhow::Result<Demo> {
+pub async fn start(rpc: Option<&str>, anvil: Option<&str>) -> anyhow::Result<Demo> {
     let dir = tempfile::Builder::new().prefix("chainwatch-demo-").tempdir()?;
     let config_dir = dir.path().to_path_buf();
     let receiver = receiver().await?;
@@ -118,7 +117,7 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<Demo> {
     )?;
     write(&config_dir, "20-triggers.yaml", &triggers(receiver))?;
 
-    if let Some(url) = &args.rpc {
+    if let Some(url) = rpc {
         // the Ethereum mainnet USDC example against a real endpoint
         write(
             &config_dir,
@@ -155,7 +154,7 @@ spec:
         return Ok(Demo { anvil: None, token: None, accounts: vec![], _dir: dir, config_dir, allow });
     }
 
-    let bin = find_anvil(args.anvil.as_deref())?;
+    let bin = find_anvil(anvil)?;
     let anvil = Anvil::spawn(&bin, &["--block-time", "1"]).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let accounts = anvil.accounts().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let supply = U256::from(1_000_000_000u64) * U256::from(1_000_000u64);

@@ -66,7 +66,7 @@ pub struct DevArgs {
     #[arg(long)]
     pub exit_after_matches: Option<usize>,
     /// Stop after this long (e.g. `2m`).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = chainwatch_crds::common::parse_duration)]
     pub duration: Option<Duration>,
     /// The anvil binary for --demo (default: $ANVIL_BIN, `anvil` on PATH, or the one
     /// `scripts/demo.sh` installs).
@@ -77,9 +77,6 @@ pub struct DevArgs {
     pub json: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    chainwatch_crds::common::parse_duration(s).map_err(|e| e.to_string())
-}
 
 /// A running ingestion of one network.
 struct Ingestion {
@@ -306,7 +303,7 @@ fn print_match(r: &MatchRecord, json: bool) {
 pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut demo = None;
     if args.demo {
-        let d = crate::demo::start(&args).await?;
+        let d = crate::demo::start(args.rpc.as_deref(), args.anvil.as_deref()).await?;
         args.config.push(d.config_dir.clone());
         args.allow_destinations.extend(d.allow.iter().cloned());
         demo = Some(d);

@@ -49,7 +49,7 @@ pub struct IngesterArgs {
     #[arg(long, env = "CHAINWATCH_SECRETS_NAMESPACE", default_value = "chainwatch-system")]
     pub secrets_namespace: String,
     /// Least time between two status writes to the Network.
-    #[arg(long, env = "CHAINWATCH_STATUS_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "CHAINWATCH_STATUS_INTERVAL", default_value = "5s", value_parser = chainwatch_crds::common::parse_duration)]
     pub status_interval: Duration,
     /// Blocks fetched concurrently.
     #[arg(long, env = "CHAINWATCH_FETCH_CONCURRENCY", default_value_t = 8)]
@@ -63,9 +63,6 @@ pub struct IngesterArgs {
     pub admin: AdminArgs,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    chainwatch_crds::common::parse_duration(s).map_err(|e| e.to_string())
-}
 
 /// Builds the block source of a runtime configuration.
 pub fn build_source(

@@ -16,6 +16,25 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Snapshot;
 use crate::metrics::WorkerMetrics;
 
+/// Why a block could not be processed.
+#[derive(Debug, thiserror::Error)]
+enum BlockFailure {
+    #[error("{0}")]
+    Evaluation(String),
+    #[error("{0}")]
+    Produce(String),
+}
+
+impl BlockFailure {
+    /// The dead letter's reason (a bounded metric label).
+    fn reason(&self) -> &'static str {
+        match self {
+            BlockFailure::Evaluation(_) => "evaluation_failed",
+            BlockFailure::Produce(_) => "produce_failed",
+        }
+    }
+}
+
 /// The filter stage of one network.
 #[derive(Clone)]
 pub struct FilterStage {
@@ -94,7 +113,7 @@ impl FilterStage {
         };
         let number = block.block.number();
         let backoff = Backoff::default();
-        let mut last_error = String::new();
+        let mut last_error = BlockFailure::Evaluation(String::new());
         for attempt in 0..self.attempts.max(1) {
             if attempt > 0 {
                 tokio::time::sleep(backoff.delay(attempt - 1)).await;
@@ -111,7 +130,7 @@ impl FilterStage {
             let (matches, stats) = match evaluated {
                 Ok(r) => r,
                 Err(panic) => {
-                    last_error = format!("evaluation panicked: {}", panic_message(&panic));
+                    last_error = BlockFailure::Evaluation(format!("evaluation panicked: {}", panic_message(&panic)));
                     continue;
                 }
             };
@@ -130,17 +149,15 @@ impl FilterStage {
             match results.into_iter().find_map(Result::err) {
                 None => return,
                 Some(e) => {
-                    last_error = format!("producing matches failed: {e}");
+                    last_error = BlockFailure::Produce(format!("producing matches failed: {e}"));
                     tracing::warn!(network = %self.network, block = number, attempt, error = %e, "retrying the block");
                 }
             }
         }
-        let reason =
-            if last_error.starts_with("evaluation") { "evaluation_failed" } else { "produce_failed" };
         self.dead_letter(
             msg,
-            reason,
-            last_error,
+            last_error.reason(),
+            last_error.to_string(),
             json!({"block": number, "hash": block.block.id().hash}),
             self.attempts,
         )

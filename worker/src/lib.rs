@@ -36,9 +36,6 @@ use notify::destination::{Cidr, DestinationPolicy};
 use notify::script::{ScriptLimits, ScriptRunner};
 use stages::{StageSettings, Stages};
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    chainwatch_crds::common::parse_duration(s).map_err(|e| e.to_string())
-}
 
 /// Command-line arguments of the worker process.
 #[derive(Clone, Debug, clap::Args)]
@@ -69,7 +66,7 @@ pub struct WorkerArgs {
     #[arg(long = "allow-destination", env = "CHAINWATCH_ALLOW_DESTINATIONS", value_delimiter = ',')]
     pub allow_destinations: Vec<Cidr>,
     /// Least time between two status writes of a Monitor or Trigger.
-    #[arg(long, env = "CHAINWATCH_STATUS_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "CHAINWATCH_STATUS_INTERVAL", default_value = "5s", value_parser = chainwatch_crds::common::parse_duration)]
     pub status_interval: Duration,
     /// CPU seconds a script may use.
     #[arg(long, env = "CHAINWATCH_SCRIPT_CPU_SECONDS", default_value_t = 10)]

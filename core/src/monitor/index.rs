@@ -11,25 +11,13 @@ use std::sync::Arc;
 
 use alloy_primitives::Address;
 
+pub use super::stats::MatchStats;
 use super::{ChainMatcher, CompiledMonitor};
 use crate::block::{Block, EvmBlock, StellarLedger};
 use crate::evm::{DecodeCache, match_transaction};
 use crate::matches::{
     MatchedBlock, MatchedMonitor, MatchedTransaction, MonitorMatch, StellarMatchedTransaction,
 };
-
-/// Counters of one block's evaluation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MatchStats {
-    pub transactions: u64,
-    /// (monitor, transaction) pairs evaluated after the address gate.
-    pub evaluations: u64,
-    pub matches: u64,
-    /// Expressions that failed at run time (the condition did not match).
-    pub eval_errors: u64,
-    /// Calls/logs/XDR that did not decode.
-    pub decode_errors: u64,
-}
 
 /// The admitted, unpaused monitors of one network.
 #[derive(Debug, Default)]

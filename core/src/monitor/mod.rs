@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod index;
+pub mod stats;
 
 use std::fmt;
 use std::sync::Arc;

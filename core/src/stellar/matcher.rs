@@ -31,7 +31,7 @@ use super::spec::{ContractSpec, DataFormat, ParamLocation, kind_fits};
 use crate::block::{StellarLedger, StellarTransaction};
 use crate::matches::{MatchedArg, MatchedCall, MatchedEvent, MatchedOn, MatchedOnArgs};
 use crate::monitor::CompiledMonitor;
-use crate::monitor::index::MatchStats;
+use crate::monitor::stats::MatchStats;
 use crate::signature::normalize_signature;
 
 /// A match before it is turned into a `MonitorMatch`: monitor index, transaction, what matched.
