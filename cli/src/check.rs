@@ -106,8 +106,47 @@ fn assumed_network(name: &str, chain: ChainType) -> chainwatch_crds::Network {
     .expect("a Network")
 }
 
-/// Checks the files; returns every finding (sorted by file).
-pub fn check(args: &CheckArgs) -> Vec<Finding> {
+/// What the operator would say of an object: `Ready` and its reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub object: String,
+    pub ready: bool,
+    pub reason: String,
+}
+
+/// The findings (sorted by file) and the verdicts (sorted by object).
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// The `Ready` verdicts of the Monitors, Triggers and Tenants among the files, by the operator's
+/// admission over the files.
+fn verdicts(o: &Objects, catalog: &Files<'_>) -> Vec<Verdict> {
+    let abis = AbiCache::default();
+    let mut out = Vec::new();
+    for (_, m) in &o.monitors {
+        let v = admit_monitor(m, catalog, &abis);
+        let object = format!("Monitor {}/{}", m.namespace().unwrap_or_default(), m.name_any());
+        out.push(Verdict { object, ready: v.admitted, reason: v.ready().reason.clone() });
+    }
+    for (_, t) in &o.triggers {
+        let v = admit_trigger(t, catalog);
+        let object = format!("Trigger {}/{}", t.namespace().unwrap_or_default(), t.name_any());
+        out.push(Verdict { object, ready: v.ready.ok, reason: v.ready.reason });
+    }
+    for (_, t) in &o.tenants {
+        let v = admit_tenant(t, catalog);
+        let (ready, reason) =
+            if v.conflicts.is_empty() { (true, "Ready") } else { (false, "NamespaceConflict") };
+        out.push(Verdict { object: format!("Tenant {}", t.name_any()), ready, reason: reason.into() });
+    }
+    out.sort_by(|a, b| a.object.cmp(&b.object));
+    out
+}
+
+/// Checks the files.
+pub fn check(args: &CheckArgs) -> Report {
     let mut out = Findings(Vec::new());
     let (docs, load_errors) = manifests::load(&args.paths, args.recursive);
     if docs.is_empty() && load_errors.is_empty() {
@@ -183,11 +222,12 @@ pub fn check(args: &CheckArgs) -> Vec<Finding> {
     check_triggers(&objects, &catalog, &schema_failed, &mut out);
     check_monitors(&objects, &catalog, &schema_failed, &mut out);
     check_tenants(&objects, &catalog, &mut out);
+    let verdicts = verdicts(&objects, &catalog);
 
     let mut findings = out.0;
     findings.sort();
     findings.dedup();
-    findings
+    Report { findings, verdicts }
 }
 
 fn check_networks(o: &Objects, skip: &BTreeSet<Source>, out: &mut Findings) {
@@ -315,14 +355,14 @@ fn check_tenants(o: &Objects, catalog: &Files<'_>, out: &mut Findings) {
 
 /// Runs the command: prints the findings and returns the exit code (0 ok, 1 problems).
 pub fn run(args: CheckArgs) -> i32 {
-    let findings = check(&args);
+    let Report { findings, verdicts } = check(&args);
     let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
     let warnings = findings.len() - errors;
     match args.output {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"findings": findings, "errors": errors, "warnings": warnings})
+                &serde_json::json!({"findings": findings, "errors": errors, "warnings": warnings, "verdicts": verdicts})
             )
             .unwrap_or_default()
         ),

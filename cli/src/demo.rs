@@ -13,7 +13,6 @@ use chainwatch_devkit::devnet::Anvil;
 use chainwatch_worker::notify::destination::Cidr;
 use tokio_util::sync::CancellationToken;
 
-
 /// A running demo.
 pub struct Demo {
     anvil: Option<std::sync::Arc<Anvil>>,

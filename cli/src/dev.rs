@@ -77,7 +77,6 @@ pub struct DevArgs {
     pub json: bool,
 }
 
-
 /// A running ingestion of one network.
 struct Ingestion {
     config: watch::Sender<Option<Result<NetworkSettings, SpecError>>>,

@@ -63,7 +63,6 @@ pub struct IngesterArgs {
     pub admin: AdminArgs,
 }
 
-
 /// Builds the block source of a runtime configuration.
 pub fn build_source(
     name: &str,

@@ -130,7 +130,8 @@ impl FilterStage {
             let (matches, stats) = match evaluated {
                 Ok(r) => r,
                 Err(panic) => {
-                    last_error = BlockFailure::Evaluation(format!("evaluation panicked: {}", panic_message(&panic)));
+                    last_error =
+                        BlockFailure::Evaluation(format!("evaluation panicked: {}", panic_message(&panic)));
                     continue;
                 }
             };

@@ -36,7 +36,6 @@ use notify::destination::{Cidr, DestinationPolicy};
 use notify::script::{ScriptLimits, ScriptRunner};
 use stages::{StageSettings, Stages};
 
-
 /// Command-line arguments of the worker process.
 #[derive(Clone, Debug, clap::Args)]
 pub struct WorkerArgs {

@@ -12,3 +12,4 @@ mod harness;
 mod config_changes;
 mod crashes;
 mod notifications;
+mod verdicts;

@@ -12,4 +12,3 @@ pub struct MatchStats {
     /// Calls/logs/XDR that did not decode.
     pub decode_errors: u64,
 }
-
