@@ -46,6 +46,8 @@ enum Command {
     Ingester(chainwatch_ingester::IngesterArgs),
     /// The filter and notify worker process (run by the operator).
     Worker(chainwatch_worker::WorkerArgs),
+    /// A tenant's script runner (run by the operator in the tenant's namespace).
+    ScriptRunner(chainwatch_worker::script::server::RunnerArgs),
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
@@ -103,6 +105,9 @@ fn main() -> ExitCode {
                         chainwatch_ingester::run(args, shutdown).await.map_err(Into::into)
                     }
                     Command::Worker(args) => chainwatch_worker::run(args, shutdown).await.map_err(Into::into),
+                    Command::ScriptRunner(args) => {
+                        chainwatch_worker::script::server::serve(args, shutdown).await.map_err(Into::into)
+                    }
                     Command::Check(_) | Command::Import(_) | Command::Completions { .. } => {
                         unreachable!("handled above")
                     }

@@ -78,6 +78,10 @@ pub struct TenantLimits {
     /// Whether Monitors may use trigger-condition scripts and Triggers may be scripts. Default false.
     #[serde(default)]
     pub allow_scripts: bool,
+    /// Whether those scripts may use the network. Default false: a script runs with no network at
+    /// all (its runner pod's egress is denied). Notification destinations are not affected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub script_network: bool,
 }
 
 /// Observed state, written by the operator.

@@ -25,10 +25,12 @@ pub struct Health {
 
 impl Health {
     pub fn ok(reason: &str, message: &str) -> Self {
-        Self { ok: Some(true), reason: reason.into(), message: message.into() }
+        Self { ok: Some(true), reason: reason.into(), message: chainwatch_platform::redact::scrub(message, []) }
     }
 
     pub fn failing(reason: &str, message: &str) -> Self {
+        // an endpoint is named by scheme://host only: its path or query may hold a key
+        let message = chainwatch_platform::redact::scrub(message, []);
         Self { ok: Some(false), reason: reason.into(), message: message.chars().take(512).collect() }
     }
 }

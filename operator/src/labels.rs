@@ -16,6 +16,7 @@ pub const TENANT: &str = "chainwatch.io/tenant";
 pub const INGESTER: &str = "ingester";
 pub const WORKER: &str = "worker";
 pub const TENANT_RBAC: &str = "tenant-rbac";
+pub const SCRIPT_RUNNER: &str = "script-runner";
 /// The `managed-by` label value, and the operator's field manager.
 pub const MANAGER: &str = "chainwatch-operator";
 
@@ -54,6 +55,13 @@ pub fn tenant(tenant: &str) -> BTreeMap<String, String> {
         (MANAGED_BY.into(), MANAGER.into()),
         (TENANT.into(), tenant.into()),
     ])
+}
+
+/// Labels of a component the operator runs for a tenant (its script runner).
+pub fn tenant_component(tenant: &str, component: &str) -> BTreeMap<String, String> {
+    let mut l = self::tenant(tenant);
+    l.insert(COMPONENT.into(), component.into());
+    l
 }
 
 pub fn tenant_children(tenant: &str) -> String {

@@ -7,6 +7,8 @@ pub mod backoff;
 pub mod bus;
 pub mod cache;
 pub mod codec;
+pub mod redact;
+pub mod runner;
 pub mod shutdown;
 pub mod telemetry;
 

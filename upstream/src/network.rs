@@ -21,16 +21,15 @@ pub struct ImportedNetwork {
     pub unsupported: Vec<(String, String)>,
 }
 
-/// Whether a plain RPC URL seems to carry a credential (user info, a query string, or a long
-/// token-like path segment such as Alchemy's or Infura's keys): then it goes into a Secret.
+/// Whether a plain RPC URL may carry a credential (user info, a query string, or any path, where
+/// Alchemy, Infura and Ankr put their keys): then it goes into a Secret.
 pub fn url_has_credentials(url: &str) -> bool {
+    // keys ride in userinfo, queries and paths (`/v2/<key>`, `/<key>`): anything past the host
+    // may be one, so only a bare `scheme://host[:port]` stays in the spec
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    authority.contains('@')
-        || path.contains('?')
-        || path.split('/').any(|seg| {
-            seg.len() >= 20 && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    authority.contains('@') || !(tail.is_empty() || tail == "/")
 }
 
 /// Converts upstream network JSON; `secret_name` is the Secret that will hold endpoint URLs.
@@ -159,5 +158,8 @@ mod tests {
         assert!(url_has_credentials("https://eth-mainnet.g.alchemy.com/v2/abcdefghijklmnopqrstuvwx"));
         assert!(url_has_credentials("https://user:pass@node.example"));
         assert!(url_has_credentials("https://node.example/rpc?key=1"));
+        assert!(url_has_credentials("https://rpc.ankr.com/eth/0123abc"), "a short key in the path");
+        assert!(url_has_credentials("https://node.example?apikey=x"));
+        assert!(!url_has_credentials("https://node.example:8545/"));
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod filter;
 pub mod metrics;
 pub mod notify;
+pub mod script;
 pub mod stage;
 pub mod stages;
 pub mod status;
@@ -33,7 +34,7 @@ use config::{Admission, ConfigStore};
 use metrics::WorkerMetrics;
 use notify::dedup::DELIVERED_TOPIC;
 use notify::destination::{Cidr, DestinationPolicy};
-use notify::script::{ScriptLimits, ScriptRunner};
+use script::{ScriptLimits, ScriptRunner};
 use stages::{StageSettings, Stages};
 
 /// Command-line arguments of the worker process.
@@ -73,6 +74,11 @@ pub struct WorkerArgs {
     /// Address space of a script, in MiB.
     #[arg(long, env = "CHAINWATCH_SCRIPT_MEMORY_MIB", default_value_t = 1024)]
     pub script_memory_mib: u64,
+    /// Where tenant scripts run: `local` (sandboxed processes of this worker: one machine,
+    /// tests) or the URL of the tenants' runners, `{namespace}` standing for the runner's (the
+    /// operator sets `http://chainwatch-script-runner.{namespace}.svc:8080/run`).
+    #[arg(long, env = "CHAINWATCH_SCRIPT_RUNNER", default_value = "local")]
+    pub script_runner: String,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -81,12 +87,14 @@ pub struct WorkerArgs {
 
 impl WorkerArgs {
     pub fn script_runner(&self) -> ScriptRunner {
-        ScriptRunner {
-            limits: ScriptLimits {
-                cpu_seconds: self.script_cpu_seconds,
-                memory_bytes: self.script_memory_mib << 20,
-                ..Default::default()
-            },
+        let limits = ScriptLimits {
+            cpu_seconds: self.script_cpu_seconds,
+            memory_bytes: self.script_memory_mib << 20,
+            ..Default::default()
+        };
+        match self.script_runner.as_str() {
+            "local" => ScriptRunner::local(limits),
+            url => ScriptRunner::remote(url, limits),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::notify::NotifyStage;
 use crate::notify::channels::Channels;
 use crate::notify::dedup::DeliveredLog;
 use crate::notify::destination::DestinationPolicy;
-use crate::notify::script::ScriptRunner;
+use crate::script::ScriptRunner;
 use crate::notify::throttle::Throttles;
 use crate::status::StatusSink;
 

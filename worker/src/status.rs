@@ -27,7 +27,10 @@ pub const FIELD_MANAGER: &str = "chainwatch-worker";
 pub trait StatusSink: Send + Sync + 'static {
     fn matched(&self, m: &MonitorMatch);
     fn delivered(&self, namespace: &str, trigger: &str);
-    fn failed(&self, namespace: &str, trigger: &str, error: &str);
+    /// A delivery was dead-lettered: `reason` is the condition reason (`ScriptTimedOut`, …).
+    fn failed(&self, namespace: &str, trigger: &str, reason: &str, error: &str);
+    /// A trigger-condition script of the monitor ran (`None`) or failed.
+    fn condition_ran(&self, monitor: &MonitorKey, error: Option<&crate::script::ScriptError>);
 }
 
 /// Reports nowhere (`chainwatch dev` prints instead).
@@ -36,7 +39,8 @@ pub struct NoStatus;
 impl StatusSink for NoStatus {
     fn matched(&self, _: &MonitorMatch) {}
     fn delivered(&self, _: &str, _: &str) {}
-    fn failed(&self, _: &str, _: &str, _: &str) {}
+    fn failed(&self, _: &str, _: &str, _: &str, _: &str) {}
+    fn condition_ran(&self, _: &MonitorKey, _: Option<&crate::script::ScriptError>) {}
 }
 
 #[derive(Default, Clone)]
@@ -50,7 +54,7 @@ struct TriggerDelta {
     delivered: u64,
     failed: u64,
     last_delivery_ms: Option<u64>,
-    last_error: Option<(String, u64)>,
+    last_error: Option<(String, String, u64)>,
 }
 
 #[derive(Default)]
@@ -59,6 +63,10 @@ struct Pending {
     triggers: HashMap<(String, String), TriggerDelta>,
     /// Delivering condition last applied per trigger.
     delivering: HashMap<(String, String), bool>,
+    /// The newest outcome of each monitor's trigger-condition scripts (reason, message), not yet
+    /// written, and the last one written.
+    scripts: HashMap<MonitorKey, Option<(String, String)>>,
+    scripts_written: HashMap<MonitorKey, Option<(String, String)>>,
 }
 
 /// Writes status to the API server.
@@ -114,6 +122,19 @@ impl KubeStatus {
                 }
             }
         }
+        let scripts: Vec<(MonitorKey, Option<(String, String)>)> = {
+            let mut p = self.lock();
+            let pending = std::mem::take(&mut p.scripts);
+            pending.into_iter().filter(|(k, v)| p.scripts_written.get(k) != Some(v)).collect()
+        };
+        for (key, outcome) in scripts {
+            match self.write_scripts_condition(&key, outcome.as_ref()).await {
+                Ok(()) => {
+                    self.lock().scripts_written.insert(key, outcome);
+                }
+                Err(e) => tracing::warn!(monitor = %key, error = %e, "writing the TriggerConditions condition failed"),
+            }
+        }
         for ((ns, name), delta) in triggers {
             if let Err(e) = self.flush_trigger(&ns, &name, &delta).await {
                 tracing::warn!(trigger = %format!("{ns}/{name}"), error = %e, "writing trigger status failed; keeping the counts for the next flush");
@@ -127,6 +148,22 @@ impl KubeStatus {
                 }
             }
         }
+    }
+
+    /// `TriggerConditions` on the Monitor: True while its scripts run, False with the script's
+    /// reason when one misbehaves (a timeout, a crash, output that is not true/false).
+    async fn write_scripts_condition(&self, key: &MonitorKey, failure: Option<&(String, String)>) -> Result<(), kube::Error> {
+        let api: Api<Monitor> = Api::namespaced(self.client.clone(), &key.namespace);
+        let (status, reason, message) = match failure {
+            None => ("True", "ScriptsRan", "the trigger-condition scripts ran".to_string()),
+            Some((reason, message)) => ("False", reason.as_str(), message.chars().take(512).collect()),
+        };
+        let patch = json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Monitor", "status": {"conditions": [{
+            "type": "TriggerConditions", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": time(chainwatch_platform::codec::now_ms()),
+        }]}});
+        api.patch_status(&key.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+        Ok(())
     }
 
     async fn flush_monitor(&self, key: &MonitorKey, delta: &MonitorDelta) -> Result<(), kube::Error> {
@@ -164,7 +201,7 @@ impl KubeStatus {
             if let Some(ms) = delta.last_delivery_ms {
                 status["lastDeliveryTime"] = json!(time(ms));
             }
-            if let Some((err, ms)) = &delta.last_error {
+            if let Some((_, err, ms)) = &delta.last_error {
                 status["lastError"] = json!(err.chars().take(1024).collect::<String>());
                 status["lastErrorTime"] = json!(time(*ms));
             }
@@ -178,7 +215,7 @@ impl KubeStatus {
         }
         // the Delivering condition, on transitions only
         let delivering = match (delta.last_delivery_ms, &delta.last_error) {
-            (Some(d), Some((_, e))) => Some(d >= *e),
+            (Some(d), Some((_, _, e))) => Some(d >= *e),
             (Some(_), None) => Some(true),
             (None, Some(_)) => Some(false),
             (None, None) => None,
@@ -189,14 +226,11 @@ impl KubeStatus {
                 let (reason, message) = if ok {
                     ("Delivered", "the newest notification was delivered".to_string())
                 } else {
-                    (
-                        "DeadLettered",
-                        delta
-                            .last_error
-                            .as_ref()
-                            .map(|(e, _)| e.chars().take(512).collect())
-                            .unwrap_or_default(),
-                    )
+                    delta
+                        .last_error
+                        .as_ref()
+                        .map(|(reason, e, _)| (reason.as_str(), e.chars().take(512).collect()))
+                        .unwrap_or(("DeliveryFailed", String::new()))
                 };
                 let patch = json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "status": {"conditions": [{
                     "type": "Delivering", "status": if ok { "True" } else { "False" }, "reason": reason, "message": message,
@@ -234,10 +268,15 @@ impl StatusSink for KubeStatus {
         d.last_delivery_ms = Some(chainwatch_platform::codec::now_ms());
     }
 
-    fn failed(&self, namespace: &str, trigger: &str, error: &str) {
+    fn failed(&self, namespace: &str, trigger: &str, reason: &str, error: &str) {
         let mut p = self.lock();
         let d = p.triggers.entry((namespace.to_string(), trigger.to_string())).or_default();
         d.failed += 1;
-        d.last_error = Some((error.to_string(), chainwatch_platform::codec::now_ms()));
+        d.last_error = Some((reason.to_string(), error.to_string(), chainwatch_platform::codec::now_ms()));
+    }
+
+    fn condition_ran(&self, monitor: &MonitorKey, error: Option<&crate::script::ScriptError>) {
+        let outcome = error.map(|e| (e.reason().to_string(), e.to_string()));
+        self.lock().scripts.insert(monitor.clone(), outcome);
     }
 }

@@ -292,7 +292,7 @@ impl RpcPool {
                 if e.is_timeout() {
                     RpcError::Timeout { endpoint: label(), after: ep.config.timeout }
                 } else {
-                    RpcError::Connect { endpoint: label(), message: e.to_string() }
+                    RpcError::Connect { endpoint: label(), message: e.without_url().to_string() }
                 }
             })?;
             let status = response.status();
@@ -303,7 +303,7 @@ impl RpcPool {
                 if e.is_timeout() {
                     RpcError::Timeout { endpoint: label(), after: ep.config.timeout }
                 } else {
-                    RpcError::Connect { endpoint: label(), message: e.to_string() }
+                    RpcError::Connect { endpoint: label(), message: e.without_url().to_string() }
                 }
             })?;
             let value: Value = serde_json::from_slice(&bytes).map_err(|e| RpcError::Malformed {

@@ -49,7 +49,7 @@ pub const DEFAULT_MIN_REPLICAS: i32 = 1;
 pub const DEFAULT_MAX_REPLICAS: i32 = 4;
 pub const DEFAULT_CPU_TARGET: i32 = 70;
 pub const DEFAULT_LAG_THRESHOLD: i64 = 20;
-const ADMIN_PORT: i32 = 8080;
+pub(crate) const ADMIN_PORT: i32 = 8080;
 
 pub fn ingester_name(network: &str) -> String {
     format!("chainwatch-ingester-{network}")
@@ -73,11 +73,11 @@ fn meta(network: &Network, name: &str, namespace: Option<&str>, component: &str)
     }
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
+pub(crate) fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
 }
 
-fn probe(path: &str, period: i32) -> Probe {
+pub(crate) fn probe(path: &str, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -91,7 +91,7 @@ fn probe(path: &str, period: i32) -> Probe {
     }
 }
 
-fn restricted() -> SecurityContext {
+pub(crate) fn restricted() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
@@ -102,7 +102,7 @@ fn restricted() -> SecurityContext {
     }
 }
 
-fn pod_security() -> PodSecurityContext {
+pub(crate) fn pod_security() -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(65532),
@@ -113,7 +113,7 @@ fn pod_security() -> PodSecurityContext {
     }
 }
 
-fn resources(
+pub(crate) fn resources(
     spec: Option<&ResourceRequirements>,
     cpu: &str,
     memory: &str,
@@ -375,6 +375,8 @@ pub fn worker_deployment(network: &Network, s: &PodSettings, partitions: i32, sc
     if let Some(a) = &s.allow_destinations {
         vars.push(env("CHAINWATCH_ALLOW_DESTINATIONS", a));
     }
+    // tenant scripts run in the tenant's runner pod, never next to the worker's token
+    vars.push(env("CHAINWATCH_SCRIPT_RUNNER", chainwatch_platform::runner::URL));
     Deployment {
         metadata: meta(network, &worker_name(&net), Some(&s.namespace), labels::WORKER),
         spec: Some(DeploymentSpec {

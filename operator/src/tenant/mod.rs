@@ -12,7 +12,9 @@ use std::time::Duration;
 use chainwatch_core::config::{Check, admit_tenant};
 use chainwatch_crds::Tenant;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -129,6 +131,43 @@ async fn prune_bindings(ctx: &Ctx, tenant: &str, owned: &BTreeSet<String>) -> Re
     Ok(())
 }
 
+/// The tenant's script runner in `runner_ns` (none when scripts are not allowed), and none in its
+/// other namespaces.
+async fn script_runner(ctx: &Ctx, t: &Tenant, runner_ns: Option<&str>, owned: &BTreeSet<String>) -> Result<()> {
+    let c = ctx.client.clone();
+    if let Some(ns) = runner_ns {
+        let operator = (ctx.pods.namespace.as_str(), ctx.service_account.as_str());
+        apply(&Api::<RoleBinding>::namespaced(c.clone(), ns), &build::runner_managers(t, ns, operator)).await?;
+        apply(&Api::<ServiceAccount>::namespaced(c.clone(), ns), &build::runner_service_account(t, ns)).await?;
+        apply(&Api::<NetworkPolicy>::namespaced(c.clone(), ns), &build::runner_network_policy(t, ns, &ctx.pods.namespace)).await?;
+        apply(&Api::<Service>::namespaced(c.clone(), ns), &build::runner_service(t, ns)).await?;
+        apply(&Api::<Deployment>::namespaced(c.clone(), ns), &build::runner_deployment(t, ns, &ctx.pods)).await?;
+    }
+    for ns in owned.iter().filter(|n| Some(n.as_str()) != runner_ns) {
+        // what a namespace no longer needs; the operator may be unable to see into it
+        // any more (its runner-managers binding is gone): nothing to remove then
+        let name = chainwatch_platform::runner::NAME;
+        remove(&Api::<Deployment>::namespaced(c.clone(), ns), name).await?;
+        remove(&Api::<Service>::namespaced(c.clone(), ns), name).await?;
+        remove(&Api::<NetworkPolicy>::namespaced(c.clone(), ns), name).await?;
+        remove(&Api::<ServiceAccount>::namespaced(c.clone(), ns), name).await?;
+        remove(&Api::<RoleBinding>::namespaced(c.clone(), ns), build::RUNNER_MANAGERS_BINDING).await?;
+    }
+    Ok(())
+}
+
+/// Deletes an object if it exists (and may be seen).
+async fn remove<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => Ok(()),
+        Err(source) => Err(Error::Delete { kind: K::kind(&()).into_owned(), name: name.into(), source }),
+    }
+}
+
 /// Reconciles one Tenant.
 pub async fn reconcile(t: Arc<Tenant>, ctx: Ctx) -> Result<Action> {
     let name = t.name_any();
@@ -152,6 +191,8 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Ctx) -> Result<Action> {
             ctx.caches.config_maps.retry_failed(ns);
         }
         prune_bindings(&ctx, &name, &owned).await?;
+        let runner_ns = verdict.owned.first().filter(|_| t.spec.limits.allow_scripts);
+        script_runner(&ctx, &t, runner_ns.map(String::as_str), &owned).await?;
     } else {
         problems.push((
             "RbacUnavailable",

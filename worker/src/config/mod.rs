@@ -51,6 +51,19 @@ pub type ObjectKey = (String, String);
 pub struct TenantInfo {
     pub name: String,
     pub limits: TenantLimits,
+    /// Where its script runner is (its first namespace).
+    pub runner_namespace: Option<String>,
+}
+
+impl TenantInfo {
+    /// Who a script of this tenant runs for.
+    pub fn run_for(&self) -> crate::script::RunFor {
+        crate::script::RunFor {
+            tenant: self.name.clone(),
+            network: self.limits.script_network,
+            runner_namespace: self.runner_namespace.clone(),
+        }
+    }
 }
 
 /// An immutable view of the configuration.
@@ -257,7 +270,14 @@ impl ConfigStore {
             .into_iter()
             .filter_map(|ns| {
                 let owner = owner_of(ns, objects.tenants.values().map(Arc::as_ref))?;
-                Some((ns.clone(), TenantInfo { name: owner.name_any(), limits: owner.spec.limits.clone() }))
+                Some((
+                    ns.clone(),
+                    TenantInfo {
+                        name: owner.name_any(),
+                        limits: owner.spec.limits.clone(),
+                        runner_namespace: owner.spec.namespaces.first().cloned(),
+                    },
+                ))
             })
             .collect();
 

@@ -10,12 +10,13 @@ use std::time::Duration;
 use chainwatch_crds::trigger::{HttpMethod, PayloadMode, SmtpTls};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::Value;
 
 use super::destination::{DestinationPolicy, GuardedResolver};
 use super::payload;
-use super::script::{ScriptRunner, script_input};
+use crate::script::{RunFor, ScriptRunner, script_input};
 use crate::config::ResolvedTrigger;
 
 /// Why a delivery failed.
@@ -25,6 +26,9 @@ pub enum DeliveryError {
     Transient(String),
     #[error("{0}")]
     Permanent(String),
+    /// A script trigger that failed (retried: a script may fail for a while).
+    #[error("script: {0}")]
+    Script(crate::script::ScriptError),
 }
 
 /// A credential that does not resolve: permanent, unless it cannot be read *yet*.
@@ -40,7 +44,16 @@ impl From<chainwatch_core::config::RefProblem> for DeliveryError {
 
 impl DeliveryError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, DeliveryError::Transient(_))
+        matches!(self, DeliveryError::Transient(_) | DeliveryError::Script(_))
+    }
+
+    /// Condition reason of a failed delivery (the Trigger's `Delivering`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DeliveryError::Transient(_) => "DeliveryFailed",
+            DeliveryError::Permanent(_) => "DeliveryRejected",
+            DeliveryError::Script(e) => e.reason(),
+        }
     }
 }
 
@@ -51,6 +64,8 @@ pub struct Notification<'a> {
     /// Upstream's JSON of the match (raw webhooks, scripts).
     pub raw: &'a Value,
     pub idempotency_key: &'a str,
+    /// Whom a script trigger runs for.
+    pub run_for: &'a RunFor,
 }
 
 /// Where notifications go instead of their channels in a dry run (`chainwatch dev --dry-notify`).
@@ -75,6 +90,8 @@ impl Channels {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .user_agent(USER_AGENT)
+            // a redirect could lead anywhere the destination policy forbids: none is followed
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(16)
             .build()
             .expect("building an HTTP client");
@@ -158,15 +175,15 @@ impl Channels {
             };
             let out = self
                 .scripts
-                .run(script, &script_input(n.raw, &script.arguments))
+                .run(script, &script_input(n.raw, &script.arguments), n.run_for)
                 .await
-                .map_err(|e| DeliveryError::Transient(format!("script: {e}")))?;
+                .map_err(DeliveryError::Script)?;
             return match out.exit_code {
                 Some(0) => Ok(()),
-                code => Err(DeliveryError::Transient(format!(
-                    "script exited with {code:?}: {}",
-                    out.stderr.chars().take(300).collect::<String>()
-                ))),
+                code => Err(DeliveryError::Script(crate::script::ScriptError::Failed {
+                    code,
+                    stderr: out.stderr.chars().take(300).collect(),
+                })),
             };
         }
         Err(DeliveryError::Permanent("the trigger has no channel".into()))
@@ -205,12 +222,24 @@ impl Channels {
             req = req.header(k, v);
         }
         match req.body(serde_json::to_vec(body).expect("JSON serializes")).send().await {
-            Err(e) if e.is_timeout() => Err(DeliveryError::Transient(format!("timed out: {e}"))),
-            Err(e) => Err(DeliveryError::Transient(format!("request failed: {e}"))),
+            // the URL (a webhook's, a bot token's) stays out of the message
+            Err(e) if e.is_timeout() => Err(DeliveryError::Transient(format!("timed out: {}", e.without_url()))),
+            Err(e) => Err(DeliveryError::Transient(format!("request failed: {}", e.without_url()))),
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
                     return Ok(());
+                }
+                if status.is_redirection() {
+                    let to = resp
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|l| l.to_str().ok())
+                        .map(chainwatch_platform::redact::endpoint)
+                        .unwrap_or_else(|| "somewhere".into());
+                    return Err(DeliveryError::Permanent(format!(
+                        "HTTP {status}: the receiver redirects to {to}; chainwatch follows no redirect (each hop would have to pass the destination policy): point the trigger at the final URL"
+                    )));
                 }
                 let text: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
                 let msg = format!("HTTP {status}: {text}");
@@ -235,7 +264,8 @@ impl Channels {
             SmtpTls::StartTls => 587,
             SmtpTls::None => 25,
         });
-        self.policy.resolve(&e.host, port).await.map_err(DeliveryError::Permanent)?;
+        // connect to an address the policy permitted, not to whatever the name resolves to next
+        let addr = self.policy.resolve(&e.host, port).await.map_err(DeliveryError::Permanent)?[0];
         let user = e
             .username_secret_ref
             .as_ref()
@@ -248,19 +278,26 @@ impl Channels {
             .map(|r| trigger.secret(r).map(str::to_string))
             .transpose()
             .map_err(DeliveryError::from)?;
-        let cache_key = format!("{}:{port}:{tls:?}:{}", e.host, user.as_deref().unwrap_or(""));
+        let cache_key = format!("{}:{addr}:{tls:?}:{}", e.host, user.as_deref().unwrap_or(""));
         let transport = {
             let mut cache = self.smtp.lock().unwrap_or_else(|p| p.into_inner());
             match cache.get(&cache_key) {
                 Some(t) => t.clone(),
                 None => {
-                    let builder = match tls {
-                        SmtpTls::ImplicitTls => AsyncSmtpTransport::<Tokio1Executor>::relay(&e.host),
-                        SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&e.host),
-                        SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&e.host)),
-                    }
-                    .map_err(|err| DeliveryError::Permanent(format!("SMTP {}: {err}", e.host)))?;
-                    let mut builder = builder.port(port).timeout(Some(Duration::from_secs(30)));
+                    // the certificate is checked against the host name; the connection goes to `addr`
+                    let params = || {
+                        TlsParameters::new(e.host.clone())
+                            .map_err(|err| DeliveryError::Permanent(format!("SMTP {}: {err}", e.host)))
+                    };
+                    let security = match tls {
+                        SmtpTls::ImplicitTls => Tls::Wrapper(params()?),
+                        SmtpTls::StartTls => Tls::Required(params()?),
+                        SmtpTls::None => Tls::None,
+                    };
+                    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
+                        .port(port)
+                        .tls(security)
+                        .timeout(Some(Duration::from_secs(30)));
                     if let (Some(u), Some(p)) = (&user, &pass) {
                         builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
                     }

@@ -7,7 +7,6 @@ pub mod channels;
 pub mod dedup;
 pub mod destination;
 pub mod payload;
-pub mod script;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 use chainwatch_core::MonitorMatch;
 use chainwatch_core::template;
 use chainwatch_crds::common::Jitter;
-use chainwatch_platform::Backoff;
+use chainwatch_platform::{Backoff, redact};
 use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, Message, Producer};
 use chainwatch_platform::codec::{DeadLetterRecord, MatchRecord, now_ms};
 use serde_json::Value;
@@ -28,7 +27,7 @@ use crate::metrics::WorkerMetrics;
 use crate::status::StatusSink;
 use channels::{Channels, DeliveryError, Notification};
 use dedup::DeliveredLog;
-use script::{ScriptRunner, script_input};
+use crate::script::{RunFor, ScriptRunner, script_input};
 use throttle::Throttles;
 
 /// The notify stage.
@@ -126,9 +125,8 @@ impl NotifyStage {
         let raw = m.upstream_json();
         let snapshot = self.config.borrow().clone();
         if !m.monitor.trigger_conditions.is_empty() {
-            let allowed =
-                snapshot.tenant_of(&m.monitor.key.namespace).is_some_and(|t| t.limits.allow_scripts);
-            if !allowed {
+            let tenant = snapshot.tenant_of(&m.monitor.key.namespace).filter(|t| t.limits.allow_scripts);
+            let Some(tenant) = tenant else {
                 let detail =
                     "the monitor has trigger-condition scripts but its tenant does not allow scripts";
                 self.dead_letter(
@@ -143,16 +141,19 @@ impl NotifyStage {
                 )
                 .await;
                 return;
-            }
+            };
+            let run_for = tenant.run_for();
             for (i, cond) in m.monitor.trigger_conditions.iter().enumerate() {
-                match self.scripts.condition(cond, &script_input(&raw, &cond.arguments)).await {
+                match self.scripts.condition(cond, &script_input(&raw, &cond.arguments), &run_for).await {
                     Ok(true) => {
+                        self.status.condition_ran(&m.monitor.key, None);
                         self.metrics.condition_drop();
                         tracing::info!(monitor = %m.monitor.key, condition = i, tx = %m.transaction_hash(), "trigger condition filtered the match out");
                         return;
                     }
-                    Ok(false) => {}
+                    Ok(false) => self.status.condition_ran(&m.monitor.key, None),
                     Err(e) => {
+                        self.status.condition_ran(&m.monitor.key, Some(&e));
                         tracing::warn!(monitor = %m.monitor.key, condition = i, error = %e, "trigger condition failed; keeping the match")
                     }
                 }
@@ -260,7 +261,8 @@ impl NotifyStage {
             Some(msg) => (template::render(&msg.title, &vars), template::render(&msg.body, &vars)),
             None => (String::new(), String::new()),
         };
-        let notification = Notification { title, body, raw, idempotency_key: &key };
+        let run_for = tenant.map_or_else(|| RunFor::tenant(ns), |t| t.run_for());
+        let notification = Notification { title, body, raw, idempotency_key: &key, run_for: &run_for };
         let (max_retries, backoff) = retry_of(&trigger);
         let started = Instant::now();
         let mut attempt = 0;
@@ -284,7 +286,8 @@ impl NotifyStage {
                 }
                 Err(e) if e.is_transient() && attempt < max_retries => {
                     self.metrics.retry(channel);
-                    tracing::debug!(trigger = trigger_name, attempt, error = %e, "delivery failed; retrying");
+                    let error = redact::scrub(&e.to_string(), trigger.secret_values());
+                    tracing::debug!(trigger = trigger_name, attempt, %error, "delivery failed; retrying");
                     tokio::time::sleep(backoff.delay(attempt)).await;
                     attempt += 1;
                 }
@@ -292,18 +295,20 @@ impl NotifyStage {
             }
         };
         let reason = match &error {
-            DeliveryError::Transient(_) => "retries_exhausted",
+            DeliveryError::Transient(_) | DeliveryError::Script(_) => "retries_exhausted",
             DeliveryError::Permanent(_) => "rejected",
         };
         self.metrics.delivery(channel, "dead_lettered");
-        self.status.failed(ns, trigger_name, &error.to_string());
+        // what is written down names no secret of the trigger's (a URL's path, a token)
+        let message = redact::scrub(&error.to_string(), trigger.secret_values());
+        self.status.failed(ns, trigger_name, error.reason(), &message);
         self.dead_letter(
             source,
             Some(m),
             Some(trigger_name),
             Some(&key),
             reason,
-            &error.to_string(),
+            &message,
             attempt + 1,
             Some(raw.clone()),
         )
