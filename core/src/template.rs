@@ -78,6 +78,13 @@ pub fn variables(m: &MonitorMatch) -> Variables {
 /// Replaces `${name}` placeholders. `${events}` and `${functions}` become upstream's Markdown
 /// summary blocks (empty when nothing of that kind matched); unknown names stay as written.
 pub fn render(template: &str, vars: &Variables) -> String {
+    render_with(template, vars, &|v| v.to_string())
+}
+
+/// [`render`], with every value from the match passed through `escape` (for the markup of the
+/// channel it goes to: text from the chain must not become a mention, a link or HTML), while the
+/// template's own markup stays.
+pub fn render_with(template: &str, vars: &Variables, escape: &dyn Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(template.len() + 64);
     let mut rest = template;
     while let Some(start) = rest.find("${") {
@@ -89,9 +96,9 @@ pub fn render(template: &str, vars: &Variables) -> String {
         };
         let key = &after[..end];
         match key {
-            "events" | "functions" => out.push_str(&summary_block(vars, key)),
+            "events" | "functions" => out.push_str(&summary_block(vars, key, escape)),
             _ => match vars.get(key) {
-                Some(value) => out.push_str(value),
+                Some(value) => out.push_str(&escape(value)),
                 None => {
                     out.push_str("${");
                     out.push_str(key);
@@ -106,7 +113,7 @@ pub fn render(template: &str, vars: &Variables) -> String {
 }
 
 /// Upstream's "Matched Events" / "Matched Functions" block, byte for byte.
-fn summary_block(vars: &Variables, prefix: &str) -> String {
+fn summary_block(vars: &Variables, prefix: &str, escape: &dyn Fn(&str) -> String) -> String {
     let mut indexes: Vec<usize> = vars
         .0
         .keys()
@@ -122,13 +129,13 @@ fn summary_block(vars: &Variables, prefix: &str) -> String {
     for (n, index) in indexes.iter().enumerate() {
         let Some(signature) = vars.get(&format!("{prefix}.{index}.signature")) else { continue };
         out.push_str(&format!("\n*Reason {}*\n", n + 1));
-        out.push_str(&format!("\n*Signature:* `{signature}`\n"));
+        out.push_str(&format!("\n*Signature:* `{}`\n", escape(signature)));
         out.push_str("\n*Params:*\n");
         let args_prefix = format!("{prefix}.{index}.args.");
         // BTreeMap iteration is already sorted by full key, hence by parameter name
         for (key, value) in vars.0.range(args_prefix.clone()..) {
             let Some(name) = key.strip_prefix(&args_prefix) else { break };
-            out.push_str(&format!("\n{name}: `{value}`"));
+            out.push_str(&format!("\n{}: `{}`", escape(name), escape(value)));
         }
         if *index != last {
             out.push('\n');

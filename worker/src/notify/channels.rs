@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::destination::{DestinationPolicy, GuardedResolver};
 use super::payload;
+pub use super::payload::Markup;
 use crate::script::{RunFor, ScriptRunner, script_input};
 use crate::config::ResolvedTrigger;
 
@@ -59,8 +60,11 @@ impl DeliveryError {
 
 /// A notification ready to send.
 pub struct Notification<'a> {
+    /// The title and body in the channel's markup (values from the chain escaped for it).
     pub title: String,
     pub body: String,
+    /// The body as plain text (an email's text part).
+    pub plain: String,
     /// Upstream's JSON of the match (raw webhooks, scripts).
     pub raw: &'a Value,
     pub idempotency_key: &'a str,
@@ -317,7 +321,7 @@ impl Channels {
                 .to(r.parse().map_err(|err| DeliveryError::Permanent(format!("recipient {r}: {err}")))?);
         }
         let message = message
-            .multipart(MultiPart::alternative_plain_html(n.body.clone(), payload::email_html(&n.body)))
+            .multipart(MultiPart::alternative_plain_html(n.plain.clone(), payload::email_html(&n.body)))
             .map_err(|err| DeliveryError::Permanent(format!("building the email: {err}")))?;
         match transport.send(message).await {
             Ok(_) => Ok(()),

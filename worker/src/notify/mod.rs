@@ -257,12 +257,19 @@ impl NotifyStage {
             return;
         }
         let vars = template::variables(m);
-        let (title, body) = match &trigger.spec.message {
-            Some(msg) => (template::render(&msg.title, &vars), template::render(&msg.body, &vars)),
-            None => (String::new(), String::new()),
+        // values from the chain are text in the channel's markup; the template's markup stays
+        let markup = channels::Markup::of(&trigger.spec);
+        let escaped = |v: &str| markup.escape(v);
+        let (title, body, plain) = match &trigger.spec.message {
+            Some(msg) => (
+                template::render_with(&msg.title, &vars, &escaped),
+                template::render_with(&msg.body, &vars, &escaped),
+                template::render(&msg.body, &vars),
+            ),
+            None => (String::new(), String::new(), String::new()),
         };
         let run_for = tenant.map_or_else(|| RunFor::tenant(ns), |t| t.run_for());
-        let notification = Notification { title, body, raw, idempotency_key: &key, run_for: &run_for };
+        let notification = Notification { title, body, plain, raw, idempotency_key: &key, run_for: &run_for };
         let (max_retries, backoff) = retry_of(&trigger);
         let started = Instant::now();
         let mut attempt = 0;

@@ -1,4 +1,7 @@
-//! Notification payloads in upstream's shapes (§3.5), webhook signing, Telegram escaping, email HTML.
+//! Notification payloads in upstream's shapes (§3.5), webhook signing, email HTML, and the escaping
+//! of values from the chain for each channel's markup ([`Markup`]): a token named `<!channel>` or
+//! `[free](https://phish.example)` is text, not a mention or a link; the template's own markup
+//! stays.
 
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -14,11 +17,99 @@ pub fn discord(title: &str, body: &str) -> Value {
     json!({"content": format!("*{title}*\n\n{body}")})
 }
 
-/// Telegram `sendMessage` with MarkdownV2.
+/// The markup a channel's text is read in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Markup {
+    /// Slack mrkdwn: `&`, `<`, `>` are escaped (no mention, no `<url|text>` link).
+    Slack,
+    /// Discord markdown: markdown characters are backslash-escaped and `@` mentions broken.
+    Discord,
+    /// Telegram MarkdownV2: every reserved character of a value is escaped.
+    Telegram,
+    /// Markdown rendered to HTML (email): punctuation is backslash-escaped, so no tag and no link.
+    Markdown,
+    /// Not markup (webhook JSON, scripts): values as they are.
+    Plain,
+}
+
+impl Markup {
+    pub fn of(spec: &chainwatch_crds::TriggerSpec) -> Markup {
+        if spec.slack.is_some() {
+            Markup::Slack
+        } else if spec.discord.is_some() {
+            Markup::Discord
+        } else if spec.telegram.is_some() {
+            Markup::Telegram
+        } else if spec.email.is_some() {
+            Markup::Markdown
+        } else {
+            Markup::Plain
+        }
+    }
+
+    /// A value from the chain, made text in this markup.
+    pub fn escape(self, value: &str) -> String {
+        match self {
+            Markup::Slack => value.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"),
+            Markup::Discord => {
+                let mut out = String::with_capacity(value.len() + 8);
+                for c in value.chars() {
+                    if "\\*_~`|>#[]()-".contains(c) {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                    if c == '@' {
+                        out.push('\u{200B}'); // no @everyone, @here or <@id>
+                    }
+                }
+                out.replace('<', "\\<")
+            }
+            // placeholders the MarkdownV2 pass leaves alone; `telegram` turns them into escapes
+            Markup::Telegram => value.chars().map(|c| if SPECIAL.contains(c) { shield(c) } else { c }).collect(),
+            Markup::Markdown => {
+                let mut out = String::with_capacity(value.len() + 8);
+                for c in value.chars() {
+                    if c.is_ascii_punctuation() {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out
+            }
+            Markup::Plain => value.to_string(),
+        }
+    }
+}
+
+/// A reserved character of a value, as a private-use character (so the span-keeping escaping of
+/// the whole text treats it as plain text).
+fn shield(c: char) -> char {
+    let i = SPECIAL.chars().position(|s| s == c).expect("a reserved character");
+    char::from_u32(SHIELD_BASE + i as u32).expect("a private-use character")
+}
+
+const SHIELD_BASE: u32 = 0xF0000;
+
+fn unshield(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match (c as u32).checked_sub(SHIELD_BASE).and_then(|i| SPECIAL.chars().nth(i as usize)) {
+            Some(original) => {
+                out.push('\\');
+                out.push(original);
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// Telegram `sendMessage` with MarkdownV2. Values in `title` and `body` come escaped by
+/// [`Markup::Telegram`].
 pub fn telegram(chat_id: &str, title: &str, body: &str, disable_web_page_preview: bool) -> Value {
     json!({
         "chat_id": chat_id,
-        "text": escape_markdown_v2(&format!("*{title}* \n\n{body}")),
+        "text": unshield(&escape_markdown_v2(&format!("*{title}* \n\n{body}"))),
         "parse_mode": "MarkdownV2",
         "disable_web_page_preview": disable_web_page_preview,
     })
@@ -144,6 +235,29 @@ mod tests {
         );
         assert_eq!(escape_markdown_v2("(not a [link) here"), "\\(not a \\[link\\) here");
         assert_eq!(escape_markdown_v2("a * b = c + d #1"), "a \\* b \\= c \\+ d \\#1");
+    }
+
+    #[test]
+    fn values_from_the_chain_are_text_in_every_markup() {
+        use chainwatch_core::template::{Variables, render_with};
+        let vars = Variables(
+            [("events.0.args.name".to_string(), "<!channel> [free](https://phish.example) <b>x</b> @everyone *bold*".to_string())]
+                .into(),
+        );
+        let body = |m: Markup| render_with("*Token:* ${events.0.args.name} <!here>", &vars, &|v| m.escape(v));
+        let slack = body(Markup::Slack);
+        assert_eq!(slack, "*Token:* &lt;!channel&gt; [free](https://phish.example) &lt;b&gt;x&lt;/b&gt; @everyone *bold* <!here>");
+        let discord = discord("T", &body(Markup::Discord));
+        let text = discord["content"].as_str().unwrap();
+        assert!(text.contains("\\[free\\]\\(https://phish.example\\)") && !text.contains("@everyone") && text.contains("\\*bold\\*"), "{text}");
+        assert!(text.contains("<!here>"), "the template's own markup stays: {text}");
+        let tg = telegram("1", "T", &body(Markup::Telegram), true);
+        let text = tg["text"].as_str().unwrap();
+        assert!(text.contains("\\[free\\]\\(https://phish\\.example\\)") && text.contains("\\*bold\\*"), "{text}");
+        assert!(text.starts_with("*T* \n\n*Token:* "), "the template's bold stays: {text}");
+        let html = email_html(&body(Markup::Markdown));
+        assert!(!html.contains("<b>") && html.contains("&lt;b&gt;") && !html.contains("href"), "{html}");
+        assert!(html.contains("<em>Token:</em>"), "the template's emphasis stays: {html}");
     }
 
     #[test]
