@@ -17,7 +17,9 @@ use chainwatch_ingester::metrics::IngesterMetrics;
 use chainwatch_ingester::rpc::RpcMetrics;
 use chainwatch_ingester::status::{Health, IngestStatus};
 use chainwatch_platform::bus::memory::MemoryBus;
-use chainwatch_platform::bus::{Consumer, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group};
+use chainwatch_platform::bus::{
+    Consumer, DEFERRED_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group,
+};
 use chainwatch_platform::codec::MatchRecord;
 use chainwatch_worker::config::{Admission, ConfigStore};
 use chainwatch_worker::metrics::WorkerMetrics;
@@ -380,7 +382,11 @@ pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Resu
         let stop = stop.clone();
         async move { delivered.follow(consumer, None, caught_up, stop).await }
     });
-    tasks.spawn(stages.notify(Arc::new(bus.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC]))).run(stop.clone()));
+    tasks.spawn(
+        stages
+            .notify(Arc::new(bus.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC, DEFERRED_TOPIC])))
+            .run(stop.clone()),
+    );
     let mut pipeline = Pipeline {
         bus: bus.clone(),
         stages,

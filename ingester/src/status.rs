@@ -25,7 +25,11 @@ pub struct Health {
 
 impl Health {
     pub fn ok(reason: &str, message: &str) -> Self {
-        Self { ok: Some(true), reason: reason.into(), message: chainwatch_platform::redact::scrub(message, []) }
+        Self {
+            ok: Some(true),
+            reason: reason.into(),
+            message: chainwatch_platform::redact::scrub(message, []),
+        }
     }
 
     pub fn failing(reason: &str, message: &str) -> Self {

@@ -5,7 +5,7 @@
 //! 0       2     magic "CW"
 //! 2       1     schema major version (readers reject a newer major: fields changed meaning)
 //! 3       1     schema minor version (additive changes; older readers ignore unknown fields)
-//! 4       1     record kind: 1 block, 2 reorg, 3 match, 4 dead letter
+//! 4       1     record kind: 1 block, 2 reorg, 3 match, 4 dead letter, 5 deferred notification
 //! 5       1     compression: 0 none, 1 LZ4 frame
 //! 6..     n     payload: the record as JSON (serde), compressed
 //! ```
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 pub const MAGIC: [u8; 2] = *b"CW";
 /// Schema version written by this build.
 pub const MAJOR: u8 = 1;
-pub const MINOR: u8 = 0;
+pub const MINOR: u8 = 1;
 /// Largest record accepted (after decompression): 64 MiB.
 pub const MAX_DECODED: usize = 64 << 20;
 
@@ -35,6 +35,7 @@ pub enum Kind {
     Reorg = 2,
     Match = 3,
     DeadLetter = 4,
+    Deferred = 5,
 }
 
 impl Kind {
@@ -44,6 +45,7 @@ impl Kind {
             2 => Kind::Reorg,
             3 => Kind::Match,
             4 => Kind::DeadLetter,
+            5 => Kind::Deferred,
             _ => return None,
         })
     }
@@ -105,6 +107,25 @@ pub struct MatchRecord {
     /// When the block was published by the ingester (latency measurements).
     pub block_published_at_ms: u64,
     pub produced_at_ms: u64,
+}
+
+/// A notification put aside (topic `chainwatch.notify.deferred`, key: the tenant): a delivery to
+/// retry later, or a match its tenant's backlog had no room for. Due at `due_at_ms`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DeferredRecord {
+    pub record: MatchRecord,
+    /// The one trigger to deliver to (a retry); `None`: the whole match, trigger conditions
+    /// included (a backlog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// Delivery attempts already made.
+    pub attempts: u32,
+    /// Times the match was put aside because its tenant's backlog was full.
+    #[serde(default)]
+    pub deferrals: u32,
+    pub due_at_ms: u64,
+    /// `retry` or `backlog`.
+    pub reason: String,
 }
 
 /// Something that could not be processed, with the reason (topic `chainwatch.deadletter`).
@@ -204,6 +225,16 @@ impl MatchRecord {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         decode_json(bytes, Kind::Match)
+    }
+}
+
+impl DeferredRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(Kind::Deferred, self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        decode_json(bytes, Kind::Deferred)
     }
 }
 

@@ -11,7 +11,10 @@ use regex::Regex;
 /// when it is none.
 pub fn endpoint(url: &str) -> String {
     match url.split_once("://") {
-        Some((scheme, rest)) if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) => {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) =>
+        {
             let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
             let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
             format!("{scheme}://{host}")
@@ -51,7 +54,10 @@ mod tests {
 
     #[test]
     fn endpoints_keep_only_scheme_host_and_port() {
-        assert_eq!(endpoint("https://eth-mainnet.g.alchemy.com/v2/KEY123"), "https://eth-mainnet.g.alchemy.com");
+        assert_eq!(
+            endpoint("https://eth-mainnet.g.alchemy.com/v2/KEY123"),
+            "https://eth-mainnet.g.alchemy.com"
+        );
         assert_eq!(endpoint("https://user:pass@rpc.example:8545/x?apikey=1"), "https://rpc.example:8545");
         assert_eq!(endpoint("https://api.telegram.org/bot123:AAA/sendMessage"), "https://api.telegram.org");
         assert_eq!(endpoint("not a url"), "invalid URL");
@@ -62,10 +68,10 @@ mod tests {
         let msg = "error sending request for url (https://hooks.slack.com/services/T00/B00/XXXXSECRET): connection refused";
         let s = scrub(msg, []);
         assert_eq!(s, "error sending request for url (https://hooks.slack.com): connection refused");
-        let quoted = scrub("the receiver said: token 123456:ABCDEF is invalid, path /services/T00/B00/XXXXSECRET", [
-            "123456:ABCDEF",
-            "https://hooks.slack.com/services/T00/B00/XXXXSECRET",
-        ]);
+        let quoted = scrub(
+            "the receiver said: token 123456:ABCDEF is invalid, path /services/T00/B00/XXXXSECRET",
+            ["123456:ABCDEF", "https://hooks.slack.com/services/T00/B00/XXXXSECRET"],
+        );
         assert!(!quoted.contains("ABCDEF") && !quoted.contains("XXXXSECRET"), "{quoted}");
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chainwatch_core::monitor::ResolvedScript;
 use chainwatch_crds::ScriptLanguage;
-use chainwatch_worker::script::{RunFor, ScriptRunner, SandboxMode, ScriptLimits, script_input};
+use chainwatch_worker::script::{RunFor, SandboxMode, ScriptLimits, ScriptRunner, script_input};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -20,7 +20,8 @@ async fn measure(runner: &ScriptRunner, name: &str, script: ResolvedScript, inpu
     let mut took = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
-        let verdict = runner.condition(&script, input, &RunFor::tenant("bench")).await.expect("the script runs");
+        let verdict =
+            runner.condition(&script, input, &RunFor::tenant("bench")).await.expect("the script runs");
         took.push(t.elapsed());
         assert!(!verdict);
     }

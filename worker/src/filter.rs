@@ -137,7 +137,9 @@ impl FilterStage {
             };
             self.metrics.block(&self.network, started.elapsed(), &stats);
             let sends = matches.into_iter().map(|m| {
-                let key = m.monitor.key.to_string();
+                // keyed by tenant: one notify worker owns each tenant's notifications and limits
+                let ns = &m.monitor.key.namespace;
+                let key = snapshot.tenant_of(ns).map_or_else(|| ns.clone(), |t| t.name.clone());
                 let record = MatchRecord {
                     matched: m,
                     block_published_at_ms: block.published_at_ms,

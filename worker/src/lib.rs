@@ -24,7 +24,8 @@ use chainwatch_platform::AdminArgs;
 use chainwatch_platform::admin::AdminServer;
 use chainwatch_platform::bus::kafka::{KafkaArgs, KafkaConsumer, TopicSpec};
 use chainwatch_platform::bus::{
-    Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group,
+    Consumer, DEADLETTER_TOPIC, DEFERRED_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic,
+    filter_group,
 };
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -58,9 +59,12 @@ pub struct WorkerArgs {
     /// Blocks evaluated concurrently.
     #[arg(long, env = "CHAINWATCH_FILTER_CONCURRENCY", default_value_t = 4)]
     pub filter_concurrency: usize,
-    /// Matches notified concurrently.
+    /// Notifications in flight at most, all tenants.
     #[arg(long, env = "CHAINWATCH_NOTIFY_CONCURRENCY", default_value_t = 32)]
     pub notify_concurrency: usize,
+    /// Notifications of one tenant in flight at most (a slow receiver holds only these).
+    #[arg(long, env = "CHAINWATCH_NOTIFY_PER_TENANT", default_value_t = 8)]
+    pub notify_per_tenant: usize,
     /// Internal destinations notifications may go to (CIDR or IP, repeatable). Loopback, private,
     /// link-local and metadata addresses are refused otherwise.
     #[arg(long = "allow-destination", env = "CHAINWATCH_ALLOW_DESTINATIONS", value_delimiter = ',')]
@@ -109,6 +113,10 @@ impl WorkerArgs {
             notify_concurrency: self.notify_concurrency,
             scripts: self.script_runner(),
             destinations: self.destination_policy(),
+            fairness: notify::lanes::Fairness {
+                per_tenant: self.notify_per_tenant,
+                queued: self.notify_per_tenant * 8,
+            },
         }
     }
 }
@@ -129,6 +137,15 @@ pub fn worker_topics() -> Vec<TopicSpec> {
     vec![
         TopicSpec {
             name: MATCHES_TOPIC.into(),
+            partitions: 12,
+            replication_factor: None,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            compact: false,
+        },
+        // as many partitions as the matches: a tenant's key lands in the same partition number of
+        // both, and the range assignor gives both to the same worker
+        TopicSpec {
+            name: DEFERRED_TOPIC.into(),
             partitions: 12,
             replication_factor: None,
             retention_ms: Some(7 * 24 * 3600 * 1000),
@@ -236,8 +253,11 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
             async move { delivered.follow(delivered_consumer, Some(ends), caught_up_tx, stop).await }
         });
         let _ = caught_up_rx.await;
-        let consumer =
-            Arc::new(args.kafka.member(NOTIFY_GROUP, &[MATCHES_TOPIC], args.instance_id.as_deref())?);
+        let consumer = Arc::new(args.kafka.member(
+            NOTIFY_GROUP,
+            &[MATCHES_TOPIC, DEFERRED_TOPIC],
+            args.instance_id.as_deref(),
+        )?);
         lag_sources.push((NOTIFY_GROUP.to_string(), consumer.clone()));
         tasks.spawn(pipeline.notify(consumer).run(stages.clone()));
     }

@@ -33,6 +33,10 @@ struct Scope {
     scope: String,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Group {
     group: String,
 }
@@ -61,6 +65,7 @@ pub struct WorkerMetrics {
     throttled: Family<Scope, Counter>,
     duplicates: Counter,
     condition_drops: Counter,
+    deferred: Family<Reason, Counter>,
     lag: Family<Group, Gauge>,
 }
 
@@ -84,6 +89,7 @@ impl Default for WorkerMetrics {
             throttled: Family::default(),
             duplicates: Counter::default(),
             condition_drops: Counter::default(),
+            deferred: Family::default(),
             lag: Family::default(),
         }
     }
@@ -151,6 +157,14 @@ impl WorkerMetrics {
             m.condition_drops.clone(),
         );
         r.register(
+            "notifications_deferred",
+            "Notifications put aside on the deferred topic: a retry later (retry) or a full tenant lane (backlog)",
+            m.deferred.clone(),
+        );
+        for reason in ["retry", "backlog"] {
+            let _ = m.deferred.get_or_create(&Reason { reason: reason.into() });
+        }
+        r.register(
             "consumer_lag",
             "Records not yet consumed by the group, on this worker's partitions",
             m.lag.clone(),
@@ -205,6 +219,9 @@ impl WorkerMetrics {
     }
     pub fn duplicate(&self) {
         self.duplicates.inc();
+    }
+    pub fn deferred(&self, reason: &str) {
+        self.deferred.get_or_create(&Reason { reason: reason.into() }).inc();
     }
     pub fn condition_drop(&self) {
         self.condition_drops.inc();

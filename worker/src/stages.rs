@@ -13,8 +13,8 @@ use crate::notify::NotifyStage;
 use crate::notify::channels::Channels;
 use crate::notify::dedup::DeliveredLog;
 use crate::notify::destination::DestinationPolicy;
-use crate::script::ScriptRunner;
 use crate::notify::throttle::Throttles;
+use crate::script::ScriptRunner;
 use crate::status::StatusSink;
 
 /// How the stages run.
@@ -26,6 +26,8 @@ pub struct StageSettings {
     pub filter_attempts: u32,
     /// Notifications in flight at most (all tenants).
     pub notify_concurrency: usize,
+    /// Each tenant's share of the notify stage.
+    pub fairness: crate::notify::lanes::Fairness,
     pub scripts: ScriptRunner,
     pub destinations: DestinationPolicy,
 }
@@ -36,6 +38,7 @@ impl Default for StageSettings {
             filter_concurrency: 4,
             filter_attempts: 5,
             notify_concurrency: 32,
+            fairness: crate::notify::lanes::Fairness::default(),
             scripts: ScriptRunner::default(),
             destinations: DestinationPolicy::default(),
         }
@@ -107,7 +110,8 @@ impl Stages {
         }
     }
 
-    /// The notify stage, consuming matches from `consumer`.
+    /// The notify stage, consuming matches and deferred notifications from `consumer` (subscribed
+    /// to `chainwatch.matches` and `chainwatch.notify.deferred`).
     pub fn notify(&self, consumer: Arc<dyn Consumer>) -> NotifyStage {
         NotifyStage {
             consumer,
@@ -120,6 +124,7 @@ impl Stages {
             status: self.status.clone(),
             metrics: self.metrics.clone(),
             concurrency: self.settings.notify_concurrency,
+            fairness: self.settings.fairness,
         }
     }
 }

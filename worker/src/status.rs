@@ -132,7 +132,9 @@ impl KubeStatus {
                 Ok(()) => {
                     self.lock().scripts_written.insert(key, outcome);
                 }
-                Err(e) => tracing::warn!(monitor = %key, error = %e, "writing the TriggerConditions condition failed"),
+                Err(e) => {
+                    tracing::warn!(monitor = %key, error = %e, "writing the TriggerConditions condition failed")
+                }
             }
         }
         for ((ns, name), delta) in triggers {
@@ -152,7 +154,11 @@ impl KubeStatus {
 
     /// `TriggerConditions` on the Monitor: True while its scripts run, False with the script's
     /// reason when one misbehaves (a timeout, a crash, output that is not true/false).
-    async fn write_scripts_condition(&self, key: &MonitorKey, failure: Option<&(String, String)>) -> Result<(), kube::Error> {
+    async fn write_scripts_condition(
+        &self,
+        key: &MonitorKey,
+        failure: Option<&(String, String)>,
+    ) -> Result<(), kube::Error> {
         let api: Api<Monitor> = Api::namespaced(self.client.clone(), &key.namespace);
         let (status, reason, message) = match failure {
             None => ("True", "ScriptsRan", "the trigger-condition scripts ran".to_string()),
@@ -162,7 +168,8 @@ impl KubeStatus {
             "type": "TriggerConditions", "status": status, "reason": reason, "message": message,
             "lastTransitionTime": time(chainwatch_platform::codec::now_ms()),
         }]}});
-        api.patch_status(&key.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+        api.patch_status(&key.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await?;
         Ok(())
     }
 

@@ -21,12 +21,12 @@ use chainwatch_crds::Tenant;
 use chainwatch_platform::runner;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, Namespace, PodSpec, PodTemplateSpec, Probe, Service,
-    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, Namespace, PodSpec, PodTemplateSpec,
+    Probe, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -166,11 +166,31 @@ pub fn runner_deployment(tenant: &Tenant, namespace: &str, pods: &PodSettings) -
             container_port: i32::from(runner::PORT),
             ..Default::default()
         }]),
-        liveness_probe: Some(Probe { http_get: Some(HTTPGetAction { path: Some("/livez".into()), port: IntOrString::String("runner".into()), ..Default::default() }), period_seconds: Some(10), ..Default::default() }),
-        readiness_probe: Some(Probe { http_get: Some(HTTPGetAction { path: Some("/readyz".into()), port: IntOrString::String("runner".into()), ..Default::default() }), period_seconds: Some(5), ..Default::default() }),
+        liveness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/livez".into()),
+                port: IntOrString::String("runner".into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(10),
+            ..Default::default()
+        }),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/readyz".into()),
+                port: IntOrString::String("runner".into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(5),
+            ..Default::default()
+        }),
         resources: Some(resources(None, "50m", "64Mi", "512Mi")),
         security_context: Some(restricted()),
-        volume_mounts: Some(vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        }]),
         ..Default::default()
     };
     Deployment {
@@ -179,7 +199,10 @@ pub fn runner_deployment(tenant: &Tenant, namespace: &str, pods: &PodSettings) -
             replicas: Some(1),
             selector: LabelSelector { match_labels: Some(runner_selector(tenant)), ..Default::default() },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(runner_meta(tenant, namespace).labels.unwrap_or_default()), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(runner_meta(tenant, namespace).labels.unwrap_or_default()),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
                     service_account_name: Some(runner::NAME.into()),
                     automount_service_account_token: Some(false),
@@ -188,7 +211,10 @@ pub fn runner_deployment(tenant: &Tenant, namespace: &str, pods: &PodSettings) -
                     containers: vec![container],
                     volumes: Some(vec![Volume {
                         name: "tmp".into(),
-                        empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("64Mi".into())), ..Default::default() }),
+                        empty_dir: Some(EmptyDirVolumeSource {
+                            size_limit: Some(Quantity("64Mi".into())),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }]),
                     ..Default::default()
@@ -219,7 +245,8 @@ pub fn runner_service(tenant: &Tenant, namespace: &str) -> Service {
 }
 
 /// Internal ranges a script with the network still may not reach.
-pub const INTERNAL_RANGES: [&str; 5] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"];
+pub const INTERNAL_RANGES: [&str; 5] =
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"];
 
 /// Only the workers (pods of component `worker` in the platform's namespace) reach the runner;
 /// the runner reaches nothing — or, when the Tenant allows scripts the network, the public
@@ -227,7 +254,10 @@ pub const INTERNAL_RANGES: [&str; 5] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.
 pub fn runner_network_policy(tenant: &Tenant, namespace: &str, platform_namespace: &str) -> NetworkPolicy {
     let workers = NetworkPolicyPeer {
         namespace_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".into(), platform_namespace.into())])),
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".into(),
+                platform_namespace.into(),
+            )])),
             ..Default::default()
         }),
         pod_selector: Some(LabelSelector {
@@ -238,12 +268,24 @@ pub fn runner_network_policy(tenant: &Tenant, namespace: &str, platform_namespac
     };
     let egress = if tenant.spec.limits.script_network {
         let dns = NetworkPolicyEgressRule {
-            ports: Some(["UDP", "TCP"].iter().map(|p| NetworkPolicyPort { protocol: Some((*p).into()), port: Some(IntOrString::Int(53)), ..Default::default() }).collect()),
+            ports: Some(
+                ["UDP", "TCP"]
+                    .iter()
+                    .map(|p| NetworkPolicyPort {
+                        protocol: Some((*p).into()),
+                        port: Some(IntOrString::Int(53)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             to: None,
         };
         let internet = NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
-                ip_block: Some(IPBlock { cidr: "0.0.0.0/0".into(), except: Some(INTERNAL_RANGES.iter().map(|r| (*r).into()).collect()) }),
+                ip_block: Some(IPBlock {
+                    cidr: "0.0.0.0/0".into(),
+                    except: Some(INTERNAL_RANGES.iter().map(|r| (*r).into()).collect()),
+                }),
                 ..Default::default()
             }]),
             ports: None,
@@ -255,11 +297,18 @@ pub fn runner_network_policy(tenant: &Tenant, namespace: &str, platform_namespac
     NetworkPolicy {
         metadata: runner_meta(tenant, namespace),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector { match_labels: Some(runner_selector(tenant)), ..Default::default() }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(runner_selector(tenant)),
+                ..Default::default()
+            }),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![workers]),
-                ports: Some(vec![NetworkPolicyPort { protocol: Some("TCP".into()), port: Some(IntOrString::Int(i32::from(runner::PORT))), ..Default::default() }]),
+                ports: Some(vec![NetworkPolicyPort {
+                    protocol: Some("TCP".into()),
+                    port: Some(IntOrString::Int(i32::from(runner::PORT))),
+                    ..Default::default()
+                }]),
             }]),
             egress: Some(egress),
         }),
@@ -330,13 +379,25 @@ mod tests {
         let c = &pod.containers[0];
         assert_eq!(c.args.as_deref(), Some(&["script-runner".to_string()][..]));
         let sc = c.security_context.as_ref().unwrap();
-        assert_eq!((sc.run_as_non_root, sc.allow_privilege_escalation, sc.read_only_root_filesystem), (Some(true), Some(false), Some(true)));
-        assert!(c.env.as_ref().unwrap().iter().any(|e| e.name == "CHAINWATCH_TENANT" && e.value.as_deref() == Some("acme")));
+        assert_eq!(
+            (sc.run_as_non_root, sc.allow_privilege_escalation, sc.read_only_root_filesystem),
+            (Some(true), Some(false), Some(true))
+        );
+        assert!(
+            c.env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|e| e.name == "CHAINWATCH_TENANT" && e.value.as_deref() == Some("acme"))
+        );
         let np = runner_network_policy(&t, "acme", "chainwatch-system").spec.unwrap();
         assert_eq!(np.policy_types.as_deref(), Some(&["Ingress".to_string(), "Egress".to_string()][..]));
         assert_eq!(np.egress.as_deref(), Some(&[][..]), "no egress at all");
         let from = &np.ingress.unwrap()[0].from.clone().unwrap()[0];
-        assert_eq!(from.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"], "chainwatch-system");
+        assert_eq!(
+            from.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"],
+            "chainwatch-system"
+        );
         let mut open = tenant();
         open.spec.limits.script_network = true;
         let egress = runner_network_policy(&open, "acme", "chainwatch-system").spec.unwrap().egress.unwrap();

@@ -133,15 +133,27 @@ async fn prune_bindings(ctx: &Ctx, tenant: &str, owned: &BTreeSet<String>) -> Re
 
 /// The tenant's script runner in `runner_ns` (none when scripts are not allowed), and none in its
 /// other namespaces.
-async fn script_runner(ctx: &Ctx, t: &Tenant, runner_ns: Option<&str>, owned: &BTreeSet<String>) -> Result<()> {
+async fn script_runner(
+    ctx: &Ctx,
+    t: &Tenant,
+    runner_ns: Option<&str>,
+    owned: &BTreeSet<String>,
+) -> Result<()> {
     let c = ctx.client.clone();
     if let Some(ns) = runner_ns {
         let operator = (ctx.pods.namespace.as_str(), ctx.service_account.as_str());
-        apply(&Api::<RoleBinding>::namespaced(c.clone(), ns), &build::runner_managers(t, ns, operator)).await?;
-        apply(&Api::<ServiceAccount>::namespaced(c.clone(), ns), &build::runner_service_account(t, ns)).await?;
-        apply(&Api::<NetworkPolicy>::namespaced(c.clone(), ns), &build::runner_network_policy(t, ns, &ctx.pods.namespace)).await?;
+        apply(&Api::<RoleBinding>::namespaced(c.clone(), ns), &build::runner_managers(t, ns, operator))
+            .await?;
+        apply(&Api::<ServiceAccount>::namespaced(c.clone(), ns), &build::runner_service_account(t, ns))
+            .await?;
+        apply(
+            &Api::<NetworkPolicy>::namespaced(c.clone(), ns),
+            &build::runner_network_policy(t, ns, &ctx.pods.namespace),
+        )
+        .await?;
         apply(&Api::<Service>::namespaced(c.clone(), ns), &build::runner_service(t, ns)).await?;
-        apply(&Api::<Deployment>::namespaced(c.clone(), ns), &build::runner_deployment(t, ns, &ctx.pods)).await?;
+        apply(&Api::<Deployment>::namespaced(c.clone(), ns), &build::runner_deployment(t, ns, &ctx.pods))
+            .await?;
     }
     for ns in owned.iter().filter(|n| Some(n.as_str()) != runner_ns) {
         // what a namespace no longer needs; the operator may be unable to see into it

@@ -19,6 +19,8 @@ pub fn blocks_topic(network: &str) -> String {
 
 /// Topic of matches (key `namespace/monitor`).
 pub const MATCHES_TOPIC: &str = "chainwatch.matches";
+/// Topic of notifications put aside: retries and tenant backlogs (key: the tenant).
+pub const DEFERRED_TOPIC: &str = "chainwatch.notify.deferred";
 /// Topic of records that could not be processed.
 pub const DEADLETTER_TOPIC: &str = "chainwatch.deadletter";
 

@@ -17,8 +17,8 @@ use serde_json::Value;
 use super::destination::{DestinationPolicy, GuardedResolver};
 use super::payload;
 pub use super::payload::Markup;
-use crate::script::{RunFor, ScriptRunner, script_input};
 use crate::config::ResolvedTrigger;
+use crate::script::{RunFor, ScriptRunner, script_input};
 
 /// Why a delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -227,7 +227,9 @@ impl Channels {
         }
         match req.body(serde_json::to_vec(body).expect("JSON serializes")).send().await {
             // the URL (a webhook's, a bot token's) stays out of the message
-            Err(e) if e.is_timeout() => Err(DeliveryError::Transient(format!("timed out: {}", e.without_url()))),
+            Err(e) if e.is_timeout() => {
+                Err(DeliveryError::Transient(format!("timed out: {}", e.without_url())))
+            }
             Err(e) => Err(DeliveryError::Transient(format!("request failed: {}", e.without_url()))),
             Ok(resp) => {
                 let status = resp.status();
@@ -298,10 +300,11 @@ impl Channels {
                         SmtpTls::StartTls => Tls::Required(params()?),
                         SmtpTls::None => Tls::None,
                     };
-                    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
-                        .port(port)
-                        .tls(security)
-                        .timeout(Some(Duration::from_secs(30)));
+                    let mut builder =
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
+                            .port(port)
+                            .tls(security)
+                            .timeout(Some(Duration::from_secs(30)));
                     if let (Some(u), Some(p)) = (&user, &pass) {
                         builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
                     }

@@ -65,7 +65,9 @@ impl Markup {
                 out.replace('<', "\\<")
             }
             // placeholders the MarkdownV2 pass leaves alone; `telegram` turns them into escapes
-            Markup::Telegram => value.chars().map(|c| if SPECIAL.contains(c) { shield(c) } else { c }).collect(),
+            Markup::Telegram => {
+                value.chars().map(|c| if SPECIAL.contains(c) { shield(c) } else { c }).collect()
+            }
             Markup::Markdown => {
                 let mut out = String::with_capacity(value.len() + 8);
                 for c in value.chars() {
@@ -241,19 +243,33 @@ mod tests {
     fn values_from_the_chain_are_text_in_every_markup() {
         use chainwatch_core::template::{Variables, render_with};
         let vars = Variables(
-            [("events.0.args.name".to_string(), "<!channel> [free](https://phish.example) <b>x</b> @everyone *bold*".to_string())]
-                .into(),
+            [(
+                "events.0.args.name".to_string(),
+                "<!channel> [free](https://phish.example) <b>x</b> @everyone *bold*".to_string(),
+            )]
+            .into(),
         );
         let body = |m: Markup| render_with("*Token:* ${events.0.args.name} <!here>", &vars, &|v| m.escape(v));
         let slack = body(Markup::Slack);
-        assert_eq!(slack, "*Token:* &lt;!channel&gt; [free](https://phish.example) &lt;b&gt;x&lt;/b&gt; @everyone *bold* <!here>");
+        assert_eq!(
+            slack,
+            "*Token:* &lt;!channel&gt; [free](https://phish.example) &lt;b&gt;x&lt;/b&gt; @everyone *bold* <!here>"
+        );
         let discord = discord("T", &body(Markup::Discord));
         let text = discord["content"].as_str().unwrap();
-        assert!(text.contains("\\[free\\]\\(https://phish.example\\)") && !text.contains("@everyone") && text.contains("\\*bold\\*"), "{text}");
+        assert!(
+            text.contains("\\[free\\]\\(https://phish.example\\)")
+                && !text.contains("@everyone")
+                && text.contains("\\*bold\\*"),
+            "{text}"
+        );
         assert!(text.contains("<!here>"), "the template's own markup stays: {text}");
         let tg = telegram("1", "T", &body(Markup::Telegram), true);
         let text = tg["text"].as_str().unwrap();
-        assert!(text.contains("\\[free\\]\\(https://phish\\.example\\)") && text.contains("\\*bold\\*"), "{text}");
+        assert!(
+            text.contains("\\[free\\]\\(https://phish\\.example\\)") && text.contains("\\*bold\\*"),
+            "{text}"
+        );
         assert!(text.starts_with("*T* \n\n*Token:* "), "the template's bold stays: {text}");
         let html = email_html(&body(Markup::Markdown));
         assert!(!html.contains("<b>") && html.contains("&lt;b&gt;") && !html.contains("href"), "{html}");

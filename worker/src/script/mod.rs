@@ -142,7 +142,9 @@ impl RunDir {
     fn new() -> std::io::Result<Self> {
         let base = std::env::temp_dir().join("chainwatch-scripts");
         std::fs::create_dir_all(&base)?;
-        let dir = base.join(chainwatch_platform::codec::now_ms().to_string() + "-" + &rand::random::<u64>().to_string());
+        let dir = base.join(
+            chainwatch_platform::codec::now_ms().to_string() + "-" + &rand::random::<u64>().to_string(),
+        );
         std::fs::create_dir(&dir)?;
         Ok(Self(dir))
     }
@@ -188,7 +190,12 @@ impl ScriptRunner {
     }
 
     /// Runs `script` with `input` on stdin, for `run_for`'s tenant.
-    pub async fn run(&self, script: &ResolvedScript, input: &str, run_for: &RunFor) -> Result<ScriptOutput, ScriptError> {
+    pub async fn run(
+        &self,
+        script: &ResolvedScript,
+        input: &str,
+        run_for: &RunFor,
+    ) -> Result<ScriptOutput, ScriptError> {
         let _slot = self.slots(&run_for.tenant).acquire_owned().await.expect("never closed");
         match &self.backend {
             Backend::Local(mode) => self.run_here(*mode, script, input, run_for).await,
@@ -204,7 +211,8 @@ impl ScriptRunner {
         run_for: &RunFor,
     ) -> Result<ScriptOutput, ScriptError> {
         let program = || format!("{:?}", script.language);
-        let spawn_err = |e: std::io::Error| ScriptError::Spawn { interpreter: program(), message: e.to_string() };
+        let spawn_err =
+            |e: std::io::Error| ScriptError::Spawn { interpreter: program(), message: e.to_string() };
         let dir = RunDir::new().map_err(spawn_err)?;
         let mut cmd = sandbox::command(mode, script, &self.limits, run_for, &dir.0);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
@@ -244,10 +252,18 @@ impl ScriptRunner {
     /// A trigger condition: `Ok(true)` drops the match (the last line of stdout, trimmed and
     /// lower-cased, is `true`); a non-zero exit, no output or another last line is an error, and
     /// errors keep the match, as upstream.
-    pub async fn condition(&self, script: &ResolvedScript, input: &str, run_for: &RunFor) -> Result<bool, ScriptError> {
+    pub async fn condition(
+        &self,
+        script: &ResolvedScript,
+        input: &str,
+        run_for: &RunFor,
+    ) -> Result<bool, ScriptError> {
         let out = self.run(script, input, run_for).await?;
         if out.exit_code != Some(0) {
-            return Err(ScriptError::Failed { code: out.exit_code, stderr: out.stderr.chars().take(300).collect() });
+            return Err(ScriptError::Failed {
+                code: out.exit_code,
+                stderr: out.stderr.chars().take(300).collect(),
+            });
         }
         let last = out.stdout.lines().rev().find(|l| !l.trim().is_empty()).ok_or(ScriptError::NoOutput)?;
         match last.trim().to_lowercase().as_str() {

@@ -36,15 +36,31 @@ pub struct RemoteRunner {
 
 impl RemoteRunner {
     pub fn new(url: &str) -> Self {
-        Self { http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client"), url: url.into() }
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
+            url: url.into(),
+        }
     }
 
-    pub async fn run(&self, script: &ResolvedScript, input: &str, run_for: &RunFor) -> Result<ScriptOutput, ScriptError> {
+    pub async fn run(
+        &self,
+        script: &ResolvedScript,
+        input: &str,
+        run_for: &RunFor,
+    ) -> Result<ScriptOutput, ScriptError> {
         let namespace = run_for.runner_namespace.as_deref().ok_or_else(|| {
             ScriptError::Unavailable(format!("tenant {} has no namespace for its runner", run_for.tenant))
         })?;
         let url = self.url.replace("{namespace}", namespace);
-        let request = RunRequest { tenant: run_for.tenant.clone(), network: run_for.network, script: script.clone(), input: input.into() };
+        let request = RunRequest {
+            tenant: run_for.tenant.clone(),
+            network: run_for.network,
+            script: script.clone(),
+            input: input.into(),
+        };
         let deadline = Duration::from_millis(script.timeout_ms) + Duration::from_secs(5);
         let response = self
             .http
@@ -57,7 +73,11 @@ impl RemoteRunner {
         if !response.status().is_success() {
             return Err(ScriptError::Unavailable(format!("the runner answered HTTP {}", response.status())));
         }
-        match response.json::<RunResponse>().await.map_err(|e| ScriptError::Unavailable(e.without_url().to_string()))? {
+        match response
+            .json::<RunResponse>()
+            .await
+            .map_err(|e| ScriptError::Unavailable(e.without_url().to_string()))?
+        {
             RunResponse::Output(o) => Ok(o),
             RunResponse::Error(e) => Err(e),
         }

@@ -106,7 +106,7 @@ fn argv(script: &ResolvedScript) -> Vec<String> {
     let mut v = vec![program.to_string(), flag.to_string(), script.source.clone()];
     match script.language {
         ScriptLanguage::Bash => v.push("chainwatch-script".into()), // $0
-        ScriptLanguage::JavaScript => v.push("--".into()),         // what follows is the script's
+        ScriptLanguage::JavaScript => v.push("--".into()),          // what follows is the script's
         ScriptLanguage::Python => {}
     }
     v.extend(script.arguments.iter().cloned());
@@ -125,7 +125,9 @@ fn top_level() -> (Vec<String>, Vec<PathBuf>) {
                 let p = Path::new("/").join(d);
                 match std::fs::read_link(&p) {
                     // `ln -s usr/bin .` names the link `bin`
-                    Ok(t) if t.file_name().is_some_and(|n| n == d) && t.is_relative() => links.push(t.display().to_string()),
+                    Ok(t) if t.file_name().is_some_and(|n| n == d) && t.is_relative() => {
+                        links.push(t.display().to_string())
+                    }
                     Ok(_) | Err(_) if p.is_dir() => dirs.push(p),
                     _ => {}
                 }
@@ -257,7 +259,8 @@ fn processes() -> Vec<(u32, u32, u32)> {
 /// found (best effort: see the module documentation).
 pub fn kill_leftovers(leader: u32) {
     let procs = processes();
-    let mut doomed: Vec<u32> = procs.iter().filter(|(_, _, sid)| *sid == leader).map(|(p, _, _)| *p).collect();
+    let mut doomed: Vec<u32> =
+        procs.iter().filter(|(_, _, sid)| *sid == leader).map(|(p, _, _)| *p).collect();
     let mut frontier = vec![leader];
     while let Some(parent) = frontier.pop() {
         for (p, pp, _) in &procs {
@@ -269,7 +272,10 @@ pub fn kill_leftovers(leader: u32) {
     }
     doomed.push(leader);
     for pid in doomed {
-        let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

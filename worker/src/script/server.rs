@@ -43,11 +43,15 @@ struct Runner {
     network: bool,
 }
 
-async fn run(State(r): State<Arc<Runner>>, Json(req): Json<RunRequest>) -> Result<Json<RunResponse>, (StatusCode, String)> {
+async fn run(
+    State(r): State<Arc<Runner>>,
+    Json(req): Json<RunRequest>,
+) -> Result<Json<RunResponse>, (StatusCode, String)> {
     if req.tenant != r.tenant {
         return Err((StatusCode::FORBIDDEN, format!("this runner runs tenant {}'s scripts only", r.tenant)));
     }
-    let run_for = RunFor { tenant: r.tenant.clone(), network: r.network && req.network, runner_namespace: None };
+    let run_for =
+        RunFor { tenant: r.tenant.clone(), network: r.network && req.network, runner_namespace: None };
     Ok(Json(match r.runner.run(&req.script, &req.input, &run_for).await {
         Ok(o) => RunResponse::Output(o),
         Err(e) => RunResponse::Error(e),

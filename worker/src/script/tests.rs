@@ -23,7 +23,9 @@ fn bash(source: &str, timeout_ms: u64) -> ResolvedScript {
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -58,7 +60,10 @@ async fn conditions_read_the_last_line_and_get_the_match_on_stdin() {
         5000,
     );
     assert_eq!(r.condition(&js, &input, &acme()).await, Ok(true));
-    assert!(matches!(r.condition(&bash("echo maybe", 5000), "{}", &acme()).await, Err(ScriptError::NotBoolean(_))));
+    assert!(matches!(
+        r.condition(&bash("echo maybe", 5000), "{}", &acme()).await,
+        Err(ScriptError::NotBoolean(_))
+    ));
     assert!(matches!(
         r.condition(&bash("exit 3", 5000), "{}", &acme()).await,
         Err(ScriptError::Failed { code: Some(3), .. })
@@ -153,7 +158,11 @@ async fn a_script_writes_only_to_its_own_temporary_directory() {
     let r = sandboxed();
     let out = r.run(&bash(&src, 5000), "", &acme()).await.unwrap();
     assert!(out.stdout.starts_with("kept"), "its own /tmp is writable: {out:?}");
-    assert!(!outside.exists() && !std::path::Path::new("/etc/cw-escape").exists() && !std::path::Path::new("/usr/cw-escape").exists());
+    assert!(
+        !outside.exists()
+            && !std::path::Path::new("/etc/cw-escape").exists()
+            && !std::path::Path::new("/usr/cw-escape").exists()
+    );
     // and private: the next run does not see it
     let next = r.run(&bash("cat /tmp/mine 2>/dev/null || echo gone", 5000), "", &acme()).await.unwrap();
     assert_eq!(next.stdout.trim(), "gone");
@@ -188,7 +197,11 @@ async fn a_timed_out_script_dies_with_every_process_it_started() {
 async fn memory_is_limited() {
     let r = ScriptRunner::local(ScriptLimits { memory_bytes: 200 << 20, ..Default::default() });
     let out = r
-        .run(&script(ScriptLanguage::Python, "x = bytearray(500 * 1024 * 1024)\nprint('allocated')", 10_000), "", &acme())
+        .run(
+            &script(ScriptLanguage::Python, "x = bytearray(500 * 1024 * 1024)\nprint('allocated')", 10_000),
+            "",
+            &acme(),
+        )
         .await
         .unwrap();
     assert_ne!(out.exit_code, Some(0), "allocating 500 MiB under a 200 MiB limit must fail: {out:?}");
@@ -203,7 +216,10 @@ async fn without_namespaces_the_fallback_still_clears_the_environment_and_kills_
         assert!(["PATH", "LANG", "HOME", "TMPDIR", "PWD", "SHLVL", "_", "OLDPWD"].contains(&n), "{n} leaked");
     }
     let marker = format!("{}.{}", 40 + rand::random::<u8>() % 50, rand::random::<u32>());
-    let err = r.run(&bash(&format!("sleep {marker} & while true; do :; done"), 300), "", &acme()).await.unwrap_err();
+    let err = r
+        .run(&bash(&format!("sleep {marker} & while true; do :; done"), 300), "", &acme())
+        .await
+        .unwrap_err();
     assert_eq!(err, ScriptError::Timeout(Duration::from_millis(300)));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let alive = std::fs::read_dir("/proc")

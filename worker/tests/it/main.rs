@@ -11,7 +11,8 @@ use chainwatch_crds::{Monitor, Tenant, Trigger};
 use chainwatch_devkit::receivers::{HttpReceiver, SmtpReceiver};
 use chainwatch_platform::bus::memory::MemoryBus;
 use chainwatch_platform::bus::{
-    Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic, filter_group,
+    Consumer, DEADLETTER_TOPIC, DEFERRED_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic,
+    filter_group,
 };
 use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, DeadLetterRecord, now_ms};
 use chainwatch_worker::config::{Admission, ConfigStore};
@@ -129,7 +130,7 @@ impl Harness {
             "ethereum-mainnet",
             Arc::new(bus.consumer(&filter_group("ethereum-mainnet"), &[&blocks_topic("ethereum-mainnet")])),
         );
-        let notify = stages.notify(Arc::new(bus.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC])));
+        let notify = stages.notify(Arc::new(bus.consumer(NOTIFY_GROUP, &[MATCHES_TOPIC, DEFERRED_TOPIC])));
         let tasks = vec![
             tokio::spawn(filter.run(stop.clone())),
             tokio::spawn(notify.run(stop.clone())),
