@@ -41,7 +41,7 @@ testbed-down:
     scripts/testbed.sh down
 
 # all benchmarks (release builds; the operator and pipeline ones need `just testbed-up`)
-bench: bench-match bench-operator bench-ingester
+bench: bench-match bench-operator bench-ingester bench-script bench-fairness
 
 # matching engine: per-block cost with 1,000 and 10,000 monitors, expressions
 bench-match:
@@ -54,6 +54,14 @@ bench-operator:
 # ingester: backfill rate from anvil beside the raw RPC ceiling, steady state at 250 ms blocks
 bench-ingester:
     source /var/tmp/chainwatch/run/env && cargo bench -p chainwatch-ingester --bench backfill
+
+# scripts: one run's cost in the sandbox and in the fallback
+bench-script:
+    cargo bench -p chainwatch-worker --bench script
+
+# notify fairness: tenant B's latency beside a tenant whose receiver takes 10 s per request
+bench-fairness:
+    source /var/tmp/chainwatch/run/env && cargo bench -p chainwatch-worker --bench fairness
 
 # fuzz the expression parser (nightly) for SECONDS
 fuzz SECONDS="60":

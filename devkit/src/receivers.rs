@@ -41,6 +41,8 @@ struct HttpState {
     script: VecDeque<u16>,
     default: u16,
     attempts: u64,
+    /// How long each answer takes (a slow receiver).
+    delay: Duration,
 }
 
 /// The HTTP receiver.
@@ -57,6 +59,10 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let delay = s.lock().unwrap_or_else(|p| p.into_inner()).delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
     st.attempts += 1;
     let status = st.script.pop_front().unwrap_or(st.default);
@@ -99,6 +105,11 @@ impl HttpReceiver {
     /// Answers these statuses first (e.g. `[500, 500, 500]`), then the default.
     pub fn answer_first(&self, statuses: &[u16]) {
         self.lock().script.extend(statuses.iter().copied());
+    }
+
+    /// Takes `delay` to answer each request.
+    pub fn answer_after(&self, delay: Duration) {
+        self.lock().delay = delay;
     }
 
     /// The status answered when no scripted status is left.
