@@ -128,6 +128,8 @@ export EVM_RPC_URL=http://127.0.0.1:$ANVIL_PORT
 export ANVIL_BIN=$(anvil_bin)
 export NOIDA_BIN=$(noida_bin)
 export CHAINWATCH_FIXTURES=$SHARED/fixtures
+export KUBE_TESTENV_BIN=$KUBE_TESTENV
+export KUBE_TESTENV_DIR=$KUBE_TESTENV_DIR
 EOF
   log "up: source $RUN/env"
 }

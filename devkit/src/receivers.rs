@@ -43,6 +43,8 @@ struct HttpState {
     attempts: u64,
     /// How long each answer takes (a slow receiver).
     delay: Duration,
+    /// Answer every request with `302 Found` to this location.
+    redirect: Option<String>,
 }
 
 /// The HTTP receiver.
@@ -54,6 +56,22 @@ pub struct HttpReceiver {
 
 async fn record(
     State(s): State<Arc<Mutex<HttpState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let redirect = s.lock().unwrap_or_else(|p| p.into_inner()).redirect.clone();
+    if let Some(to) = redirect {
+        s.lock().unwrap_or_else(|p| p.into_inner()).attempts += 1;
+        return (StatusCode::FOUND, [(axum::http::header::LOCATION, to)]).into_response();
+    }
+    answer(s, method, uri, headers, body).await.into_response()
+}
+
+async fn answer(
+    s: Arc<Mutex<HttpState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -86,9 +104,15 @@ async fn record(
 impl HttpReceiver {
     /// Starts on 127.0.0.1, answering 200 to everything.
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// Starts on another loopback address (e.g. 127.0.0.2: "internal", outside an allowlist of
+    /// 127.0.0.1).
+    pub async fn start_on(ip: &str) -> Self {
         let state = Arc::new(Mutex::new(HttpState { default: 200, ..Default::default() }));
         let app = Router::new().fallback(record).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding a local port");
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("binding a local port");
         let addr = listener.local_addr().expect("a local address");
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serving") });
         Self { addr, state }
@@ -105,6 +129,11 @@ impl HttpReceiver {
     /// Answers these statuses first (e.g. `[500, 500, 500]`), then the default.
     pub fn answer_first(&self, statuses: &[u16]) {
         self.lock().script.extend(statuses.iter().copied());
+    }
+
+    /// Answers every request with a redirect to `location`.
+    pub fn redirect_to(&self, location: &str) {
+        self.lock().redirect = Some(location.into());
     }
 
     /// Takes `delay` to answer each request.

@@ -22,6 +22,20 @@ pub fn anvil_bin() -> String {
     var("ANVIL_BIN", "anvil")
 }
 
+/// A kubeconfig of the test API server for `user` (a ServiceAccount as
+/// `system:serviceaccount:NS:NAME`) in `groups`: RBAC decides what it may do.
+pub fn kubeconfig_for(user: &str, groups: &[&str]) -> std::path::PathBuf {
+    let bin = var("KUBE_TESTENV_BIN", "the API server (kube-testenv)");
+    let out = std::process::Command::new(&bin)
+        .arg("kubeconfig")
+        .arg(user)
+        .args(groups)
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin} kubeconfig: {e}"));
+    assert!(out.status.success(), "{bin} kubeconfig {user}: {}", String::from_utf8_lossy(&out.stderr));
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default())
+}
+
 /// A name unique to this test run, for topics, groups and namespaces.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

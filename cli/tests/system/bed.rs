@@ -32,6 +32,11 @@ fn free_port() -> u16 {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[String], dir: &std::path::Path) -> Proc {
+        Self::spawn_env(name, args, dir, &[])
+    }
+
+    /// With extra environment variables (a kubeconfig of its own, say).
+    pub fn spawn_env(name: &str, args: &[String], dir: &std::path::Path, env: &[(&str, &str)]) -> Proc {
         let port = free_port();
         let log = dir.join(format!("{name}-{}.log", unique("run")));
         let file = std::fs::File::create(&log).unwrap();
@@ -41,6 +46,7 @@ impl Proc {
             .arg(format!("--kafka-bootstrap={}", kafka_bootstrap()))
             .env("CHAINWATCH_LOG", "info,kube=warn,rdkafka=warn")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
             .kill_on_drop(true)

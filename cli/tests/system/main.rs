@@ -11,5 +11,6 @@ mod harness;
 
 mod config_changes;
 mod crashes;
+mod isolation;
 mod notifications;
 mod verdicts;

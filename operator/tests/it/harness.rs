@@ -175,10 +175,12 @@ pub async fn uninstall(client: &Client, name: &str) {
 
 async fn delete_all<K>(client: &Client)
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let ar = kube::core::ApiResource::erase::<K>(&());
-    let Ok(list) = Api::<DynamicObject>::all_with(client.clone(), &ar).list(&ListParams::default()).await
+    // listed guarded: an object a test made undecodable must not keep the others alive
+    let Ok(list) =
+        Api::<chainwatch_platform::cache::Guarded<K>>::all(client.clone()).list(&ListParams::default()).await
     else {
         return;
     };

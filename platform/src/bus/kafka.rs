@@ -85,9 +85,6 @@ impl KafkaArgs {
             .set("fetch.max.bytes", (MAX_MESSAGE_BYTES * 4).to_string())
             .set("receive.message.max.bytes", (MAX_MESSAGE_BYTES * 4 + 65536).to_string())
             .set("session.timeout.ms", "10000")
-            // co-partitioned topics (matches and deferred notifications, keyed by tenant): the
-            // same partition of each to the same member
-            .set("partition.assignment.strategy", "range")
             .set("heartbeat.interval.ms", "1000");
         for (k, v) in &self.options {
             c.set(k, v);

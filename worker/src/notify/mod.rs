@@ -110,13 +110,17 @@ impl NotifyStage {
         let mut timers: lanes::Timers<Job> = lanes::Timers::default();
         // tasks: (the lane a job ran in, if it did; the record done)
         let mut running: tokio::task::JoinSet<(Option<String>, Arc<Message>)> = tokio::task::JoinSet::new();
+        tracing::debug!("notify: consuming");
         loop {
             let room = lanes.held() + running.len() < stage.concurrency.max(1) * 64;
             let next_due = timers.next_due();
             tokio::select! {
                 _ = stop.cancelled() => break,
                 msg = stage.consumer.recv(), if room => match msg {
-                    Ok(msg) => stage.clone().arrived(Arc::new(msg), &mut lanes, &mut timers, &mut running),
+                    Ok(msg) => {
+                        tracing::debug!(source = %msg.source(), "notify: record");
+                        stage.clone().arrived(Arc::new(msg), &mut lanes, &mut timers, &mut running)
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "consuming notifications failed");
                         tokio::time::sleep(Duration::from_millis(500)).await;

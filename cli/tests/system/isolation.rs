@@ -1,0 +1,366 @@
+//! Tenants cannot read, break or impersonate one another — tried as a hostile tenant would,
+//! against the real parts: the API server enforcing RBAC, the broker, the processes.
+
+
+use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
+use chainwatch_devkit::receivers::HttpReceiver;
+use chainwatch_devkit::testbed::{kubeconfig_for, unique};
+use chainwatch_platform::bus::DEADLETTER_TOPIC;
+use chainwatch_platform::codec::DeadLetterRecord;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, Config};
+use serde_json::{Value, json};
+
+use crate::bed::{Bed, Proc, T, TRANSFER_ABI};
+use crate::harness::{self, condition, eventually, get};
+
+/// A JSON value nested `depth` objects deep (what the API server accepts and a decoder with a
+/// depth limit does not).
+fn nested(depth: usize) -> Value {
+    let mut v = json!(1);
+    for _ in 0..depth {
+        v = json!({ "a": v });
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_that_does_not_decode_stops_only_itself() {
+    let bed = Bed::start(&[]).await;
+    bed.webhook("hook", "/hook").await;
+    bed.monitor("large", "value > 1000", &["hook"]).await;
+    bed.admitted("large").await;
+    // another tenant's Monitor, nested deeper than any decoder allows
+    let evil = unique("evil");
+    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": evil}, "spec": {"namespaces": [evil]}})).await;
+    harness::namespace(&bed.client, &evil).await;
+    let mut abi: Vec<Value> = serde_json::from_str(TRANSFER_ABI).unwrap();
+    abi[0]["deep"] = nested(200);
+    let deep = json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Monitor", "metadata": {"name": "deep", "namespace": evil}, "spec": {
+        "networks": [bed.network], "addresses": [{"address": format!("{:#x}", bed.token), "contractSpec": abi}],
+        "matchConditions": {"events": [{"signature": "Transfer(address,address,uint256)"}]}, "triggers": []}});
+    // the API server takes it; its answer does not decode either, so it is read guarded
+    Api::<chainwatch_platform::cache::Guarded<Monitor>>::namespaced(bed.client.clone(), &evil)
+        .patch("deep", &kube::api::PatchParams::apply("kubectl").force(), &kube::api::Patch::Apply(&deep))
+        .await
+        .unwrap();
+    // the operator says so on that object
+    // (read as text: nothing decodes it, as the operator found)
+    let url = format!("/apis/chainwatch.io/v1alpha1/namespaces/{evil}/monitors/deep");
+    let status = eventually("Ready=False Undecodable on the deep Monitor", T, || async {
+        let text = bed.client.request_text(http::Request::get(&url).body(Vec::new()).unwrap()).await.ok()?;
+        let status = &text[text.find("\"status\":{\"conditions\"")?..];
+        status.contains("\"reason\":\"Undecodable\"").then(|| status.to_string())
+    })
+    .await;
+    assert!(status.contains("\"status\":\"False\"") && status.contains("recursion limit"), "{status}");
+
+    // a worker (re)started now becomes ready, and the other tenant is still monitored
+    let mut ingester = bed.ingester();
+    let mut worker = bed.worker("w0");
+    ingester.ready().await;
+    worker.ready().await;
+    let tx = bed.transfer(1, 5000).await;
+    eventually("the other tenant's notification", T, || async {
+        bed.http.received().iter().any(|r| String::from_utf8_lossy(&r.body).contains(&tx)).then_some(())
+    })
+    .await;
+    let malformed =
+        worker.metric("chainwatch_worker_malformed_objects_total{kind=\"Monitor\"}").await.unwrap_or(0.0);
+    assert!(malformed >= 1.0, "the worker counts the object it left out");
+    // and the operator still admits monitors
+    bed.monitor("after", "value > 1", &["hook"]).await;
+    bed.admitted("after").await;
+    worker.stop().await;
+    ingester.stop().await;
+    bed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_out_of_status_logs_and_dead_letters_and_redirects_are_refused() {
+    let bed = Bed::start(&[]).await;
+    // a Slack URL whose path is the secret, on a port nobody listens on (the request fails and
+    // the HTTP client's error names the URL)
+    let slack_secret = "T0SECRET/B0SECRET/XXXXSECRETXXXX";
+    bed.apply(harness::secret(
+        &bed.ns,
+        "slack",
+        "url",
+        &format!("http://127.0.0.1:1/services/{slack_secret}"),
+    ))
+    .await;
+    let token = "123456789:AAsecretsecretsecretsecretsecret12";
+    bed.apply(harness::secret(&bed.ns, "tg", "token", token)).await;
+    let retry = json!({"maxRetries": 0});
+    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": "slack", "namespace": bed.ns},
+        "spec": {"slack": {"webhookUrlSecretRef": {"name": "slack", "key": "url"}}, "message": {"title": "t", "body": "b"}, "retryPolicy": retry}})).await;
+    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": "tg", "namespace": bed.ns},
+        "spec": {"telegram": {"tokenSecretRef": {"name": "tg", "key": "token"}, "chatId": "1", "apiUrl": "http://127.0.0.1:1"}, "message": {"title": "t", "body": "b"}, "retryPolicy": retry}})).await;
+    // a receiver on an allowed address that redirects to an internal one
+    let internal = HttpReceiver::start_on("127.0.0.2").await;
+    let redirector = HttpReceiver::start().await;
+    redirector.redirect_to(&internal.url("/latest/meta-data"));
+    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": "redirect", "namespace": bed.ns},
+        "spec": {"webhook": {"url": redirector.url("/hook")}, "message": {"title": "t", "body": "b"}, "retryPolicy": retry}})).await;
+    bed.monitor("large", "value > 1000", &["slack", "tg", "redirect"]).await;
+    bed.admitted("large").await;
+    let mut ingester = bed.ingester();
+    let mut worker = bed.worker("w0");
+    ingester.ready().await;
+    worker.ready().await;
+    let tx = bed.transfer(1, 5000).await;
+
+    let triggers: Api<Trigger> = Api::namespaced(bed.client.clone(), &bed.ns);
+    for name in ["slack", "tg", "redirect"] {
+        let t = eventually(&format!("Trigger {name} reports the failure"), T, || async {
+            let t = get(&triggers, name).await;
+            t.status.as_ref()?.last_error.is_some().then_some(t)
+        })
+        .await;
+        let status = serde_json::to_string(&t.status).unwrap();
+        assert!(
+            !status.contains("SECRET") && !status.contains("AAsecret"),
+            "{name}: a secret in status: {status}"
+        );
+        if name == "redirect" {
+            assert!(status.contains("redirects to http://127.0.0.2"), "{status}");
+        }
+    }
+    assert_eq!(internal.attempts(), 0, "the redirect target was reached");
+    assert!(redirector.attempts() >= 1);
+    let mut letters = Vec::new();
+    chainwatch_devkit::testbed::read_topic(DEADLETTER_TOPIC, T, |raw| {
+        let d = DeadLetterRecord::decode(&raw).unwrap();
+        if d.payload.as_ref().is_some_and(|p| p.to_string().contains(&tx)) {
+            letters.push(d);
+        }
+        letters.len() >= 3
+    })
+    .await;
+    assert_eq!(letters.len(), 3, "{letters:#?}");
+    for d in &letters {
+        let text = serde_json::to_string(d).unwrap();
+        assert!(!text.contains("SECRET") && !text.contains("AAsecret"), "a secret in a dead letter: {text}");
+    }
+    let log_path = worker.log.clone();
+    worker.stop().await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains("SECRET") && !log.contains("AAsecret"), "a secret in the worker's log");
+    ingester.stop().await;
+    bed.stop().await;
+}
+
+async fn client_of(kubeconfig: &std::path::Path) -> Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// The operator, the ingester and the worker, each with only its own ServiceAccount's
+/// permissions — `config/rbac` and what the operator grants — run a tenant's monitor end to end;
+/// none of them may read a Secret outside tenant namespaces, and the operator may not delete a
+/// ClusterRole it does not own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_part_works_with_its_own_service_account_and_no_more() {
+    let admin = harness::clean_slate().await;
+    let system = "chainwatch-system";
+    harness::namespace(&admin, system).await;
+    for f in ["operator.yaml", "worker.yaml", "ingester.yaml", "tenant.yaml"] {
+        harness::apply_file(&admin, &harness::repo().join("config/rbac").join(f)).await;
+    }
+    let sa = |name: &str| kubeconfig_for(&format!("system:serviceaccount:{system}:{name}"), &[]);
+    let dir = tempfile::Builder::new().prefix("chainwatch-rbac-").disable_cleanup(true).tempdir().unwrap();
+    let op_kc = sa("chainwatch-operator");
+    let mut operator = Proc::spawn_env(
+        "operator",
+        &[
+            "operator".into(),
+            format!("--namespace={system}"),
+            "--image=chainwatch:test".into(),
+            "--identity=op-rbac".into(),
+            "--lease-seconds=4".into(),
+            "--allow-destination=127.0.0.1/32".into(),
+        ],
+        dir.path(),
+        &[("KUBECONFIG", op_kc.to_str().unwrap())],
+    );
+    operator.ready().await;
+
+    // a tenant, its Secret and Trigger (an HMAC-signed webhook), a chain and a monitor
+    let ns = unique("rbac-tenant");
+    let anvil =
+        chainwatch_devkit::devnet::Anvil::spawn(&chainwatch_devkit::testbed::anvil_bin(), &[]).await.unwrap();
+    let accounts = anvil.accounts().await.unwrap();
+    let token = anvil
+        .deploy_token(
+            accounts[0],
+            alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(24u64)),
+        )
+        .await
+        .unwrap();
+    // short: the test API server's client certificates take names of 64 characters at most, and
+    // the ingester's ServiceAccount is chainwatch-ingester-<network>
+    let net = format!("r{}", chainwatch_platform::codec::now_ms() % 1000);
+    chainwatch_platform::bus::kafka::KafkaArgs::new(chainwatch_devkit::testbed::kafka_bootstrap())
+        .admin()
+        .unwrap()
+        .delete_topic(&chainwatch_platform::bus::blocks_topic(&net))
+        .await
+        .unwrap();
+    let http = HttpReceiver::start().await;
+    let apply = |v: Value| {
+        let admin = admin.clone();
+        async move { harness::apply_value(&admin, &v).await.unwrap_or_else(|e| panic!("applying {v}: {e}")) }
+    };
+    apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": ns}, "spec": {"namespaces": [ns], "limits": {"allowScripts": true}}})).await;
+    apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "metadata": {"name": net},
+        "spec": {"type": "evm", "chainId": 31337, "rpc": [{"url": anvil.url}], "confirmations": 0, "pollInterval": "100ms", "startBlock": 1, "kafka": {"partitions": 1}}})).await;
+    let tenants: Api<Tenant> = Api::all(admin.clone());
+    eventually("the Tenant Ready (namespace and bindings made by the operator)", T, || async {
+        condition(&get(&tenants, &ns).await, "Ready").filter(|c| c.0 == "True")
+    })
+    .await;
+    apply(harness::secret(&ns, "hmac", "key", "s3cret\n")).await;
+    apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": "hook", "namespace": ns},
+        "spec": {"webhook": {"url": http.url("/hook"), "secretRef": {"name": "hmac", "key": "key"}}, "message": {"title": "t", "body": "${transaction.hash}"}}})).await;
+    apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Monitor", "metadata": {"name": "m", "namespace": ns}, "spec": {
+        "networks": [net], "addresses": [{"address": format!("{token:#x}"), "contractSpec": serde_json::from_str::<Value>(TRANSFER_ABI).unwrap()}],
+        "matchConditions": {"events": [{"signature": "Transfer(address,address,uint256)", "expression": "value > 1000"}]}, "triggers": ["hook"]}})).await;
+    let trigger_api: Api<Trigger> = Api::namespaced(admin.clone(), &ns);
+    eventually("the Trigger Ready: the operator read its Secret", T, || async {
+        condition(&get(&trigger_api, "hook").await, "Ready").filter(|c| c.0 == "True")
+    })
+    .await;
+    let monitor_api: Api<Monitor> = Api::namespaced(admin.clone(), &ns);
+    eventually("the Monitor admitted", T, || async {
+        condition(&get(&monitor_api, "m").await, "Ready").filter(|c| c.0 == "True")
+    })
+    .await;
+    let networks: Api<Network> = Api::all(admin.clone());
+    eventually("the Network's topic", T, || async {
+        condition(&get(&networks, &net).await, "TopicReady").filter(|c| c.0 == "True")
+    })
+    .await;
+    assert!(
+        Api::<StatefulSet>::namespaced(admin.clone(), system)
+            .get_opt(&format!("chainwatch-ingester-{net}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // the tenant's script runner: no token, no egress, in its namespace
+    let runner = eventually("the script runner", T, || async {
+        Api::<Deployment>::namespaced(admin.clone(), &ns).get_opt("chainwatch-script-runner").await.unwrap()
+    })
+    .await;
+    assert_eq!(runner.spec.unwrap().template.spec.unwrap().automount_service_account_token, Some(false));
+    let policy: NetworkPolicy = get(&Api::namespaced(admin.clone(), &ns), "chainwatch-script-runner").await;
+    let policy = policy.spec.unwrap();
+    assert!(
+        policy.policy_types.unwrap().contains(&"Egress".to_string())
+            && policy.egress.unwrap_or_default().is_empty(),
+        "no egress"
+    );
+
+    // ingester and worker, each as its ServiceAccount
+    let ing_kc = sa(&format!("chainwatch-ingester-{net}"));
+    let mut ingester = Proc::spawn_env(
+        "ingester",
+        &[
+            "ingester".into(),
+            format!("--network={net}"),
+            format!("--checkpoint-dir={}", dir.path().display()),
+            format!("--secrets-namespace={system}"),
+            "--status-interval=500ms".into(),
+        ],
+        dir.path(),
+        &[("KUBECONFIG", ing_kc.to_str().unwrap())],
+    );
+    let wk_kc = sa("chainwatch-worker");
+    let mut worker = Proc::spawn_env(
+        "worker",
+        &[
+            "worker".into(),
+            "--instance-id=system-w0".into(),
+            format!("--network={net}"),
+            "--allow-destination=127.0.0.1/32".into(),
+            "--status-interval=500ms".into(),
+        ],
+        dir.path(),
+        &[("KUBECONFIG", wk_kc.to_str().unwrap())],
+    );
+    ingester.ready().await;
+    worker.ready().await;
+    let tx =
+        anvil.transfer(token, accounts[0], accounts[1], alloy_primitives::U256::from(5000u64)).await.unwrap();
+    let got = eventually("the notification", T, || async {
+        http.received().into_iter().find(|r| String::from_utf8_lossy(&r.body).contains(&tx))
+    })
+    .await;
+    // signed with the key the worker read from the tenant's namespace (trimmed, as admitted)
+    let ts: u64 = got.header("X-Timestamp").unwrap().parse().unwrap();
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(&got.body);
+    mac.update(ts.to_string().as_bytes());
+    assert_eq!(got.header("X-Signature").unwrap(), hex::encode(mac.finalize().into_bytes()));
+    eventually("the ingester writes its Network's status", T, || async {
+        get(&networks, &net).await.status.and_then(|s| s.last_block).filter(|b| *b > 0)
+    })
+    .await;
+
+    // and no more than that
+    let outside = unique("not-a-tenant");
+    harness::namespace(&admin, &outside).await;
+    Api::<Secret>::namespaced(admin.clone(), &outside)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(harness::secret(&outside, "db", "password", "hunter2")).unwrap(),
+        )
+        .await
+        .unwrap();
+    for (who, kc) in [("operator", &op_kc), ("worker", &wk_kc), ("ingester", &ing_kc)] {
+        let c = client_of(kc).await;
+        for ns in [outside.as_str(), "default"] {
+            let denied = Api::<Secret>::namespaced(c.clone(), ns).list(&ListParams::default()).await;
+            assert!(
+                matches!(denied, Err(kube::Error::Api(ref e)) if e.code == 403),
+                "{who} listed Secrets of {ns}: {denied:?}"
+            );
+            let denied = Api::<Secret>::namespaced(c.clone(), &outside).get("db").await;
+            assert!(
+                matches!(denied, Err(kube::Error::Api(ref e)) if e.code == 403),
+                "{who} read a Secret of {outside}"
+            );
+        }
+        let all = Api::<Secret>::all(c.clone()).list(&ListParams::default()).await;
+        assert!(matches!(all, Err(kube::Error::Api(ref e)) if e.code == 403), "{who} listed every Secret");
+    }
+    let victim: ClusterRole = serde_json::from_value(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": unique("victim")}, "rules": []})).unwrap();
+    let victim =
+        Api::<ClusterRole>::all(admin.clone()).create(&PostParams::default(), &victim).await.unwrap();
+    let op = client_of(&op_kc).await;
+    let denied = Api::<ClusterRole>::all(op.clone())
+        .delete(victim.metadata.name.as_deref().unwrap(), &DeleteParams::default())
+        .await;
+    assert!(
+        matches!(denied, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "the operator deleted a ClusterRole: {denied:?}"
+    );
+    let denied = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(op)
+        .delete("chainwatch-operator", &DeleteParams::default())
+        .await;
+    assert!(
+        matches!(denied, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "the operator deleted a ClusterRoleBinding"
+    );
+
+    worker.stop().await;
+    ingester.stop().await;
+    operator.stop().await;
+    harness::reset(&admin).await;
+}
