@@ -273,13 +273,22 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
         async move {
             loop {
                 for (group, c) in &lag_sources {
-                    if let Ok(l) = c.lag() {
-                        metrics.lag(group, l);
+                    // the client's metadata calls block: off the async threads
+                    let c = c.clone();
+                    if let Ok((assigned, lag)) =
+                        tokio::task::spawn_blocking(move || (c.assigned(), c.lag())).await
+                    {
+                        if let Ok(n) = assigned {
+                            metrics.assigned(group, n);
+                        }
+                        if let Ok(l) = lag {
+                            metrics.lag(group, l);
+                        }
                     }
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
             }
         }

@@ -67,6 +67,7 @@ pub struct WorkerMetrics {
     condition_drops: Counter,
     deferred: Family<Reason, Counter>,
     lag: Family<Group, Gauge>,
+    assigned: Family<Group, Gauge>,
 }
 
 impl Default for WorkerMetrics {
@@ -91,6 +92,7 @@ impl Default for WorkerMetrics {
             condition_drops: Counter::default(),
             deferred: Family::default(),
             lag: Family::default(),
+            assigned: Family::default(),
         }
     }
 }
@@ -169,6 +171,11 @@ impl WorkerMetrics {
             "Records not yet consumed by the group, on this worker's partitions",
             m.lag.clone(),
         );
+        r.register(
+            "assigned_partitions",
+            "Partitions of the group's topics assigned to this worker",
+            m.assigned.clone(),
+        );
         m
     }
 
@@ -225,6 +232,9 @@ impl WorkerMetrics {
     }
     pub fn condition_drop(&self) {
         self.condition_drops.inc();
+    }
+    pub fn assigned(&self, group: &str, n: usize) {
+        self.assigned.get_or_create(&Group { group: group.into() }).set(n as i64);
     }
     pub fn lag(&self, group: &str, lag: i64) {
         self.lag.get_or_create(&Group { group: group.into() }).set(lag);

@@ -216,11 +216,23 @@ impl Bed {
     /// identity across tests: a new test's worker takes over the notify group's membership at
     /// once, as a restarted pod does.
     pub fn worker(&self, instance: &str) -> Proc {
+        self.worker_as(Some(instance))
+    }
+
+    /// A worker without a static identity: a dynamic group member, which leaves its groups when
+    /// it stops (a second replica in a test: a static member that is not started again would keep
+    /// its partitions on the test broker).
+    pub fn dynamic_worker(&self) -> Proc {
+        self.worker_as(None)
+    }
+
+    fn worker_as(&self, instance: Option<&str>) -> Proc {
+        let identity = instance.map(|i| format!("--instance-id=system-{i}"));
         Proc::spawn(
             "worker",
             &[
                 "worker".into(),
-                format!("--instance-id=system-{instance}"),
+                identity.unwrap_or_else(|| "--notify=true".into()),
                 format!("--network={}", self.network),
                 "--allow-destination=127.0.0.1/32".into(),
                 "--status-interval=500ms".into(),

@@ -1,7 +1,6 @@
 //! Tenants cannot read, break or impersonate one another — tried as a hostile tenant would,
 //! against the real parts: the API server enforcing RBAC, the broker, the processes.
 
-
 use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
 use chainwatch_devkit::receivers::HttpReceiver;
 use chainwatch_devkit::testbed::{kubeconfig_for, unique};
@@ -151,6 +150,37 @@ async fn secrets_stay_out_of_status_logs_and_dead_letters_and_redirects_are_refu
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(!log.contains("SECRET") && !log.contains("AAsecret"), "a secret in the worker's log");
     ingester.stop().await;
+
+    // an RPC endpoint with its key in the path, unreachable: the Network says so, without the key
+    let leaky = unique("leaky");
+    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "metadata": {"name": leaky},
+        "spec": {"type": "evm", "rpc": [{"url": "http://127.0.0.1:1/v2/RPCSECRETKEY"}], "pollInterval": "100ms", "kafka": {"partitions": 1}}})).await;
+    let mut ingester = Proc::spawn(
+        "ingester",
+        &[
+            "ingester".into(),
+            format!("--network={leaky}"),
+            format!("--checkpoint-dir={}", bed.dir.path().display()),
+            format!("--secrets-namespace={}", bed.operator_ns),
+            "--status-interval=500ms".into(),
+        ],
+        bed.dir.path(),
+    );
+    let networks: Api<Network> = Api::all(bed.client.clone());
+    let n = eventually("RpcReachable=False", T, || async {
+        let n = get(&networks, &leaky).await;
+        condition(&n, "RpcReachable").filter(|c| c.0 == "False").map(|_| n)
+    })
+    .await;
+    let status = serde_json::to_string(&n.status).unwrap();
+    assert!(!status.contains("RPCSECRETKEY") && !status.contains("/v2/"), "{status}");
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", ingester.admin)).await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("RPCSECRETKEY"), "a key in a metric label");
+    let log_path = ingester.log.clone();
+    ingester.kill9().await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains("RPCSECRETKEY"), "the key in the ingester's log");
     bed.stop().await;
 }
 
@@ -363,4 +393,51 @@ async fn every_part_works_with_its_own_service_account_and_no_more() {
     ingester.stop().await;
     operator.stop().await;
     harness::reset(&admin).await;
+}
+
+/// A tenant's `notificationsPerMinute` holds across worker replicas: its matches are keyed by
+/// tenant, so one worker owns them all and counts them all — however many of its monitors match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_rate_limit_holds_across_two_workers() {
+    let bed = Bed::start(&[]).await;
+    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": bed.ns}, "spec": {"namespaces": [bed.ns], "limits": {"notificationsPerMinute": 6}}})).await;
+    bed.webhook("hook", "/hook").await;
+    // four monitors: before, their keys (namespace/monitor) spread over both workers
+    for i in 0..4 {
+        bed.monitor(&format!("m{i}"), "value > 1000", &["hook"]).await;
+        bed.admitted(&format!("m{i}")).await;
+    }
+    let mut ingester = bed.ingester();
+    let (mut w0, mut w1) = (bed.worker("w0"), bed.dynamic_worker());
+    ingester.ready().await;
+    w0.ready().await;
+    w1.ready().await;
+    // the notify group settled: its 24 partitions (matches and deferred) split between both
+    let assigned = "chainwatch_worker_assigned_partitions{group=\"chainwatch-notify\"}";
+    eventually("both workers share the notify group", T, || async {
+        let (a, b) = (w0.metric(assigned).await?, w1.metric(assigned).await?);
+        (a + b == 24.0 && a > 0.0 && b > 0.0).then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        bed.transfer(1, 5000).await;
+    }
+    // 20 matches: 6 notified, 14 throttled
+    let mut throttled = 0;
+    chainwatch_devkit::testbed::read_topic(DEADLETTER_TOPIC, T, |raw| {
+        let d = DeadLetterRecord::decode(&raw).unwrap();
+        if d.monitor.as_deref().is_some_and(|m| m.starts_with(&format!("{}/", bed.ns)))
+            && d.reason.starts_with("throttled")
+        {
+            throttled += 1;
+        }
+        throttled >= 14
+    })
+    .await;
+    assert_eq!(throttled, 14, "14 of 20 throttled");
+    assert_eq!(bed.http.received().len(), 6, "the tenant's limit of 6 per minute, across both workers");
+    w1.stop().await;
+    w0.stop().await;
+    ingester.stop().await;
+    bed.stop().await;
 }

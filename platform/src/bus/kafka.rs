@@ -180,6 +180,11 @@ pub struct KafkaConsumer {
 }
 
 impl KafkaConsumer {
+    /// Partitions assigned to this member now.
+    pub fn assigned(&self) -> Result<usize, BusError> {
+        Ok(self.inner.assignment()?.count())
+    }
+
     /// Consumer lag per partition (high watermark − position) of the assigned partitions.
     pub fn lag(&self) -> Result<i64, BusError> {
         let assignment = self.inner.assignment()?;

@@ -19,7 +19,7 @@ use chainwatch_worker::config::{Admission, ConfigStore};
 use chainwatch_worker::metrics::WorkerMetrics;
 use chainwatch_worker::notify::destination::DestinationPolicy;
 use chainwatch_worker::stages::{StageSettings, Stages};
-use chainwatch_worker::status::NoStatus;
+use chainwatch_worker::status::{NoStatus, StatusSink};
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -112,6 +112,10 @@ struct Harness {
 
 impl Harness {
     fn start(store: ConfigStore, policy: DestinationPolicy) -> Self {
+        Self::start_with(store, policy, Arc::new(NoStatus))
+    }
+
+    fn start_with(store: ConfigStore, policy: DestinationPolicy, status: Arc<dyn StatusSink>) -> Self {
         store.rebuild_now();
         let bus = MemoryBus::new();
         let mut registry = prometheus_client::registry::Registry::default();
@@ -125,7 +129,7 @@ impl Harness {
             destinations: policy,
             ..StageSettings::default()
         };
-        let stages = Stages::new(settings, producer, store.clone(), metrics, Arc::new(NoStatus));
+        let stages = Stages::new(settings, producer, store.clone(), metrics, status);
         let filter = stages.filter(
             "ethereum-mainnet",
             Arc::new(bus.consumer(&filter_group("ethereum-mainnet"), &[&blocks_topic("ethereum-mainnet")])),
@@ -390,6 +394,49 @@ async fn trigger_conditions_drop_matches_and_need_a_tenant_that_allows_scripts()
     let dead = h.wait_dead_letters(2).await;
     assert!(dead.iter().all(|d| d.reason.starts_with("scripts_not_allowed")), "{dead:?}");
     assert!(hooks.received().is_empty());
+    h.stop().await;
+}
+
+/// What the notify stage reported.
+#[derive(Default)]
+struct Reported(std::sync::Mutex<Vec<(String, String, String)>>);
+
+impl StatusSink for Reported {
+    fn matched(&self, _: &chainwatch_core::MonitorMatch) {}
+    fn delivered(&self, _: &str, trigger: &str) {
+        self.0.lock().unwrap().push((trigger.into(), "Delivered".into(), String::new()));
+    }
+    fn failed(&self, _: &str, trigger: &str, reason: &str, error: &str) {
+        self.0.lock().unwrap().push((trigger.into(), reason.into(), error.into()));
+    }
+    fn condition_ran(
+        &self,
+        _: &chainwatch_core::monitor::MonitorKey,
+        _: Option<&chainwatch_worker::script::ScriptError>,
+    ) {
+    }
+}
+
+#[tokio::test]
+async fn a_misbehaving_script_shows_on_its_trigger_and_the_rest_carry_on() {
+    let hooks = HttpReceiver::start().await;
+    let store = base_store(true);
+    store.apply_trigger(trigger("hook", json!({"webhook": {"url": hooks.url("/hook")}, "message": {"title": "t", "body": "${transaction.hash}"}})));
+    store.apply_trigger(trigger("loop", json!({"script": {"language": "Bash", "source": "setsid sleep 60 & while true; do :; done", "timeout": "300ms"}, "retryPolicy": {"maxRetries": 0}})));
+    store.apply_monitor(usdt_monitor(&["loop", "hook"], json!({})));
+    let reported = Arc::new(Reported::default());
+    let h = Harness::start_with(store, local(), reported.clone());
+    h.publish_block(block_18m()).await;
+    // both matches reach the webhook, while the script trigger times out on each
+    hooks.wait_for(2, Duration::from_secs(20)).await;
+    h.wait_dead_letters(2).await;
+    let failed: Vec<(String, String, String)> =
+        reported.0.lock().unwrap().iter().filter(|(t, _, _)| t == "loop").cloned().collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(
+        failed.iter().all(|(_, reason, e)| reason == "ScriptTimedOut" && e.contains("timeout")),
+        "{failed:?}"
+    );
     h.stop().await;
 }
 
