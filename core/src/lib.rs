@@ -17,8 +17,9 @@
 //! - `contains` works on address and string arrays ([`evm::compare`]).
 //! - Stellar: a function only matches when the called contract is one of the monitor's addresses
 //!   and its spec declares it (the address gate applies to Stellar too) ([`stellar::matcher`]).
-//! - Scripts (`Bash` runs bash) get a cleared environment, CPU/memory/file limits, and their whole
-//!   process group is killed at the timeout (in the worker).
+//! - Scripts (`Bash` runs bash) run sandboxed — their own namespaces, root and user id, limits,
+//!   no environment of the worker's — and everything they started dies at the timeout (in the
+//!   worker and the tenant's script runner).
 //! - Notifications carry an idempotency key ([`MonitorMatch::idempotency_key`]) and are
 //!   deduplicated; reorgs are detected by parent-hash continuity (in the ingester).
 pub mod block;
