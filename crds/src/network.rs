@@ -342,4 +342,8 @@ pub mod conditions {
     pub const RPC_REACHABLE: &str = "RpcReachable";
     /// The checkpoint advances with the head (ingester).
     pub const PROGRESSING: &str = "Progressing";
+    /// The Kafka broker answers and takes the blocks (ingester).
+    pub const BROKER_REACHABLE: &str = "BrokerReachable";
+    /// Every enabled endpoint serves the Network's chain (ingester).
+    pub const ENDPOINTS_VERIFIED: &str = "EndpointsVerified";
 }

@@ -6,5 +6,6 @@
 //! tests.
 
 pub mod devnet;
+pub mod faulty_rpc;
 pub mod receivers;
 pub mod testbed;

@@ -193,10 +193,12 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
     let client = kube::Client::try_default().await?;
     let networks: Api<Network> = Api::all(client.clone());
     let secrets: Api<Secret> = Api::namespaced(client, &args.secrets_namespace);
-    let producer = Arc::new(args.kafka.producer()?);
+    let kafka_producer = args.kafka.producer()?;
+    let producer = Arc::new(kafka_producer.clone());
     let kafka_admin = args.kafka.admin()?;
 
     let (config_tx, config_rx) = watch::channel(None);
+    let topic_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (status_tx, status_rx) = watch::channel(IngestStatus::default());
     let name = args.network.clone();
 
@@ -206,6 +208,7 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
         let name = name.clone();
         let shutdown = shutdown.clone();
         let ready = ready.clone();
+        let topic_ready = topic_ready.clone();
         async move {
             let stream =
                 watcher(networks, watcher::Config::default().fields(&format!("metadata.name={name}")))
@@ -252,6 +255,7 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
                             match kafka_admin.ensure_topic(&spec).await {
                                 Ok(_) => {
                                     topic_ensured = true;
+                                    topic_ready.store(true, std::sync::atomic::Ordering::SeqCst);
                                     ready.set(true);
                                 }
                                 Err(e) => {
@@ -266,6 +270,39 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
         }
     };
     let follow = tokio::spawn(follow);
+    // the broker: in the status ("unreachable since …") and in readiness — not ready while the
+    // blocks cannot be published, so that something restarts or routes around this pod
+    let broker = tokio::spawn({
+        let mut health = chainwatch_platform::bus::health::watch_broker(
+            kafka_producer,
+            Duration::from_secs(3),
+            shutdown.clone(),
+        );
+        let status = status_tx.clone();
+        let ready = ready.clone();
+        let shutdown = shutdown.clone();
+        let topic_ready = topic_ready.clone();
+        async move {
+            loop {
+                let state = health.borrow_and_update().clone();
+                use chainwatch_platform::bus::health::BrokerState;
+                let h = match &state {
+                    BrokerState::Unknown => Health::default(),
+                    BrokerState::Reachable => Health::ok("Reachable", "the broker answers"),
+                    BrokerState::Unreachable { since, error } => Health::failing(
+                        "BrokerUnreachable",
+                        &format!("broker unreachable since {} ({error})", status::rfc3339(*since)),
+                    ),
+                };
+                status.send_modify(|s| s.broker = h);
+                ready.set(state.is_reachable() && topic_ready.load(std::sync::atomic::Ordering::SeqCst));
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = health.changed() => if r.is_err() { return },
+                }
+            }
+        }
+    });
     let status_writer = tokio::spawn(status::write_status(
         networks,
         name.clone(),
@@ -291,6 +328,7 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
     }
     let _ = follow.await;
     let _ = status_writer.await;
+    let _ = broker.await;
     admin.stopped().await;
     result?;
     tracing::info!(network = %name, "ingester stopped");

@@ -84,6 +84,10 @@ enum RangeError {
     Checkpoint(#[from] std::io::Error),
     #[error("reorg detected at block {0}")]
     Reorg(u64),
+    /// Answers that do not fit together (a parent hash of no block we know, while nothing was
+    /// replaced).
+    #[error("{0}")]
+    Inconsistent(String),
     #[error("stopped")]
     Stopped,
 }
@@ -195,6 +199,9 @@ impl Ingester {
             tracing::error!(%network, error = %e, "the RPC endpoints do not serve this network");
         }
         let mut failures: u32 = 0;
+        // the last head read, and when: what the status says while no endpoint answers
+        let mut last_head: Option<(Head, Instant)> = None;
+        let stale_after = (self.settings.poll_interval * 3).max(Duration::from_secs(10));
         loop {
             if stop.is_cancelled() {
                 break;
@@ -202,12 +209,26 @@ impl Ingester {
             let head = match self.source.head().await {
                 Ok(h) => {
                     self.rpc_up(h);
+                    last_head = Some((h, Instant::now()));
                     h
                 }
                 Err(e) => {
                     self.rpc_down(&e);
+                    if let Some((h, at)) = last_head
+                        && at.elapsed() >= stale_after
+                    {
+                        self.progress(
+                            false,
+                            "HeadUnknown",
+                            &format!(
+                                "no endpoint answered for {}s: the head was block {} then ({e})",
+                                at.elapsed().as_secs(),
+                                h.latest
+                            ),
+                        );
+                    }
                     failures += 1;
-                    if sleep_or_stop(backoff(failures), &stop).await {
+                    if sleep_or_stop(backoff(failures, self.settings.poll_interval), &stop).await {
                         break;
                     }
                     continue;
@@ -230,7 +251,12 @@ impl Ingester {
                     match self.source.block_id(tip.number).await {
                         Ok(canonical) if canonical.hash != tip.hash => {
                             if let Err(e) = self.reorg(&mut st, tip.number + 1).await {
+                                failures += 1;
                                 tracing::warn!(%network, error = %e, "handling a reorg failed; retrying");
+                                if sleep_or_stop(backoff(failures, self.settings.poll_interval), &stop).await
+                                {
+                                    break;
+                                }
                             }
                             continue;
                         }
@@ -261,11 +287,35 @@ impl Ingester {
             match self.range(&mut st, end, &stop).await {
                 Ok(()) => failures = 0,
                 Err(RangeError::Stopped) => break,
-                Err(RangeError::Reorg(at)) => {
-                    if let Err(e) = self.reorg(&mut st, at).await {
+                Err(RangeError::Reorg(at)) => match self.reorg(&mut st, at).await {
+                    Ok(()) => {}
+                    Err(RangeError::Inconsistent(why)) => {
+                        failures += 1;
+                        let wait = backoff(failures, self.settings.poll_interval);
+                        self.metrics.fetch_error(&network, "inconsistent");
+                        tracing::warn!(%network, block = at, attempt = failures, "{why}; fetching it again in {wait:?}");
+                        self.progress(
+                            false,
+                            "InconsistentAnswers",
+                            &format!("{why}; fetching it again (attempt {failures})"),
+                        );
+                        if sleep_or_stop(wait, &stop).await {
+                            break;
+                        }
+                    }
+                    Err(e) => {
                         tracing::warn!(%network, error = %e, "handling a reorg failed; retrying");
                         failures += 1;
-                        let _ = sleep_or_stop(backoff(failures), &stop).await;
+                        if sleep_or_stop(backoff(failures, self.settings.poll_interval), &stop).await {
+                            break;
+                        }
+                    }
+                },
+                Err(RangeError::Inconsistent(why)) => {
+                    failures += 1;
+                    self.progress(false, "InconsistentAnswers", &why);
+                    if sleep_or_stop(backoff(failures, self.settings.poll_interval), &stop).await {
+                        break;
                     }
                 }
                 Err(RangeError::Source(e)) => {
@@ -273,7 +323,7 @@ impl Ingester {
                     self.metrics.fetch_error(&network, e.reason());
                     tracing::warn!(%network, block = st.next, error = %e, "fetching failed; retrying (no block is skipped)");
                     self.progress(false, e.reason(), &format!("block {}: {e}", st.next));
-                    if sleep_or_stop(backoff(failures), &stop).await {
+                    if sleep_or_stop(backoff(failures, self.settings.poll_interval), &stop).await {
                         break;
                     }
                 }
@@ -281,7 +331,7 @@ impl Ingester {
                     failures += 1;
                     tracing::warn!(%network, block = st.next, error = %e, "publishing failed; retrying from the checkpoint");
                     self.progress(false, "PublishFailed", &e.to_string());
-                    if sleep_or_stop(backoff(failures), &stop).await {
+                    if sleep_or_stop(backoff(failures, self.settings.poll_interval), &stop).await {
                         break;
                     }
                 }
@@ -406,9 +456,12 @@ impl Ingester {
         }
         if replaced.is_empty() {
             // the block after our tip came from another fork than the tip we still see as
-            // canonical (endpoints disagreeing): fetch it again
-            tracing::info!(%network, at, "parent mismatch without a replaced block; refetching");
-            return Ok(());
+            // canonical (endpoints disagreeing, or one answering wrong): fetch it again, later
+            let tip = st.recent.back().map(|b| b.hash.clone()).unwrap_or_default();
+            return Err(RangeError::Inconsistent(format!(
+                "block {at} names a parent that is not block {} ({tip}), which is still canonical: an endpoint answered a block of another fork",
+                at.saturating_sub(1)
+            )));
         }
         let ancestor = ancestor.unwrap_or_else(|| {
             let oldest = replaced.last().map_or(at, |b| b.number);
@@ -475,8 +528,14 @@ impl Ingester {
     }
 }
 
-fn backoff(failures: u32) -> Duration {
-    Duration::from_millis((250u64 << failures.min(7)).min(30_000))
+/// The wait after `failures` consecutive failures: doubling from 250 ms, with jitter, and never
+/// above two poll intervals (at least 1 s, at most 30 s) — so ingestion resumes within about two
+/// poll intervals after an endpoint (or the broker) returns.
+fn backoff(failures: u32, poll: Duration) -> Duration {
+    let cap = (poll * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let nominal = Duration::from_millis(250u64 << failures.saturating_sub(1).min(7)).min(cap);
+    // ±25 %: endpoints shared by many ingesters are not hit in step
+    nominal.mul_f64(0.75 + rand::random::<f64>() * 0.5).min(cap)
 }
 
 /// Sleeps; `true` when `stop` was cancelled first.

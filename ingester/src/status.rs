@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use chainwatch_crds::Network;
-use chainwatch_crds::network::conditions::{PROGRESSING, RPC_REACHABLE};
+use chainwatch_crds::network::conditions::{BROKER_REACHABLE, PROGRESSING, RPC_REACHABLE};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -48,6 +48,8 @@ pub struct IngestStatus {
     pub last_published_at: Option<SystemTime>,
     pub rpc: Health,
     pub progressing: Health,
+    /// Whether the broker takes the blocks (unknown in `chainwatch dev`).
+    pub broker: Health,
     /// Ranges skipped by maxPastBlocks, newest last.
     pub skipped: Vec<(u64, u64)>,
     /// (first replaced block, depth, when).
@@ -58,6 +60,11 @@ impl IngestStatus {
     pub fn lag(&self) -> Option<u64> {
         Some(self.head?.saturating_sub(self.last_published?))
     }
+}
+
+/// A time as RFC 3339 (in messages).
+pub fn rfc3339(t: SystemTime) -> String {
+    time(t).0.to_string()
 }
 
 fn time(t: SystemTime) -> Time {
@@ -79,10 +86,16 @@ pub fn status_patch(
     s: &IngestStatus,
     rpc_since: SystemTime,
     progress_since: SystemTime,
+    broker_since: SystemTime,
 ) -> serde_json::Value {
-    let mut status = json!({
-        "conditions": [condition(RPC_REACHABLE, &s.rpc, rpc_since), condition(PROGRESSING, &s.progressing, progress_since)],
-    });
+    let mut conditions = vec![
+        condition(RPC_REACHABLE, &s.rpc, rpc_since),
+        condition(PROGRESSING, &s.progressing, progress_since),
+    ];
+    if s.broker.ok.is_some() {
+        conditions.push(condition(BROKER_REACHABLE, &s.broker, broker_since));
+    }
+    let mut status = json!({"conditions": conditions});
     if let Some(h) = s.head {
         status["head"] = json!(h);
     }
@@ -118,11 +131,13 @@ pub async fn write_status(
     let mut last_sent: Option<IngestStatus> = None;
     let mut rpc_since = SystemTime::now();
     let mut progress_since = SystemTime::now();
+    let mut broker_since = SystemTime::now();
     loop {
         let current = rx.borrow_and_update().clone();
         let conditions_changed = last_sent.as_ref().is_none_or(|l| {
             l.rpc.ok != current.rpc.ok
                 || l.progressing.ok != current.progressing.ok
+                || l.broker.ok != current.broker.ok
                 || l.rpc.reason != current.rpc.reason
                 || l.progressing.reason != current.progressing.reason
         });
@@ -134,12 +149,15 @@ pub async fn write_status(
                 if l.progressing.ok != current.progressing.ok {
                     progress_since = SystemTime::now();
                 }
+                if l.broker.ok != current.broker.ok {
+                    broker_since = SystemTime::now();
+                }
             }
             match api
                 .patch_status(
                     &name,
                     &params,
-                    &Patch::Apply(status_patch(&current, rpc_since, progress_since)),
+                    &Patch::Apply(status_patch(&current, rpc_since, progress_since, broker_since)),
                 )
                 .await
             {

@@ -93,7 +93,9 @@ impl KafkaArgs {
     }
 
     pub fn producer(&self) -> Result<KafkaProducer, BusError> {
-        Ok(KafkaProducer { inner: self.producer_config().create()? })
+        let config = self.producer_config();
+        let current = config.create()?;
+        Ok(KafkaProducer { config, current: Arc::new(std::sync::RwLock::new((0, current))) })
     }
 
     pub fn consumer(&self, group: &str, topics: &[&str]) -> Result<KafkaConsumer, BusError> {
@@ -147,25 +149,66 @@ impl KafkaArgs {
     }
 }
 
-/// The idempotent producer.
+/// The idempotent producer. An idempotent producer that lost its broker can end in a fatal state
+/// (`OutOfOrderSequenceNumber`, then `Fatal` for every send, forever); when that happens it is
+/// replaced by a new one, and the caller's retry (the ingester resumes after its checkpoint)
+/// goes through it.
 #[derive(Clone)]
 pub struct KafkaProducer {
-    inner: FutureProducer,
+    config: ClientConfig,
+    /// (generation, producer): the generation tells whether a failed producer was replaced yet.
+    current: Arc<std::sync::RwLock<(u64, FutureProducer)>>,
+}
+
+impl KafkaProducer {
+    fn producer(&self) -> (u64, FutureProducer) {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces producer `generation` (if nobody did yet) after a fatal error.
+    fn replace(&self, generation: u64, reason: &str) {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if current.0 != generation {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(p) => {
+                tracing::warn!(%reason, "the Kafka producer failed fatally: replaced by a new one");
+                *current = (generation + 1, p);
+            }
+            Err(e) => tracing::error!(error = %e, "creating a new Kafka producer failed"),
+        }
+    }
+
+    /// The broker's metadata answers (blocking: run it off the async threads).
+    pub fn reachable(&self, timeout: Duration) -> Result<(), BusError> {
+        let (_, p) = self.producer();
+        p.client().fetch_metadata(None, timeout)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl Producer for KafkaProducer {
     async fn send(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        let (generation, producer) = self.producer();
         let record = FutureRecord::to(topic).key(key).payload(&payload);
-        self.inner
-            .send(record, Duration::from_secs(30))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| BusError::Kafka(e))
+        match producer.send(record, Duration::from_secs(30)).await {
+            Ok(_) => Ok(()),
+            Err((e, _)) => {
+                let fatal = producer.client().fatal_error().map(|(_, reason)| reason).or_else(|| {
+                    matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::Fatal)).then(|| e.to_string())
+                });
+                if let Some(reason) = fatal {
+                    self.replace(generation, &reason);
+                }
+                Err(BusError::Kafka(e))
+            }
+        }
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
-        let p = self.inner.clone();
+        let (_, p) = self.producer();
         tokio::task::spawn_blocking(move || p.flush(timeout))
             .await
             .map_err(|e| BusError::Other(e.to_string()))??;
