@@ -40,8 +40,13 @@ install_system_packages() {
   command -v kubectl >/dev/null || missing+=(kubectl)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }
+    # a fresh machine's package lists are often stale: the first try may fail, quietly
+    local aptlog="$TOOLS/apt.log"
+    mkdir -p "$TOOLS"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -qq "${missing[@]}" \
+      || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }; } >"$aptlog" 2>&1 \
+      || { tail -n 20 "$aptlog" >&2; die "could not install ${missing[*]} (full log: $aptlog)"; }
   fi
 }
 

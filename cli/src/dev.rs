@@ -149,6 +149,7 @@ impl Pipeline {
                 status: status_tx,
                 fetch_concurrency: None,
                 max_in_flight: None,
+                endpoint_recheck: None,
             };
             let filter = self
                 .stages

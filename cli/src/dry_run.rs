@@ -148,7 +148,7 @@ async fn rpc_block(network: &Network, rpc: Option<&str>, n: u64) -> anyhow::Resu
         .map_err(|e| anyhow::anyhow!("Network {}: {e}", network.name_any()))?;
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = chainwatch_ingester::rpc::RpcMetrics::register(&mut registry);
-    let source = chainwatch_ingester::build_source(&network.name_any(), &rt, metrics)
+    let source = chainwatch_ingester::build_source(&network.name_any(), &rt, metrics, None)
         .map_err(|e| anyhow::anyhow!(e))?;
     source.block(n).await.map_err(|e| anyhow::anyhow!("fetching block {n}: {e}"))
 }

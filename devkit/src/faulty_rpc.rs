@@ -36,6 +36,8 @@ struct Inner {
     requests: AtomicU64,
     /// Requests for the block the fault is about.
     fault_hits: AtomicU64,
+    /// Calls received, by method (a batch counts each call).
+    calls: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// The endpoint.
@@ -101,6 +103,20 @@ impl FaultyRpc {
         self.inner.fault_hits.load(Ordering::SeqCst)
     }
 
+    /// Calls received of any method but those in `except`.
+    pub fn calls_except(&self, except: &[&str]) -> u64 {
+        let calls = self.inner.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.iter().filter(|(m, _)| !except.contains(&m.as_str())).map(|(_, n)| n).sum()
+    }
+
+    fn count(&self, request: &Value) {
+        let mut calls = self.inner.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let one = std::slice::from_ref(request);
+        for c in request.as_array().map_or(one, Vec::as_slice) {
+            *calls.entry(c["method"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+        }
+    }
+
     fn fault(&self) -> Fault {
         self.inner.fault.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -160,6 +176,7 @@ async fn handle(State(rpc): State<FaultyRpc>, body: Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
     };
+    rpc.count(&request);
     let Some(answer) = rpc.forward(&request).await else {
         return (StatusCode::BAD_GATEWAY, "upstream failed").into_response();
     };

@@ -5,6 +5,7 @@
 //! Nothing here is part of the operator, ingester or worker: those crates use it only in their
 //! tests.
 
+pub mod broker;
 pub mod devnet;
 pub mod faulty_rpc;
 pub mod receivers;

@@ -49,13 +49,19 @@ pub fn unique(prefix: &str) -> String {
 
 /// Reads the records (payloads) of `topic` from the beginning, in a fresh consumer group, handing
 /// each to `each` until it returns `true` (enough) or `within` passes. Returns whether it was enough.
-pub async fn read_topic(
+pub async fn read_topic(topic: &str, within: std::time::Duration, each: impl FnMut(Vec<u8>) -> bool) -> bool {
+    read_topic_of(&kafka_bootstrap(), topic, within, each).await
+}
+
+/// [`read_topic`] on the broker at `bootstrap`.
+pub async fn read_topic_of(
+    bootstrap: &str,
     topic: &str,
     within: std::time::Duration,
     mut each: impl FnMut(Vec<u8>) -> bool,
 ) -> bool {
     use chainwatch_platform::bus::Consumer;
-    let consumer = chainwatch_platform::bus::kafka::KafkaArgs::new(kafka_bootstrap())
+    let consumer = chainwatch_platform::bus::kafka::KafkaArgs::new(bootstrap.to_string())
         .consumer(&unique("reader"), &[topic])
         .expect("a Kafka consumer");
     let deadline = std::time::Instant::now() + within;

@@ -121,6 +121,7 @@ async fn ingest(
         status: status_tx,
         fetch_concurrency: None,
         max_in_flight: None,
+        endpoint_recheck: None,
     };
     let (_config_tx, config_rx) = watch::channel(Some(Ok(rt)));
     let task = tokio::spawn(async move {

@@ -32,6 +32,7 @@ use chainwatch_core::config::{NetworkSettings, RefProblem, SpecError, network_se
 use checkpoint::{CheckpointStore, FileCheckpoint};
 use metrics::IngesterMetrics;
 use pipeline::Ingester;
+use rpc::identity::Identity;
 use rpc::{RetryPolicy, RpcMetrics, RpcPool};
 use source::BlockSource;
 use status::{Health, IngestStatus};
@@ -57,24 +58,36 @@ pub struct IngesterArgs {
     /// Blocks sent and not yet acknowledged at most.
     #[arg(long, env = "CHAINWATCH_MAX_IN_FLIGHT", default_value_t = 64)]
     pub max_in_flight: usize,
+    /// How often an endpoint in use is asked again which chain it serves (an endpoint of another
+    /// chain is asked again after at most 1 min).
+    #[arg(long, env = "CHAINWATCH_VERIFY_ENDPOINTS_EVERY", default_value = "5m", value_parser = chainwatch_crds::common::parse_duration)]
+    pub verify_endpoints_every: Duration,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
 }
 
-/// Builds the block source of a runtime configuration.
+/// Builds the block source of a runtime configuration. Its endpoints are verified to serve the
+/// Network's chain before use and every `recheck` (default [`rpc::identity::RECHECK`]).
 pub fn build_source(
     name: &str,
     rt: &NetworkSettings,
     rpc_metrics: RpcMetrics,
+    recheck: Option<Duration>,
 ) -> Result<Arc<dyn BlockSource>, String> {
     let pool = RpcPool::new(name, rt.endpoints.clone(), RetryPolicy::default(), rpc_metrics);
+    let verifying = move |id: Identity| pool.verifying(if let Some(d) = recheck { id.every(d) } else { id });
     match rt.chain {
-        ChainType::Evm => {
-            Ok(Arc::new(source::evm::EvmSource::new(pool, rt.confirmations, rt.finality, rt.chain_id)))
-        }
-        ChainType::Stellar => Ok(Arc::new(source::stellar::StellarSource::new(pool, rt.confirmations))),
+        ChainType::Evm => Ok(Arc::new(source::evm::EvmSource::new(
+            verifying(Identity::evm(rt.chain_id)),
+            rt.confirmations,
+            rt.finality,
+        ))),
+        ChainType::Stellar => Ok(Arc::new(source::stellar::StellarSource::new(
+            verifying(Identity::stellar(rt.network_passphrase.clone())),
+            rt.confirmations,
+        ))),
         other => Err(format!("ingesting {other} networks is not supported yet (evm and stellar are)")),
     }
 }
@@ -90,6 +103,8 @@ pub struct Components {
     /// Overrides of the fetch settings (from the command line).
     pub fetch_concurrency: Option<usize>,
     pub max_in_flight: Option<usize>,
+    /// How often a used endpoint is asked again which chain it serves (`None`: every 5 min).
+    pub endpoint_recheck: Option<Duration>,
 }
 
 /// Runs ingestion from the configuration channel until `shutdown`: a new configuration stops the
@@ -108,7 +123,7 @@ pub async fn supervise(
                 tracing::error!(network = %name, error = %e, "the Network cannot be ingested");
                 c.status.send_modify(|s| s.progressing = Health::failing("InvalidSpec", &e.to_string()));
             }
-            Some(Ok(rt)) => match build_source(&name, &rt, c.rpc_metrics.clone()) {
+            Some(Ok(rt)) => match build_source(&name, &rt, c.rpc_metrics.clone(), c.endpoint_recheck) {
                 Err(e) => c.status.send_modify(|s| s.progressing = Health::failing("Unsupported", &e)),
                 Ok(source) => {
                     let mut settings = pipeline::Settings::of(&name, &rt);
@@ -319,6 +334,7 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
         status: status_tx,
         fetch_concurrency: Some(args.fetch_concurrency),
         max_in_flight: Some(args.max_in_flight),
+        endpoint_recheck: Some(args.verify_endpoints_every),
     };
     let result = supervise(name.clone(), config_rx, components, shutdown.clone()).await;
     ready.set(false);

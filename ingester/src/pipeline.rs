@@ -176,7 +176,7 @@ impl Ingester {
                     match self.source.head().await {
                         Ok(h) => break h,
                         Err(e) => {
-                            self.rpc_down(&e);
+                            self.head_unavailable(&e, None);
                             if sleep_or_stop(Duration::from_secs(2), &stop).await {
                                 return Ok(());
                             }
@@ -194,10 +194,6 @@ impl Ingester {
                 State { cp, recent: VecDeque::new(), next, last_save: Instant::now(), dirty: true }
             }
         };
-        if let Err(e) = self.source.check_chain().await {
-            self.rpc_down(&e);
-            tracing::error!(%network, error = %e, "the RPC endpoints do not serve this network");
-        }
         let mut failures: u32 = 0;
         // the last head read, and when: what the status says while no endpoint answers
         let mut last_head: Option<(Head, Instant)> = None;
@@ -213,20 +209,7 @@ impl Ingester {
                     h
                 }
                 Err(e) => {
-                    self.rpc_down(&e);
-                    if let Some((h, at)) = last_head
-                        && at.elapsed() >= stale_after
-                    {
-                        self.progress(
-                            false,
-                            "HeadUnknown",
-                            &format!(
-                                "no endpoint answered for {}s: the head was block {} then ({e})",
-                                at.elapsed().as_secs(),
-                                h.latest
-                            ),
-                        );
-                    }
+                    self.head_unavailable(&e, last_head.filter(|(_, at)| at.elapsed() >= stale_after));
                     failures += 1;
                     if sleep_or_stop(backoff(failures, self.settings.poll_interval), &stop).await {
                         break;
@@ -515,10 +498,40 @@ impl Ingester {
             s.target = Some(head.target);
             s.rpc = Health::ok("Reachable", "the head was read");
         });
+        self.report_endpoints();
+    }
+
+    /// The head could not be read: the RPC condition says why; `Progressing` turns False at once
+    /// when no endpoint serves this chain, and when the last head read (`stale`) is too old.
+    fn head_unavailable(&self, e: &SourceError, stale: Option<(Head, Instant)>) {
+        self.rpc_down(e);
+        if e.reason() == "WrongChain" {
+            // nothing is fetched from an endpoint of another chain: say so at once
+            self.progress(false, "WrongChain", &e.to_string());
+        } else if let Some((h, at)) = stale {
+            let message = format!(
+                "no endpoint answered for {}s: the head was block {} then ({e})",
+                at.elapsed().as_secs(),
+                h.latest
+            );
+            self.progress(false, "HeadUnknown", &message);
+        }
     }
 
     fn rpc_down(&self, e: &SourceError) {
         self.status.send_modify(|s| s.rpc = Health::failing(e.reason(), &e.to_string()));
+        self.report_endpoints();
+    }
+
+    fn report_endpoints(&self) {
+        if let Some(r) = self.source.endpoints() {
+            let h = Health::of_endpoints(&r);
+            self.status.send_if_modified(|s| {
+                let changed = s.endpoints != h;
+                s.endpoints = h;
+                changed
+            });
+        }
     }
 
     fn progress(&self, ok: bool, reason: &str, message: &str) {

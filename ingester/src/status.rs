@@ -5,7 +5,9 @@
 use std::time::{Duration, SystemTime};
 
 use chainwatch_crds::Network;
-use chainwatch_crds::network::conditions::{BROKER_REACHABLE, PROGRESSING, RPC_REACHABLE};
+use chainwatch_crds::network::conditions::{
+    BROKER_REACHABLE, ENDPOINTS_VERIFIED, PROGRESSING, RPC_REACHABLE,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -39,6 +41,29 @@ impl Health {
     }
 }
 
+impl Health {
+    /// `EndpointsVerified` from what the RPC pool knows (unknown until an endpoint was asked).
+    pub fn of_endpoints(r: &crate::rpc::IdentityReport) -> Self {
+        let expected = r.expected.as_deref().unwrap_or("?");
+        let counted = format!("{} of {} endpoints verified", r.verified.len(), r.enabled);
+        if !r.wrong.is_empty() {
+            let which: Vec<String> =
+                r.wrong.iter().map(|(label, found)| format!("{label} serves {} {found}", r.what)).collect();
+            return Self::failing(
+                "WrongChain",
+                &format!(
+                    "{}, the Network says {expected}: out of rotation and asked again every minute; {counted}",
+                    which.join(", ")
+                ),
+            );
+        }
+        if r.verified.is_empty() {
+            return Self::default();
+        }
+        Self::ok("Verified", &format!("{counted} to serve {} {expected}", r.what))
+    }
+}
+
 /// The ingester's view of its network.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IngestStatus {
@@ -50,6 +75,8 @@ pub struct IngestStatus {
     pub progressing: Health,
     /// Whether the broker takes the blocks (unknown in `chainwatch dev`).
     pub broker: Health,
+    /// Whether every endpoint serves the Network's chain.
+    pub endpoints: Health,
     /// Ranges skipped by maxPastBlocks, newest last.
     pub skipped: Vec<(u64, u64)>,
     /// (first replaced block, depth, when).
@@ -59,6 +86,18 @@ pub struct IngestStatus {
 impl IngestStatus {
     pub fn lag(&self) -> Option<u64> {
         Some(self.head?.saturating_sub(self.last_published?))
+    }
+
+    /// The conditions the ingester owns; one it knows nothing about yet (broker in `chainwatch
+    /// dev`, endpoints before the first answer) is left out rather than written Unknown.
+    pub fn conditions(&self) -> Vec<(&'static str, &Health)> {
+        let mut out = vec![(RPC_REACHABLE, &self.rpc), (PROGRESSING, &self.progressing)];
+        for (kind, h) in [(BROKER_REACHABLE, &self.broker), (ENDPOINTS_VERIFIED, &self.endpoints)] {
+            if h.ok.is_some() {
+                out.push((kind, h));
+            }
+        }
+        out
     }
 }
 
@@ -81,20 +120,11 @@ fn condition(kind: &str, h: &Health, since: SystemTime) -> serde_json::Value {
     })
 }
 
-/// The status patch (only the fields the ingester owns).
-pub fn status_patch(
-    s: &IngestStatus,
-    rpc_since: SystemTime,
-    progress_since: SystemTime,
-    broker_since: SystemTime,
-) -> serde_json::Value {
-    let mut conditions = vec![
-        condition(RPC_REACHABLE, &s.rpc, rpc_since),
-        condition(PROGRESSING, &s.progressing, progress_since),
-    ];
-    if s.broker.ok.is_some() {
-        conditions.push(condition(BROKER_REACHABLE, &s.broker, broker_since));
-    }
+/// The status patch (only the fields the ingester owns); `since` gives each condition's last
+/// transition.
+pub fn status_patch(s: &IngestStatus, since: &Transitions) -> serde_json::Value {
+    let conditions: Vec<_> =
+        s.conditions().into_iter().map(|(kind, h)| condition(kind, h, since.of(kind))).collect();
     let mut status = json!({"conditions": conditions});
     if let Some(h) = s.head {
         status["head"] = json!(h);
@@ -118,6 +148,35 @@ pub fn status_patch(
     json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "status": status})
 }
 
+/// When each condition last changed status.
+#[derive(Clone, Debug, Default)]
+pub struct Transitions(std::collections::HashMap<&'static str, SystemTime>);
+
+impl Transitions {
+    fn of(&self, kind: &str) -> SystemTime {
+        self.0.get(kind).copied().unwrap_or_else(SystemTime::now)
+    }
+
+    /// Records the transitions from `before` to `now`; `true` when a condition's status or
+    /// reason changed (worth writing at once).
+    fn update(&mut self, before: Option<&IngestStatus>, now: &IngestStatus) -> bool {
+        let at = SystemTime::now();
+        let mut changed = false;
+        for (kind, h) in now.conditions() {
+            let old = before
+                .and_then(|b| b.conditions().into_iter().find(|(k, _)| *k == kind).map(|(_, h)| h.clone()));
+            match old {
+                Some(o) if o.ok == h.ok => changed |= o.reason != h.reason,
+                _ => {
+                    self.0.insert(kind, at);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+}
+
 /// Patches the Network's status from the watch channel: at most every `interval`, and at once when
 /// a condition changes.
 pub async fn write_status(
@@ -129,39 +188,18 @@ pub async fn write_status(
 ) {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut last_sent: Option<IngestStatus> = None;
-    let mut rpc_since = SystemTime::now();
-    let mut progress_since = SystemTime::now();
-    let mut broker_since = SystemTime::now();
+    let mut since = Transitions::default();
     loop {
         let current = rx.borrow_and_update().clone();
-        let conditions_changed = last_sent.as_ref().is_none_or(|l| {
-            l.rpc.ok != current.rpc.ok
-                || l.progressing.ok != current.progressing.ok
-                || l.broker.ok != current.broker.ok
-                || l.rpc.reason != current.rpc.reason
-                || l.progressing.reason != current.progressing.reason
-        });
+        let mut conditions_changed = false;
         if last_sent.as_ref() != Some(&current) {
-            if let Some(l) = &last_sent {
-                if l.rpc.ok != current.rpc.ok {
-                    rpc_since = SystemTime::now();
+            let mut next = since.clone();
+            conditions_changed = next.update(last_sent.as_ref(), &current);
+            match api.patch_status(&name, &params, &Patch::Apply(status_patch(&current, &next))).await {
+                Ok(_) => {
+                    last_sent = Some(current);
+                    since = next;
                 }
-                if l.progressing.ok != current.progressing.ok {
-                    progress_since = SystemTime::now();
-                }
-                if l.broker.ok != current.broker.ok {
-                    broker_since = SystemTime::now();
-                }
-            }
-            match api
-                .patch_status(
-                    &name,
-                    &params,
-                    &Patch::Apply(status_patch(&current, rpc_since, progress_since, broker_since)),
-                )
-                .await
-            {
-                Ok(_) => last_sent = Some(current),
                 Err(e) => tracing::warn!(network = %name, error = %e, "status patch failed"),
             }
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -43,6 +44,7 @@ pub struct RpcMetrics {
     latency: Family<Ep, Histogram>,
     rotations: Family<Rot, Counter>,
     rate_limited: Family<Ep, Counter>,
+    serves_network: Family<Ep, Gauge>,
 }
 
 impl Default for RpcMetrics {
@@ -53,6 +55,7 @@ impl Default for RpcMetrics {
             latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
             rotations: Family::default(),
             rate_limited: Family::default(),
+            serves_network: Family::default(),
         }
     }
 }
@@ -74,6 +77,11 @@ impl RpcMetrics {
             m.rotations.clone(),
         );
         r.register("rate_limited", "HTTP 429 answers by endpoint", m.rate_limited.clone());
+        r.register(
+            "endpoint_serves_network",
+            "1 when the endpoint was verified to serve the Network's chain, 0 when it serves another (out of rotation)",
+            m.serves_network.clone(),
+        );
         m
     }
 
@@ -103,6 +111,12 @@ impl RpcMetrics {
         self.rate_limited.get_or_create(&Ep { network: network.into(), endpoint: endpoint.into() }).inc();
     }
 
+    pub fn serves_network(&self, network: &str, endpoint: &str, yes: bool) {
+        self.serves_network
+            .get_or_create(&Ep { network: network.into(), endpoint: endpoint.into() })
+            .set(i64::from(yes));
+    }
+
     /// Requests counted so far for an endpoint (all methods): tests and status.
     pub fn requests_to(&self, network: &str, endpoint: &str) -> u64 {
         // Family has no iteration API; callers use the registry text. This helper covers the
@@ -114,6 +128,7 @@ impl RpcMetrics {
             "eth_getBlockReceipts",
             "eth_getTransactionReceipt",
             "eth_chainId",
+            "getNetwork",
             "getLatestLedger",
             "getLedgers",
             "getTransactions",

@@ -11,11 +11,15 @@
 //!   timeouts, HTTP 408/429/5xx and 400/410, JSON-RPC error envelopes, malformed responses (neither
 //!   `result` nor `error`), `null` results where a value is required.
 //! * **Batching**: several calls in one HTTP request (JSON-RPC batch).
+//! * **Chain identity** ([`identity`]): an endpoint is asked which chain it serves before its first
+//!   use and every few minutes while used; one of another chain is out of rotation, so nothing of
+//!   another chain is ever fetched from it.
 
 pub mod breaker;
+pub mod identity;
 pub mod metrics;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chainwatch_platform::Backoff;
@@ -23,6 +27,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use breaker::Breaker;
+use identity::{Checked, Identity};
 pub use metrics::RpcMetrics;
 
 pub use chainwatch_core::config::Endpoint;
@@ -42,6 +47,8 @@ pub enum RpcError {
     Malformed { endpoint: String, message: String },
     #[error("{endpoint}: `{method}` returned null")]
     NullResult { endpoint: String, method: String },
+    #[error("{endpoint} serves {what} {found}, the Network says {expected}: it is out of rotation")]
+    WrongChain { endpoint: String, what: &'static str, expected: String, found: String },
     #[error("no RPC endpoint is enabled (every weight is 0)")]
     NoEndpoints,
     #[error("every endpoint failed; last error: {0}")]
@@ -60,6 +67,7 @@ impl RpcError {
             RpcError::JsonRpc { .. } => "jsonrpc",
             RpcError::Malformed { .. } => "malformed",
             RpcError::NullResult { .. } => "null_result",
+            RpcError::WrongChain { .. } => "wrong_chain",
             RpcError::NoEndpoints => "no_endpoints",
             RpcError::Exhausted(inner) => inner.class(),
         }
@@ -71,6 +79,15 @@ impl RpcError {
             RpcError::JsonRpc { code, .. } => Some(*code),
             RpcError::Exhausted(inner) => inner.jsonrpc_code(),
             _ => None,
+        }
+    }
+
+    /// Whether this is (or wraps) an endpoint of another chain.
+    pub fn is_wrong_chain(&self) -> bool {
+        match self {
+            RpcError::WrongChain { .. } => true,
+            RpcError::Exhausted(inner) => inner.is_wrong_chain(),
+            _ => false,
         }
     }
 
@@ -104,6 +121,35 @@ struct Member {
     /// host[:port] only: URLs often carry API keys in their path.
     label: String,
     breaker: Breaker,
+    /// Which chain it serves, as far as known.
+    checked: Mutex<Checked>,
+    /// Held while the endpoint is asked for its chain (one question at a time).
+    asking: tokio::sync::Mutex<()>,
+}
+
+impl Member {
+    fn checked(&self) -> Checked {
+        self.checked.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_checked(&self, c: Checked) -> Checked {
+        std::mem::replace(&mut *self.checked.lock().unwrap_or_else(|p| p.into_inner()), c)
+    }
+}
+
+/// What the pool knows about its endpoints' chain (for the `EndpointsVerified` condition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityReport {
+    /// "chain id", "network passphrase".
+    pub what: &'static str,
+    /// The value every endpoint must answer (the Network's, or the first endpoint's).
+    pub expected: Option<String>,
+    /// Endpoints verified to serve it.
+    pub verified: Vec<String>,
+    /// Endpoints of another chain: (label, what they serve).
+    pub wrong: Vec<(String, String)>,
+    /// Enabled endpoints.
+    pub enabled: usize,
 }
 
 /// Retry settings.
@@ -132,6 +178,9 @@ struct Inner {
     http: reqwest::Client,
     retry: RetryPolicy,
     metrics: RpcMetrics,
+    identity: Option<Identity>,
+    /// The first answer, when the Network names no expected value.
+    reference: Mutex<Option<String>>,
 }
 
 /// `host[:port]` of a URL, for labels and logs.
@@ -162,10 +211,133 @@ impl RpcPool {
                 let n = seen.entry(host.clone()).or_default();
                 *n += 1;
                 let label = if *n > 1 { format!("{host}#{n}") } else { host };
-                Member { config, label, breaker: Breaker::default() }
+                Member {
+                    config,
+                    label,
+                    breaker: Breaker::default(),
+                    checked: Mutex::default(),
+                    asking: tokio::sync::Mutex::new(()),
+                }
             })
             .collect();
-        Self { inner: Arc::new(Inner { network: network.to_string(), endpoints, http, retry, metrics }) }
+        Self {
+            inner: Arc::new(Inner {
+                network: network.to_string(),
+                endpoints,
+                http,
+                retry,
+                metrics,
+                identity: None,
+                reference: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The same pool, checking that every endpoint serves the chain `identity` names before it is
+    /// used (call before the pool is shared).
+    pub fn verifying(mut self, identity: Identity) -> Self {
+        Arc::get_mut(&mut self.inner).expect("verifying() is called on a new pool").identity = Some(identity);
+        self
+    }
+
+    /// What is known about the endpoints' chain; `None` when the pool does not check it.
+    pub fn identity_report(&self) -> Option<IdentityReport> {
+        let id = self.inner.identity.as_ref()?;
+        let mut report = IdentityReport {
+            what: id.what,
+            expected: id.expected.clone().or_else(|| self.reference()),
+            verified: vec![],
+            wrong: vec![],
+            enabled: 0,
+        };
+        for ep in self.inner.endpoints.iter().filter(|e| e.config.weight > 0) {
+            report.enabled += 1;
+            match ep.checked() {
+                Checked::Never => {}
+                Checked::Serves { .. } => report.verified.push(ep.label.clone()),
+                Checked::Wrong { found, .. } => report.wrong.push((ep.label.clone(), found)),
+            }
+        }
+        Some(report)
+    }
+
+    fn reference(&self) -> Option<String> {
+        self.inner.reference.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Asks endpoint `i` which chain it serves, unless that is known and recent. `Err` when it
+    /// serves another chain (it is then out of rotation) or did not answer.
+    async fn verify(&self, i: usize) -> Result<(), RpcError> {
+        let inner = &self.inner;
+        let Some(id) = &inner.identity else { return Ok(()) };
+        let ep = &inner.endpoints[i];
+        let _asking = ep.asking.lock().await;
+        let now = Instant::now();
+        let wrong = |found: String, expected: String| RpcError::WrongChain {
+            endpoint: ep.label.clone(),
+            what: id.what,
+            expected,
+            found,
+        };
+        match ep.checked() {
+            c if c.trusted(id, now) => return Ok(()),
+            Checked::Wrong { found, expected, .. } if ep.checked().excluded(id, now) => {
+                return Err(wrong(found, expected));
+            }
+            _ => {}
+        }
+        let call = Call::new(id.method, id.params.clone());
+        let answer = self.send(i, std::slice::from_ref(&call)).await?.pop().expect("one result per call");
+        let reference = self.reference();
+        match identity::judge(id, reference.as_deref(), &answer) {
+            Ok(found) => {
+                if id.expected.is_none() && reference.is_none() {
+                    *inner.reference.lock().unwrap_or_else(|p| p.into_inner()) = Some(found.clone());
+                }
+                let before = ep.set_checked(Checked::Serves { at: now });
+                if matches!(before, Checked::Wrong { .. }) {
+                    tracing::info!(network = %inner.network, endpoint = %ep.label, what = id.what, %found, "the endpoint serves the Network's chain again: back in rotation");
+                } else if before == Checked::Never {
+                    tracing::debug!(network = %inner.network, endpoint = %ep.label, what = id.what, %found, "endpoint verified");
+                }
+                inner.metrics.serves_network(&inner.network, &ep.label, true);
+                Ok(())
+            }
+            Err(found) => {
+                let expected = id.expected.clone().or(reference).unwrap_or_default();
+                let before = ep.set_checked(Checked::Wrong {
+                    found: found.clone(),
+                    expected: expected.clone(),
+                    at: now,
+                });
+                if !matches!(before, Checked::Wrong { .. }) {
+                    tracing::error!(network = %inner.network, endpoint = %ep.label, what = id.what, %found, %expected, "the endpoint serves another chain: taken out of rotation");
+                }
+                inner.metrics.serves_network(&inner.network, &ep.label, false);
+                Err(wrong(found, expected))
+            }
+        }
+    }
+
+    /// The error when every enabled endpoint is out for serving another chain.
+    fn all_wrong(&self) -> Option<RpcError> {
+        let id = self.inner.identity.as_ref()?;
+        let now = Instant::now();
+        let mut first = None;
+        for ep in self.inner.endpoints.iter().filter(|e| e.config.weight > 0) {
+            match ep.checked() {
+                Checked::Wrong { found, expected, at } if now.duration_since(at) < id.wrong_recheck => {
+                    first.get_or_insert(RpcError::WrongChain {
+                        endpoint: ep.label.clone(),
+                        what: id.what,
+                        expected,
+                        found,
+                    });
+                }
+                _ => return None,
+            }
+        }
+        first
     }
 
     pub fn network(&self) -> &str {
@@ -177,10 +349,18 @@ impl RpcPool {
         self.inner.endpoints.iter().map(|e| e.label.clone()).collect()
     }
 
-    /// Endpoints currently usable (enabled and not cut off by their breaker).
+    /// Endpoints currently usable (enabled, not cut off by their breaker, not of another chain).
     pub fn healthy_endpoints(&self) -> usize {
         let now = Instant::now();
-        self.inner.endpoints.iter().filter(|e| e.config.weight > 0 && e.breaker.available(now)).count()
+        (0..self.inner.endpoints.len())
+            .filter(|&i| self.in_rotation(i, now) && self.inner.endpoints[i].breaker.available(now))
+            .count()
+    }
+
+    /// Enabled and not out for serving another chain.
+    fn in_rotation(&self, i: usize, now: Instant) -> bool {
+        let ep = &self.inner.endpoints[i];
+        ep.config.weight > 0 && self.inner.identity.as_ref().is_none_or(|id| !ep.checked().excluded(id, now))
     }
 
     /// Picks an endpoint by weight among the available ones not in `avoid`; falls back to the
@@ -189,12 +369,12 @@ impl RpcPool {
         let now = Instant::now();
         let eps = &self.inner.endpoints;
         let candidates: Vec<usize> =
-            (0..eps.len()).filter(|&i| eps[i].config.weight > 0 && eps[i].breaker.available(now)).collect();
+            (0..eps.len()).filter(|&i| self.in_rotation(i, now) && eps[i].breaker.available(now)).collect();
         let preferred: Vec<usize> = candidates.iter().copied().filter(|i| !avoid.contains(i)).collect();
         let pool = if preferred.is_empty() { candidates } else { preferred };
         if pool.is_empty() {
             return (0..eps.len())
-                .filter(|&i| eps[i].config.weight > 0)
+                .filter(|&i| self.in_rotation(i, now))
                 .min_by_key(|&i| eps[i].breaker.reopens_at());
         }
         let total: u64 = pool.iter().map(|&i| u64::from(eps[i].config.weight)).sum();
@@ -232,14 +412,32 @@ impl RpcPool {
         let mut tried: Vec<usize> = Vec::new();
         let mut last_err = None;
         for attempt in 0..max_attempts {
-            let Some(i) = self.pick(&tried) else { return Err(RpcError::NoEndpoints) };
+            let Some(i) = self.pick(&tried) else {
+                return Err(self.all_wrong().unwrap_or(RpcError::NoEndpoints));
+            };
             if let Some(prev) = tried.last()
                 && *prev != i
             {
                 let reason = last_err.as_ref().map_or("unknown", RpcError::class);
                 inner.metrics.rotation(&inner.network, reason);
             }
-            match self.send(i, &calls).await {
+            let verified = match self.verify(i).await {
+                // another chain: out of rotation, not a failure of the breaker's kind; next one
+                Err(e @ RpcError::WrongChain { .. }) => {
+                    inner.metrics.error(&inner.network, &inner.endpoints[i].label, e.class());
+                    if !tried.contains(&i) {
+                        tried.push(i);
+                    }
+                    last_err = Some(e);
+                    continue;
+                }
+                other => other,
+            };
+            let result = match verified {
+                Ok(()) => self.send(i, &calls).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(results) => {
                     inner.endpoints[i].breaker.success();
                     return Ok(results);

@@ -10,20 +10,21 @@ use chainwatch_crds::network::Finality;
 use serde_json::{Value, json};
 
 use super::{BlockSource, Head, SourceError};
-use crate::rpc::{Call, RpcError, RpcPool};
+use crate::rpc::{Call, IdentityReport, RpcError, RpcPool};
 
 /// EVM block source.
 pub struct EvmSource {
     rpc: RpcPool,
     confirmations: u64,
     finality: Finality,
-    chain_id: Option<u64>,
     block_receipts: AtomicBool,
 }
 
 impl EvmSource {
-    pub fn new(rpc: RpcPool, confirmations: u64, finality: Finality, chain_id: Option<u64>) -> Self {
-        Self { rpc, confirmations, finality, chain_id, block_receipts: AtomicBool::new(true) }
+    /// A source over `rpc` (which verifies the chain id of its endpoints, see
+    /// [`crate::rpc::identity`]).
+    pub fn new(rpc: RpcPool, confirmations: u64, finality: Finality) -> Self {
+        Self { rpc, confirmations, finality, block_receipts: AtomicBool::new(true) }
     }
 
     async fn receipts_one_by_one(&self, block: &Value) -> Result<Vec<Value>, RpcError> {
@@ -112,13 +113,7 @@ impl BlockSource for EvmSource {
         Ok(BlockId { number: n, hash: field("hash")?, parent_hash: field("parentHash")? })
     }
 
-    async fn check_chain(&self) -> Result<(), SourceError> {
-        if let Some(expected) = self.chain_id {
-            let found = quantity(&self.rpc.call("eth_chainId", json!([])).await?, "eth_chainId")?;
-            if found != expected {
-                return Err(SourceError::WrongChain { expected, found });
-            }
-        }
-        Ok(())
+    fn endpoints(&self) -> Option<IdentityReport> {
+        self.rpc.identity_report()
     }
 }

@@ -6,7 +6,7 @@ pub mod stellar;
 use async_trait::async_trait;
 use chainwatch_core::block::{Block, BlockId, RpcShapeError};
 
-use crate::rpc::RpcError;
+use crate::rpc::{IdentityReport, RpcError};
 
 /// The chain's head as the ingester sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +28,6 @@ pub enum SourceError {
         "block {number} is outside the RPC's retention window ({message}); set startBlock or backfill within it"
     )]
     OutsideRetention { number: u64, message: String },
-    #[error("the endpoint serves chain id {found}, the Network says {expected}")]
-    WrongChain { expected: u64, found: u64 },
     #[error("{0}")]
     Other(String),
 }
@@ -38,10 +36,10 @@ impl SourceError {
     /// Metric label / condition reason.
     pub fn reason(&self) -> &'static str {
         match self {
+            SourceError::Rpc(e) if e.is_wrong_chain() => "WrongChain",
             SourceError::Rpc(_) => "RpcError",
             SourceError::Malformed { .. } => "MalformedBlock",
             SourceError::OutsideRetention { .. } => "OutsideRetentionWindow",
-            SourceError::WrongChain { .. } => "WrongChain",
             SourceError::Other(_) => "SourceError",
         }
     }
@@ -55,8 +53,8 @@ pub trait BlockSource: Send + Sync + 'static {
     async fn block(&self, n: u64) -> Result<Block, SourceError>;
     /// Identity of the canonical block at `n` (for reorg walk-back).
     async fn block_id(&self, n: u64) -> Result<BlockId, SourceError>;
-    /// Checks the endpoints serve the configured chain.
-    async fn check_chain(&self) -> Result<(), SourceError> {
-        Ok(())
+    /// Which of the endpoints were verified to serve the Network's chain.
+    fn endpoints(&self) -> Option<IdentityReport> {
+        None
     }
 }

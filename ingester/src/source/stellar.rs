@@ -7,7 +7,7 @@ use chainwatch_core::block::{Block, BlockId, StellarLedger};
 use serde_json::{Value, json};
 
 use super::{BlockSource, Head, SourceError};
-use crate::rpc::{RpcError, RpcPool};
+use crate::rpc::{IdentityReport, RpcError, RpcPool};
 
 const PAGE: u64 = 200;
 
@@ -116,5 +116,9 @@ impl BlockSource for StellarSource {
         let parsed = StellarLedger::from_rpc(&ledger, &[], &[])
             .map_err(|source| SourceError::Malformed { number: n, source })?;
         Ok(BlockId { number: n, hash: parsed.hash, parent_hash: parsed.previous_hash })
+    }
+
+    fn endpoints(&self) -> Option<IdentityReport> {
+        self.rpc.identity_report()
     }
 }

@@ -91,6 +91,19 @@ impl Running {
         }
     }
 
+    /// Waits until `pred` holds for the status; `what` names it in the failure.
+    pub async fn wait_for(&mut self, within: Duration, what: &str, pred: impl Fn(&IngestStatus) -> bool) {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.status.borrow_and_update().clone();
+            if pred(&s) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what} not within {within:?}; status {s:?}");
+            let _ = tokio::time::timeout(Duration::from_millis(200), self.status.changed()).await;
+        }
+    }
+
     pub async fn stop(self) {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.task)
@@ -106,8 +119,22 @@ impl Running {
 
 /// Starts ingesting `rt` into a fresh single-partition topic; the checkpoint lives in `dir`.
 pub async fn start(rt: Runtime, dir: &std::path::Path) -> Running {
+    start_with(rt, dir, Options::default()).await
+}
+
+/// What [`start_with`] changes from the defaults.
+#[derive(Default)]
+pub struct Options {
+    /// How often endpoints are asked which chain they serve (default 5 min).
+    pub recheck: Option<Duration>,
+    /// The broker (default: the test bed's).
+    pub bootstrap: Option<String>,
+}
+
+/// As [`start`], with `options`.
+pub async fn start_with(rt: Runtime, dir: &std::path::Path, options: Options) -> Running {
     let (network, rt) = (rt.network, rt.settings);
-    let kafka = KafkaArgs::new(kafka_bootstrap());
+    let kafka = KafkaArgs::new(options.bootstrap.unwrap_or_else(kafka_bootstrap));
     kafka
         .admin()
         .unwrap()
@@ -133,6 +160,7 @@ pub async fn start(rt: Runtime, dir: &std::path::Path) -> Running {
         status: status_tx,
         fetch_concurrency: None,
         max_in_flight: None,
+        endpoint_recheck: options.recheck,
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn({

@@ -4,4 +4,5 @@
 mod common;
 mod evm;
 mod failover;
+mod identity;
 mod stellar;

@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
+/// The recorded ledgers are of the Stellar testnet.
+const TESTNET_PASSPHRASE: &str = "Test SDF Network ; September 2015";
+
 fn fixtures() -> PathBuf {
     std::env::var("CHAINWATCH_FIXTURES")
         .map(PathBuf::from)
@@ -79,6 +82,7 @@ async fn handle(State(chain): State<Arc<Chain>>, Json(req): Json<Value>) -> Json
         .and_then(|c| c.split_once(':'))
         .map(|(l, i)| (l.parse::<u64>().unwrap(), i.parse::<usize>().unwrap()));
     let result = match req["method"].as_str().unwrap() {
+        "getNetwork" => json!({"passphrase": TESTNET_PASSPHRASE, "protocolVersion": 23}),
         "getLatestLedger" => json!({"id": "x", "protocolVersion": 23, "sequence": latest}),
         "getLedgers" => {
             json!({"ledgers": [chain.ledgers[&start.unwrap()]], "latestLedger": latest, "oldestLedger": oldest, "cursor": start.unwrap().to_string()})
@@ -113,6 +117,7 @@ async fn ingest(url: &str, from: u64, to: u64) -> Vec<Block> {
     let network = network_name("it-stellar");
     let dir = tempfile::tempdir().unwrap();
     let mut rt = runtime(&network, ChainType::Stellar, vec![endpoint(url, 100)]);
+    rt.network_passphrase = Some(TESTNET_PASSPHRASE.into());
     rt.start = Some(from);
     rt.stop_at = Some(to);
     let mut running = start(rt, dir.path()).await;
@@ -179,5 +184,28 @@ async fn a_ledger_outside_the_retention_window_is_reported_not_skipped() {
         assert!(std::time::Instant::now() < deadline, "no retention error reported: {s:?}");
         let _ = tokio::time::timeout(Duration::from_millis(500), running.status.changed()).await;
     }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_of_another_stellar_network_is_not_used() {
+    let url = server(recorded()).await;
+    let network = network_name("it-stellar-passphrase");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(&network, ChainType::Stellar, vec![endpoint(&url, 100)]);
+    rt.network_passphrase = Some("Public Global Stellar Network ; September 2015".into());
+    rt.start = Some(36233);
+    let mut running = start(rt, dir.path()).await;
+    running
+        .wait_for(Duration::from_secs(30), "Progressing False, WrongChain", |s| {
+            s.progressing.ok == Some(false) && s.progressing.reason == "WrongChain"
+        })
+        .await;
+    let s = running.status.borrow().clone();
+    assert!(
+        s.endpoints.message.contains(&format!("serves network passphrase {TESTNET_PASSPHRASE}")),
+        "names what the endpoint serves: {s:?}"
+    );
+    assert_eq!(s.last_published, None, "no testnet ledger is published for a mainnet Network");
     running.stop().await;
 }
