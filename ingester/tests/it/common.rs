@@ -104,6 +104,14 @@ impl Running {
         }
     }
 
+    /// Waits until `Progressing` is False with `reason`; returns that status.
+    pub async fn wait_not_progressing(&mut self, reason: &str, within: Duration) -> IngestStatus {
+        let what = format!("Progressing False, {reason}");
+        self.wait_for(within, &what, |s| s.progressing.ok == Some(false) && s.progressing.reason == reason)
+            .await;
+        self.status.borrow().clone()
+    }
+
     pub async fn stop(self) {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.task)

@@ -88,12 +88,7 @@ async fn with_no_endpoint_of_the_chain_nothing_is_published_and_progressing_says
     let mut rt = runtime(&network, ChainType::Evm, vec![endpoint(&liar.url(), 100)]);
     rt.chain_id = Some(ANVIL_CHAIN_ID);
     let mut running = start(rt, dir.path()).await;
-    running
-        .wait_for(Duration::from_secs(30), "Progressing False, WrongChain", |s| {
-            s.progressing.ok == Some(false) && s.progressing.reason == "WrongChain"
-        })
-        .await;
-    let s = running.status.borrow().clone();
+    let s = running.wait_not_progressing("WrongChain", Duration::from_secs(30)).await;
     assert!(s.progressing.message.contains("chain id 1"), "{s:?}");
     assert_eq!(s.rpc.reason, "WrongChain", "{s:?}");
     assert_eq!(s.last_published, None, "nothing of another chain is published");
