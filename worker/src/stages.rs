@@ -80,10 +80,11 @@ impl Stages {
         status: Arc<dyn StatusSink>,
         channels: Channels,
     ) -> Self {
+        let throttles = Arc::new(Throttles::default());
         Self {
-            delivered: DeliveredLog::new(producer.clone()),
+            delivered: DeliveredLog::new(producer.clone(), throttles.clone()),
             channels: Arc::new(channels),
-            throttles: Arc::new(Throttles::default()),
+            throttles,
             settings,
             producer,
             store,

@@ -30,6 +30,24 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A process still running when its test ends (the test failed before `stop`) is stopped
+/// gracefully, so it leaves its consumer groups and the next test gets every partition.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let Ok(None) = self.child.try_wait() else { return };
+        let Some(pid) = self.child.id() else { return };
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // kill_on_drop sends SIGKILL
+    }
+}
+
 impl Proc {
     pub fn spawn(name: &str, args: &[String], dir: &std::path::Path) -> Proc {
         Self::spawn_env(name, args, dir, &[])

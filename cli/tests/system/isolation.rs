@@ -423,6 +423,16 @@ async fn a_tenants_rate_limit_holds_across_two_workers() {
         bed.transfer(1, 5000).await;
     }
     // 20 matches: 6 notified, 14 throttled
+    assert_eq!(throttled_of(&bed, 14).await, 14, "14 of 20 throttled");
+    assert_eq!(bed.http.received().len(), 6, "the tenant's limit of 6 per minute, across both workers");
+    w1.stop().await;
+    w0.stop().await;
+    ingester.stop().await;
+    bed.stop().await;
+}
+
+/// The tenant's throttled notifications in the dead letters, read until `want` are seen.
+async fn throttled_of(bed: &Bed, want: usize) -> usize {
     let mut throttled = 0;
     chainwatch_devkit::testbed::read_topic(DEADLETTER_TOPIC, T, |raw| {
         let d = DeadLetterRecord::decode(&raw).unwrap();
@@ -431,13 +441,42 @@ async fn a_tenants_rate_limit_holds_across_two_workers() {
         {
             throttled += 1;
         }
-        throttled >= 14
+        throttled >= want
     })
     .await;
-    assert_eq!(throttled, 14, "14 of 20 throttled");
-    assert_eq!(bed.http.received().len(), 6, "the tenant's limit of 6 per minute, across both workers");
-    w1.stop().await;
-    w0.stop().await;
+    throttled
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_rate_limit_holds_when_another_worker_takes_over() {
+    let bed = Bed::start(&[]).await;
+    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": bed.ns}, "spec": {"namespaces": [bed.ns], "limits": {"notificationsPerMinute": 6}}})).await;
+    bed.webhook("hook", "/hook").await;
+    for i in 0..4 {
+        bed.monitor(&format!("m{i}"), "value > 1000", &["hook"]).await;
+        bed.admitted(&format!("m{i}")).await;
+    }
+    let mut ingester = bed.ingester();
+    let mut first = bed.worker("w0");
+    ingester.ready().await;
+    first.ready().await;
+    // 12 matches on the first worker: 6 sent, 6 throttled
+    for _ in 0..3 {
+        bed.transfer(1, 5000).await;
+    }
+    assert_eq!(throttled_of(&bed, 6).await, 6);
+    assert_eq!(bed.http.received().len(), 6);
+    // a new process takes the tenant's partitions over, with nothing in memory; within the
+    // minute, what the first one sent still counts: 8 more matches, all throttled
+    first.stop().await;
+    let mut second = bed.worker("w0");
+    second.ready().await;
+    for _ in 0..2 {
+        bed.transfer(1, 5000).await;
+    }
+    assert_eq!(throttled_of(&bed, 14).await, 14, "6 then 8 throttled");
+    assert_eq!(bed.http.received().len(), 6, "the limit holds across the takeover");
+    second.stop().await;
     ingester.stop().await;
     bed.stop().await;
 }

@@ -15,6 +15,8 @@ use chainwatch_platform::bus::{BusError, Consumer, Producer};
 use chainwatch_platform::codec::now_ms;
 use tokio_util::sync::CancellationToken;
 
+use super::throttle::{Scope, Throttles};
+
 /// The compacted topic of delivered keys.
 pub const DELIVERED_TOPIC: &str = "chainwatch.delivered";
 
@@ -26,11 +28,51 @@ pub const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct DeliveredLog {
     keys: Arc<Mutex<HashMap<String, u64>>>,
     producer: Arc<dyn Producer>,
+    /// Told of every delivery read back, so limits count what every worker sent.
+    throttles: Arc<Throttles>,
+}
+
+/// Whose a delivery was: what its record says besides the key, for the throttles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sender {
+    pub namespace: String,
+    pub trigger: String,
+    pub tenant: Option<String>,
+}
+
+impl Sender {
+    fn scopes(&self) -> impl Iterator<Item = Scope> + '_ {
+        std::iter::once(Scope::Trigger(self.namespace.clone(), self.trigger.clone()))
+            .chain(self.tenant.clone().map(Scope::Tenant))
+    }
+}
+
+/// A record's value: `<ms> <namespace>/<trigger> [<tenant>]` (names hold no spaces); a value of
+/// only `<ms>` (v1.0 workers) names nobody.
+fn encode(at_ms: u64, sender: &Sender) -> String {
+    let mut v = format!("{at_ms} {}/{}", sender.namespace, sender.trigger);
+    if let Some(t) = &sender.tenant {
+        v.push(' ');
+        v.push_str(t);
+    }
+    v
+}
+
+fn decode(value: &[u8]) -> (Option<u64>, Option<Sender>) {
+    let text = std::str::from_utf8(value).unwrap_or_default();
+    let mut parts = text.split(' ');
+    let at = parts.next().and_then(|a| a.parse().ok());
+    let sender = parts.next().and_then(|t| t.split_once('/')).map(|(namespace, trigger)| Sender {
+        namespace: namespace.to_string(),
+        trigger: trigger.to_string(),
+        tenant: parts.next().filter(|t| !t.is_empty()).map(str::to_string),
+    });
+    (at, sender)
 }
 
 impl DeliveredLog {
-    pub fn new(producer: Arc<dyn Producer>) -> Self {
-        Self { keys: Arc::default(), producer }
+    pub fn new(producer: Arc<dyn Producer>, throttles: Arc<Throttles>) -> Self {
+        Self { keys: Arc::default(), producer, throttles }
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -54,11 +96,11 @@ impl DeliveredLog {
         }
     }
 
-    /// Records a delivery (waits for the broker).
-    pub async fn record(&self, key: &str) -> Result<(), BusError> {
+    /// Records a delivery of `sender`'s (waits for the broker).
+    pub async fn record(&self, key: &str, sender: &Sender) -> Result<(), BusError> {
         let at = now_ms();
         self.insert(key.to_string(), at);
-        self.producer.send(DELIVERED_TOPIC, key, at.to_string().into_bytes()).await
+        self.producer.send(DELIVERED_TOPIC, key, encode(at, sender).into_bytes()).await
     }
 
     /// Reads the topic, then follows it until `stop`. `caught_up` fires once the records that
@@ -93,10 +135,11 @@ impl DeliveredLog {
             match next {
                 Ok(Ok(m)) => {
                     if let Some(key) = m.key.clone() {
-                        let at = std::str::from_utf8(&m.payload)
-                            .ok()
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or_else(now_ms);
+                        let (at, sender) = decode(&m.payload);
+                        let at = at.unwrap_or_else(now_ms);
+                        for scope in sender.iter().flat_map(Sender::scopes) {
+                            self.throttles.observe(scope, &key, at);
+                        }
                         self.insert(key, at);
                     }
                     if let Some(p) = pending.as_mut()
@@ -121,5 +164,22 @@ impl DeliveredLog {
                 Err(_) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_names_its_trigger_and_tenant() {
+        let s = Sender { namespace: "acme".into(), trigger: "hook".into(), tenant: Some("acme-corp".into()) };
+        assert_eq!(encode(17, &s), "17 acme/hook acme-corp");
+        assert_eq!(decode(b"17 acme/hook acme-corp"), (Some(17), Some(s.clone())));
+        let no_tenant = Sender { tenant: None, ..s };
+        assert_eq!(decode(encode(17, &no_tenant).as_bytes()), (Some(17), Some(no_tenant)));
+        // a v1.0 record: the time only
+        assert_eq!(decode(b"17"), (Some(17), None));
+        assert_eq!(decode(b"\xff"), (None, None));
     }
 }

@@ -34,8 +34,8 @@ use crate::metrics::WorkerMetrics;
 use crate::script::{RunFor, ScriptRunner, script_input};
 use crate::status::StatusSink;
 use channels::{Channels, DeliveryError, Notification};
-use dedup::DeliveredLog;
-use throttle::Throttles;
+use dedup::{DeliveredLog, Sender};
+use throttle::{Scope, Throttles};
 
 /// The notify stage.
 #[derive(Clone)]
@@ -415,8 +415,9 @@ impl NotifyStage {
         if let Some(th) = trigger.spec.throttle.as_ref().filter(|_| attempts == 0) {
             let window = th.window.parse().unwrap_or(Duration::from_secs(60));
             let cooldown = th.cooldown.as_ref().and_then(|c| c.parse().ok());
-            if !self.throttles.trigger(
-                &(ns.clone(), trigger_name.to_string()),
+            if !self.throttles.admit(
+                Scope::Trigger(ns.clone(), trigger_name.to_string()),
+                &key,
                 th.max_notifications,
                 window,
                 cooldown,
@@ -438,7 +439,13 @@ impl NotifyStage {
         }
         if let Some(t) = tenant.filter(|_| attempts == 0)
             && let Some(per_minute) = t.limits.notifications_per_minute
-            && !self.throttles.tenant(&t.name, per_minute)
+            && !self.throttles.admit(
+                Scope::Tenant(t.name.clone()),
+                &key,
+                per_minute,
+                Duration::from_secs(60),
+                None,
+            )
         {
             self.metrics.throttled("tenant");
             self.dead_letter(
@@ -475,7 +482,12 @@ impl NotifyStage {
             match self.channels.send(&trigger, &notification).await {
                 Ok(()) => {
                     let mut tries = 0;
-                    while let Err(e) = self.delivered.record(&key).await {
+                    let sender = Sender {
+                        namespace: ns.clone(),
+                        trigger: trigger_name.to_string(),
+                        tenant: tenant.map(|t| t.name.clone()),
+                    };
+                    while let Err(e) = self.delivered.record(&key, &sender).await {
                         tries += 1;
                         tracing::warn!(error = %e, "recording a delivery failed; retrying");
                         if tries > 5 {

@@ -1,65 +1,117 @@
 //! Rate limits: per-trigger throttle (at most N notifications per window, and a cool-down between
-//! two) and the tenant's notifications per minute. Counted per worker replica.
+//! two) and the tenant's notifications per minute.
+//!
+//! A window holds the idempotency keys it counted, with their time. It counts what this worker
+//! admitted and what any worker delivered, read back from the delivered log
+//! ([`super::dedup::DeliveredLog`] records the trigger and tenant of each delivery), so a limit
+//! holds across replicas and across a rebalance: the new owner of a tenant's partition knows what
+//! the old one sent. A notification is counted once, however often it is seen.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-#[derive(Default)]
+use chainwatch_platform::codec::now_ms;
+
+/// What a window counts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// A Trigger's notifications (`spec.throttle`): namespace, name.
+    Trigger(String, String),
+    /// A tenant's notifications (`limits.notificationsPerMinute`).
+    Tenant(String),
+}
+
+/// How long a window that only observed sends keeps them (no admission told it its length).
+const OBSERVED_HORIZON_MS: u64 = 3_600_000;
+
 struct Window {
-    sent: VecDeque<Instant>,
+    /// Idempotency key → when it was counted (ms).
+    sent: HashMap<String, u64>,
+    /// How far back entries are kept (the longest window asked for).
+    horizon_ms: u64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self { sent: HashMap::new(), horizon_ms: OBSERVED_HORIZON_MS }
+    }
 }
 
 impl Window {
-    fn admit(&mut self, now: Instant, max: u32, window: Duration, cooldown: Option<Duration>) -> bool {
-        while self.sent.front().is_some_and(|t| now.duration_since(*t) >= window) {
-            self.sent.pop_front();
+    fn forget_before(&mut self, oldest_ms: u64) {
+        self.sent.retain(|_, t| *t >= oldest_ms);
+    }
+
+    fn admit(&mut self, key: &str, now: u64, max: u32, window: Duration, cooldown: Option<Duration>) -> bool {
+        let window_ms = window.as_millis() as u64;
+        self.horizon_ms = self.horizon_ms.max(window_ms);
+        self.forget_before(now.saturating_sub(self.horizon_ms));
+        if self.sent.contains_key(key) {
+            return true; // counted already (seen again after a restart or a rebalance)
         }
-        if let (Some(c), Some(last)) = (cooldown, self.sent.back())
-            && now.duration_since(*last) < c
+        let since = now.saturating_sub(window_ms);
+        let in_window = self.sent.values().filter(|t| **t > since).count();
+        if let (Some(c), Some(last)) = (cooldown, self.sent.values().max())
+            && now.saturating_sub(*last) < c.as_millis() as u64
         {
             return false;
         }
-        if self.sent.len() as u32 >= max {
+        if in_window as u32 >= max {
             return false;
         }
-        self.sent.push_back(now);
+        self.sent.insert(key.to_string(), now);
         true
+    }
+
+    fn observe(&mut self, key: &str, at: u64) {
+        self.sent.entry(key.to_string()).or_insert(at);
+        if self.sent.len().is_multiple_of(1024) {
+            self.forget_before(now_ms().saturating_sub(self.horizon_ms));
+        }
     }
 }
 
 /// Throttles of triggers and tenants.
 #[derive(Default)]
 pub struct Throttles {
-    triggers: Mutex<HashMap<(String, String), Window>>,
-    tenants: Mutex<HashMap<String, Window>>,
+    windows: Mutex<HashMap<Scope, Window>>,
 }
 
 impl Throttles {
-    /// Whether a trigger may send now (and counts the send if so).
-    pub fn trigger(
+    /// Whether notification `key` of `scope` may be sent now: at most `max` per `window`, at
+    /// least `cooldown` apart. Counts it if so.
+    pub fn admit(
         &self,
-        key: &(String, String),
+        scope: Scope,
+        key: &str,
         max: u32,
         window: Duration,
         cooldown: Option<Duration>,
     ) -> bool {
-        self.triggers.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().admit(
-            Instant::now(),
-            max,
-            window,
-            cooldown,
-        )
+        self.admit_at(scope, key, now_ms(), max, window, cooldown)
     }
 
-    /// Whether a tenant may send now (and counts the send if so).
-    pub fn tenant(&self, tenant: &str, per_minute: u32) -> bool {
-        self.tenants.lock().unwrap_or_else(|p| p.into_inner()).entry(tenant.to_string()).or_default().admit(
-            Instant::now(),
-            per_minute,
-            Duration::from_secs(60),
-            None,
-        )
+    fn admit_at(
+        &self,
+        scope: Scope,
+        key: &str,
+        now: u64,
+        max: u32,
+        window: Duration,
+        cooldown: Option<Duration>,
+    ) -> bool {
+        self.windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(scope)
+            .or_default()
+            .admit(key, now, max, window, cooldown)
+    }
+
+    /// A notification of `scope` delivered at `at_ms` (by this worker or another).
+    pub fn observe(&self, scope: Scope, key: &str, at_ms: u64) {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner()).entry(scope).or_default().observe(key, at_ms);
     }
 }
 
@@ -67,27 +119,44 @@ impl Throttles {
 mod tests {
     use super::*;
 
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn tenant() -> Scope {
+        Scope::Tenant("acme".into())
+    }
+
     #[test]
     fn windows_and_cooldowns() {
-        let mut w = Window::default();
-        let t0 = Instant::now();
-        assert!(w.admit(t0, 2, Duration::from_secs(10), None));
-        assert!(w.admit(t0, 2, Duration::from_secs(10), None));
-        assert!(!w.admit(t0 + Duration::from_secs(5), 2, Duration::from_secs(10), None));
-        assert!(w.admit(t0 + Duration::from_secs(10), 2, Duration::from_secs(10), None));
-        let mut c = Window::default();
-        assert!(c.admit(t0, 100, Duration::from_secs(60), Some(Duration::from_secs(30))));
-        assert!(!c.admit(
-            t0 + Duration::from_secs(29),
-            100,
-            Duration::from_secs(60),
-            Some(Duration::from_secs(30))
-        ));
-        assert!(c.admit(
-            t0 + Duration::from_secs(30),
-            100,
-            Duration::from_secs(60),
-            Some(Duration::from_secs(30))
-        ));
+        let t = Throttles::default();
+        let t0 = 1_000_000;
+        let w = Duration::from_secs(10);
+        assert!(t.admit_at(tenant(), "a", t0, 2, w, None));
+        assert!(t.admit_at(tenant(), "b", t0, 2, w, None));
+        assert!(!t.admit_at(tenant(), "c", t0 + 5_000, 2, w, None));
+        assert!(t.admit_at(tenant(), "d", t0 + 10_000, 2, w, None));
+        let trigger = || Scope::Trigger("ns".into(), "hook".into());
+        let c = Some(Duration::from_secs(30));
+        assert!(t.admit_at(trigger(), "a", t0, 100, MIN, c));
+        assert!(!t.admit_at(trigger(), "b", t0 + 29_000, 100, MIN, c));
+        assert!(t.admit_at(trigger(), "b", t0 + 30_000, 100, MIN, c));
+    }
+
+    #[test]
+    fn sends_of_other_workers_count_and_nothing_counts_twice() {
+        let t = Throttles::default();
+        let now = now_ms();
+        // the previous owner of the tenant's partition sent 5 of 6 (read back from the delivered log)
+        for k in ["a", "b", "c", "d", "e"] {
+            t.observe(tenant(), k, now - 1_000);
+        }
+        // one of them is seen again: already counted, not refused and not counted again
+        assert!(t.admit_at(tenant(), "e", now, 6, MIN, None));
+        assert!(t.admit_at(tenant(), "f", now, 6, MIN, None));
+        assert!(!t.admit_at(tenant(), "g", now, 6, MIN, None), "6 per minute across workers");
+        // our own admission read back from the log later: still one
+        t.observe(tenant(), "f", now + 5);
+        assert!(!t.admit_at(tenant(), "h", now + 10, 6, MIN, None));
+        // a minute on, the old sends no longer count
+        assert!(t.admit_at(tenant(), "i", now - 1_000 + 60_001, 6, MIN, None));
     }
 }
