@@ -399,14 +399,8 @@ async fn every_part_works_with_its_own_service_account_and_no_more() {
 /// tenant, so one worker owns them all and counts them all — however many of its monitors match.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_rate_limit_holds_across_two_workers() {
-    let bed = Bed::start(&[]).await;
-    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": bed.ns}, "spec": {"namespaces": [bed.ns], "limits": {"notificationsPerMinute": 6}}})).await;
-    bed.webhook("hook", "/hook").await;
-    // four monitors: before, their keys (namespace/monitor) spread over both workers
-    for i in 0..4 {
-        bed.monitor(&format!("m{i}"), "value > 1000", &["hook"]).await;
-        bed.admitted(&format!("m{i}")).await;
-    }
+    // four monitors, their keys (namespace/monitor) spread over both workers
+    let bed = limited_tenant().await;
     let mut ingester = bed.ingester();
     let (mut w0, mut w1) = (bed.worker("w0"), bed.dynamic_worker());
     ingester.ready().await;
@@ -431,6 +425,19 @@ async fn a_tenants_rate_limit_holds_across_two_workers() {
     bed.stop().await;
 }
 
+/// A tenant allowed 6 notifications per minute, with four monitors that each match a transfer
+/// above 1,000 and notify one webhook.
+async fn limited_tenant() -> Bed {
+    let bed = Bed::start(&[]).await;
+    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": bed.ns}, "spec": {"namespaces": [bed.ns], "limits": {"notificationsPerMinute": 6}}})).await;
+    bed.webhook("hook", "/hook").await;
+    for i in 0..4 {
+        bed.monitor(&format!("m{i}"), "value > 1000", &["hook"]).await;
+        bed.admitted(&format!("m{i}")).await;
+    }
+    bed
+}
+
 /// The tenant's throttled notifications in the dead letters, read until `want` are seen.
 async fn throttled_of(bed: &Bed, want: usize) -> usize {
     let mut throttled = 0;
@@ -449,13 +456,7 @@ async fn throttled_of(bed: &Bed, want: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_rate_limit_holds_when_another_worker_takes_over() {
-    let bed = Bed::start(&[]).await;
-    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": bed.ns}, "spec": {"namespaces": [bed.ns], "limits": {"notificationsPerMinute": 6}}})).await;
-    bed.webhook("hook", "/hook").await;
-    for i in 0..4 {
-        bed.monitor(&format!("m{i}"), "value > 1000", &["hook"]).await;
-        bed.admitted(&format!("m{i}")).await;
-    }
+    let bed = limited_tenant().await;
     let mut ingester = bed.ingester();
     let mut first = bed.worker("w0");
     ingester.ready().await;

@@ -197,9 +197,19 @@ pub async fn read_topic(
     within: Duration,
     until: impl Fn(&[BlockTopicRecord]) -> bool,
 ) -> Vec<BlockTopicRecord> {
+    read_topic_of(&kafka_bootstrap(), network, within, until).await
+}
+
+/// [`read_topic`] on the broker at `bootstrap`.
+pub async fn read_topic_of(
+    bootstrap: &str,
+    network: &str,
+    within: Duration,
+    until: impl Fn(&[BlockTopicRecord]) -> bool,
+) -> Vec<BlockTopicRecord> {
     let mut out = Vec::new();
     if !until(&out) {
-        chainwatch_devkit::testbed::read_topic(&blocks_topic(network), within, |raw| {
+        chainwatch_devkit::testbed::read_topic_of(bootstrap, &blocks_topic(network), within, |raw| {
             out.push(BlockTopicRecord::decode(&raw).unwrap());
             until(&out)
         })
