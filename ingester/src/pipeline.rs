@@ -33,6 +33,11 @@ pub const RANGE: u64 = 1_000;
 /// rename): after a crash, ingestion repeats at most this much of its output.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How far back, from the last acknowledgement before a failed publish, blocks are published
+/// again: a broker that died may have lost records it acknowledged and had not written down yet
+/// (seen with a single broker killed by SIGKILL). Consumers take a block twice without harm.
+pub const REPUBLISH_AFTER_PUBLISH_FAILURE: Duration = Duration::from_secs(30);
+
 /// How the loop runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -115,10 +120,39 @@ struct State {
     next: u64,
     last_save: Instant,
     dirty: bool,
+    /// Blocks acknowledged in the last [`REPUBLISH_AFTER_PUBLISH_FAILURE`] before the newest
+    /// acknowledgement: (number, when).
+    acked: VecDeque<(u64, Instant)>,
 }
 
 impl State {
+    fn new(cp: Checkpoint, recent: VecDeque<BlockId>, next: u64, dirty: bool) -> Self {
+        Self { cp, recent, next, last_save: Instant::now(), dirty, acked: VecDeque::new() }
+    }
+
+    /// After a failed publish: the first block to publish again, when some acknowledged ones may
+    /// have been lost with the broker (the oldest acknowledged in the window before the failure).
+    fn rewind_after_publish_failure(&mut self) -> Option<u64> {
+        let from = self.acked.iter().map(|(n, _)| *n).min().filter(|n| *n < self.next);
+        self.acked.clear();
+        if let Some(from) = from {
+            self.next = from;
+            self.cp.republish_from = Some(self.cp.republish_from.map_or(from, |r| r.min(from)));
+            self.dirty = true;
+        }
+        from
+    }
+
     fn on_acked(&mut self, id: BlockId) {
+        let now = Instant::now();
+        self.acked.push_back((id.number, now));
+        while self
+            .acked
+            .front()
+            .is_some_and(|(_, t)| now.duration_since(*t) > REPUBLISH_AFTER_PUBLISH_FAILURE)
+        {
+            self.acked.pop_front();
+        }
         self.cp.last_published = self.cp.last_published.max(id.number);
         if self.cp.republish_from.is_some() && id.number >= self.cp.last_published {
             self.cp.republish_from = None;
@@ -163,13 +197,8 @@ impl Ingester {
                 let last = cp.last_published;
                 self.status.send_modify(|s| s.last_published = s.last_published.max(Some(last)));
                 let next = cp.resume_at();
-                State {
-                    recent: cp.recent.iter().cloned().collect(),
-                    cp,
-                    next,
-                    last_save: Instant::now(),
-                    dirty: false,
-                }
+                let recent = cp.recent.iter().cloned().collect();
+                State::new(cp, recent, next, false)
             }
             None => {
                 let head = loop {
@@ -191,10 +220,12 @@ impl Ingester {
                     recent: vec![],
                     republish_from: None,
                 };
-                State { cp, recent: VecDeque::new(), next, last_save: Instant::now(), dirty: true }
+                State::new(cp, VecDeque::new(), next, true)
             }
         };
         let mut failures: u32 = 0;
+        // whether blocks were published again since the last range that went through
+        let mut rewound = false;
         // the last head read, and when: what the status says while no endpoint answers
         let mut last_head: Option<(Head, Instant)> = None;
         let stale_after = (self.settings.poll_interval * 3).max(Duration::from_secs(10));
@@ -268,7 +299,7 @@ impl Ingester {
             }
             let end = target.min(st.next + RANGE - 1);
             match self.range(&mut st, end, &stop).await {
-                Ok(()) => failures = 0,
+                Ok(()) => (failures, rewound) = (0, false),
                 Err(RangeError::Stopped) => break,
                 Err(RangeError::Reorg(at)) => match self.reorg(&mut st, at).await {
                     Ok(()) => {}
@@ -313,6 +344,12 @@ impl Ingester {
                 Err(RangeError::Publish(e)) => {
                     failures += 1;
                     tracing::warn!(%network, block = st.next, error = %e, "publishing failed; retrying from the checkpoint");
+                    // once until a range goes through: a record the broker refuses (too large)
+                    // fails again after the rewind, and must not rewind again and again
+                    if !rewound && let Some(from) = st.rewind_after_publish_failure() {
+                        rewound = true;
+                        tracing::warn!(%network, from, "the broker may have lost what it acknowledged last: publishing again from block {from}");
+                    }
                     self.progress(false, "PublishFailed", &e.to_string());
                     if sleep_or_stop(backoff(failures, self.settings.poll_interval), &stop).await {
                         break;
