@@ -87,8 +87,9 @@ enum RangeError {
     Publish(BusError),
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] std::io::Error),
-    #[error("reorg detected at block {0}")]
-    Reorg(u64),
+    /// A block whose parent is not our tip (`parent`: the hash it named).
+    #[error("reorg detected at block {at}")]
+    Reorg { at: u64, parent: String },
     /// Answers that do not fit together (a parent hash of no block we know, while nothing was
     /// replaced).
     #[error("{0}")]
@@ -264,7 +265,7 @@ impl Ingester {
                 if let Some(tip) = st.recent.back().cloned() {
                     match self.source.block_id(tip.number).await {
                         Ok(canonical) if canonical.hash != tip.hash => {
-                            if let Err(e) = self.reorg(&mut st, tip.number + 1).await {
+                            if let Err(e) = self.reorg(&mut st, tip.number + 1, None).await {
                                 failures += 1;
                                 tracing::warn!(%network, error = %e, "handling a reorg failed; retrying");
                                 if sleep_or_stop(backoff(failures, self.settings.poll_interval), &stop).await
@@ -301,7 +302,7 @@ impl Ingester {
             match self.range(&mut st, end, &stop).await {
                 Ok(()) => (failures, rewound) = (0, false),
                 Err(RangeError::Stopped) => break,
-                Err(RangeError::Reorg(at)) => match self.reorg(&mut st, at).await {
+                Err(RangeError::Reorg { at, parent }) => match self.reorg(&mut st, at, Some(&parent)).await {
                     Ok(()) => {}
                     Err(RangeError::Inconsistent(why)) => {
                         failures += 1;
@@ -435,7 +436,7 @@ impl Ingester {
                             if let Some(p) = &prev
                                 && p.number + 1 == n && p.hash != id.parent_hash {
                                     tracing::warn!(%network, block = n, expected_parent = %p.hash, parent = %id.parent_hash, "parent hash mismatch: reorg");
-                                    outcome = Err(RangeError::Reorg(n));
+                                    outcome = Err(RangeError::Reorg { at: n, parent: id.parent_hash.clone() });
                                     continue;
                                 }
                             prev = Some(id.clone());
@@ -460,7 +461,7 @@ impl Ingester {
 
     /// Walks back from a mismatch at height `at` to the common ancestor, publishes a reorg record
     /// and arranges for the canonical blocks to be published again.
-    async fn reorg(&self, st: &mut State, at: u64) -> Result<(), RangeError> {
+    async fn reorg(&self, st: &mut State, at: u64, parent: Option<&str>) -> Result<(), RangeError> {
         let network = self.settings.network.clone();
         let mut replaced = Vec::new();
         let mut replacement = Vec::new();
@@ -478,8 +479,9 @@ impl Ingester {
             // the block after our tip came from another fork than the tip we still see as
             // canonical (endpoints disagreeing, or one answering wrong): fetch it again, later
             let tip = st.recent.back().map(|b| b.hash.clone()).unwrap_or_default();
+            let named = parent.map_or_else(String::new, |p| format!(" ({p})"));
             return Err(RangeError::Inconsistent(format!(
-                "block {at} names a parent that is not block {} ({tip}), which is still canonical: an endpoint answered a block of another fork",
+                "block {at} names a parent{named} that is not block {} ({tip}), which is still canonical: an endpoint answered a block of another fork; asking again",
                 at.saturating_sub(1)
             )));
         }

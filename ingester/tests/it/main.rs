@@ -6,4 +6,5 @@ mod common;
 mod evm;
 mod failover;
 mod identity;
+mod outage;
 mod stellar;
