@@ -224,7 +224,8 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
     for t in worker_topics() {
         admin_client.ensure_topic(&t).await?;
     }
-    let producer: Arc<dyn Producer> = Arc::new(args.kafka.producer()?);
+    let kafka_producer = args.kafka.producer()?;
+    let producer: Arc<dyn Producer> = Arc::new(kafka_producer.clone());
     let stages = shutdown.child_token();
     let status = Arc::new(status::KubeStatus::new(client.clone()));
     let pipeline =
@@ -293,10 +294,33 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
             }
         }
     });
-    ready.set(true);
-    tracing::info!("worker ready");
+    // ready while the broker answers: without it no match is published, no offset committed,
+    // and something should restart or route around this pod
+    let readiness = tokio::spawn({
+        let mut health = chainwatch_platform::bus::health::watch_broker(
+            kafka_producer,
+            Duration::from_secs(3),
+            stages.clone(),
+        );
+        let ready = ready.clone();
+        async move {
+            let mut said = false;
+            loop {
+                let reachable = health.borrow_and_update().is_reachable();
+                ready.set(reachable);
+                if reachable && !said {
+                    tracing::info!("worker ready");
+                    said = true;
+                }
+                if health.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
 
     shutdown.cancelled().await;
+    readiness.abort();
     ready.set(false);
     stages.cancel();
     while tasks.join_next().await.is_some() {}

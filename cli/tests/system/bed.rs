@@ -61,7 +61,10 @@ impl Proc {
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chainwatch"))
             .args(args)
             .arg(format!("--admin-addr=127.0.0.1:{port}"))
-            .arg(format!("--kafka-bootstrap={}", kafka_bootstrap()))
+            .args(
+                (!args.iter().any(|a| a.starts_with("--kafka-bootstrap=")))
+                    .then(|| format!("--kafka-bootstrap={}", kafka_bootstrap())),
+            )
             .env("CHAINWATCH_LOG", "info,kube=warn,rdkafka=warn")
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
@@ -103,6 +106,12 @@ impl Proc {
     pub async fn metric(&self, sample: &str) -> Option<f64> {
         let text = reqwest::get(format!("http://{}/metrics", self.admin)).await.ok()?.text().await.ok()?;
         text.lines().find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// Whether /readyz answers 200 now.
+    pub async fn is_ready(&self) -> bool {
+        let url = format!("http://{}/readyz", self.admin);
+        reqwest::get(&url).await.is_ok_and(|r| r.status().is_success())
     }
 
     /// Waits until /readyz answers 200.
@@ -217,46 +226,48 @@ impl Bed {
     }
 
     pub fn ingester(&self) -> Proc {
-        Proc::spawn(
-            "ingester",
-            &[
-                "ingester".into(),
-                format!("--network={}", self.network),
-                format!("--checkpoint-dir={}", self.dir.path().display()),
-                format!("--secrets-namespace={}", self.operator_ns),
-                "--status-interval=500ms".into(),
-            ],
-            self.dir.path(),
-        )
+        self.ingester_with(&[])
+    }
+
+    /// With more arguments (`--kafka-bootstrap=…` replaces the test bed's broker).
+    pub fn ingester_with(&self, extra: &[String]) -> Proc {
+        let mut args = vec![
+            "ingester".into(),
+            format!("--network={}", self.network),
+            format!("--checkpoint-dir={}", self.dir.path().display()),
+            format!("--secrets-namespace={}", self.operator_ns),
+            "--status-interval=500ms".into(),
+        ];
+        args.extend_from_slice(extra);
+        Proc::spawn("ingester", &args, self.dir.path())
     }
 
     /// A worker; `instance` is its static group identity (the pod name in a cluster). The same
     /// identity across tests: a new test's worker takes over the notify group's membership at
     /// once, as a restarted pod does.
     pub fn worker(&self, instance: &str) -> Proc {
-        self.worker_as(Some(instance))
+        self.worker_with(Some(instance), &[])
     }
 
     /// A worker without a static identity: a dynamic group member, which leaves its groups when
     /// it stops (a second replica in a test: a static member that is not started again would keep
     /// its partitions on the test broker).
     pub fn dynamic_worker(&self) -> Proc {
-        self.worker_as(None)
+        self.worker_with(None, &[])
     }
 
-    fn worker_as(&self, instance: Option<&str>) -> Proc {
+    /// A worker with a static identity (or none) and more arguments.
+    pub fn worker_with(&self, instance: Option<&str>, extra: &[String]) -> Proc {
         let identity = instance.map(|i| format!("--instance-id=system-{i}"));
-        Proc::spawn(
-            "worker",
-            &[
-                "worker".into(),
-                identity.unwrap_or_else(|| "--notify=true".into()),
-                format!("--network={}", self.network),
-                "--allow-destination=127.0.0.1/32".into(),
-                "--status-interval=500ms".into(),
-            ],
-            self.dir.path(),
-        )
+        let mut args = vec![
+            "worker".into(),
+            identity.unwrap_or_else(|| "--notify=true".into()),
+            format!("--network={}", self.network),
+            "--allow-destination=127.0.0.1/32".into(),
+            "--status-interval=500ms".into(),
+        ];
+        args.extend_from_slice(extra);
+        Proc::spawn("worker", &args, self.dir.path())
     }
 
     /// Sends `token.transfer(to, units)` from the first account; returns the transaction hash.

@@ -1,0 +1,58 @@
+//! The broker killed (SIGKILL) and back, with the processes: the ingester and the worker stop being
+//! ready while it is gone, the Network says since when, and both recover by themselves — a transfer
+//! made after the restart is notified. On a private broker, so the test bed's stays up.
+
+use chainwatch_crds::Network;
+use chainwatch_devkit::broker::Broker;
+use kube::api::Api;
+
+use crate::bed::{Bed, T};
+use crate::harness::{condition, eventually, get};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_broker_nothing_is_ready_and_everything_recovers() {
+    let bed = Bed::start(&[]).await;
+    let mut broker = Broker::spawn().await.unwrap();
+    let on = format!("--kafka-bootstrap={}", broker.bootstrap());
+    bed.webhook("hook", "/hook").await;
+    bed.monitor("large", "value > 1000", &["hook"]).await;
+    bed.admitted("large").await;
+    let mut ingester = bed.ingester_with(std::slice::from_ref(&on));
+    ingester.ready().await; // the block topic exists on the broker
+    let mut worker = bed.worker_with(None, std::slice::from_ref(&on));
+    worker.ready().await;
+    let first = bed.transfer(1, 5000).await;
+    eventually("the first notification", T, || async {
+        bed.http.received().iter().any(|r| String::from_utf8_lossy(&r.body).contains(&first)).then_some(())
+    })
+    .await;
+
+    broker.kill().await;
+    eventually("ingester and worker not ready", T, || async {
+        (!ingester.is_ready().await && !worker.is_ready().await).then_some(())
+    })
+    .await;
+    let networks: Api<Network> = Api::all(bed.client.clone());
+    let (_, reason, message) = eventually("BrokerReachable False", T, || async {
+        condition(&get(&networks, &bed.network).await, "BrokerReachable").filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(reason, "BrokerUnreachable");
+    assert!(message.contains("broker unreachable since"), "{message}");
+
+    broker.start().await.unwrap();
+    ingester.ready().await;
+    worker.ready().await;
+    eventually("BrokerReachable True", T, || async {
+        condition(&get(&networks, &bed.network).await, "BrokerReachable").filter(|c| c.0 == "True")
+    })
+    .await;
+    let after = bed.transfer(1, 6000).await;
+    eventually("a notification of a transfer made after the restart", T, || async {
+        bed.http.received().iter().any(|r| String::from_utf8_lossy(&r.body).contains(&after)).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    ingester.stop().await;
+    bed.stop().await;
+}
