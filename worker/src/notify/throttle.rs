@@ -7,7 +7,7 @@
 //! holds across replicas and across a rebalance: the new owner of a tenant's partition knows what
 //! the old one sent. A notification is counted once, however often it is seen.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -26,48 +26,60 @@ pub enum Scope {
 const OBSERVED_HORIZON_MS: u64 = 3_600_000;
 
 struct Window {
-    /// Idempotency key → when it was counted (ms).
-    sent: HashMap<String, u64>,
-    /// How far back entries are kept (the longest window asked for).
-    horizon_ms: u64,
+    /// (when it was counted, idempotency key), oldest first.
+    by_time: BTreeSet<(u64, String)>,
+    /// Idempotency key → when it was counted.
+    keys: HashMap<String, u64>,
+    /// The window's length, once an admission said it; until then, [`OBSERVED_HORIZON_MS`].
+    length_ms: u64,
 }
 
 impl Default for Window {
     fn default() -> Self {
-        Self { sent: HashMap::new(), horizon_ms: OBSERVED_HORIZON_MS }
+        Self { by_time: BTreeSet::new(), keys: HashMap::new(), length_ms: OBSERVED_HORIZON_MS }
     }
 }
 
 impl Window {
-    fn forget_before(&mut self, oldest_ms: u64) {
-        self.sent.retain(|_, t| *t >= oldest_ms);
+    /// Forgets what was counted at or before `oldest_ms`.
+    fn forget_until(&mut self, oldest_ms: u64) {
+        while let Some((t, _)) = self.by_time.first()
+            && *t <= oldest_ms
+        {
+            let (_, key) = self.by_time.pop_first().expect("a first entry");
+            self.keys.remove(&key);
+        }
+    }
+
+    fn count(&mut self, key: &str, at: u64) {
+        self.keys.insert(key.to_string(), at);
+        self.by_time.insert((at, key.to_string()));
     }
 
     fn admit(&mut self, key: &str, now: u64, max: u32, window: Duration, cooldown: Option<Duration>) -> bool {
-        let window_ms = window.as_millis() as u64;
-        self.horizon_ms = self.horizon_ms.max(window_ms);
-        self.forget_before(now.saturating_sub(self.horizon_ms));
-        if self.sent.contains_key(key) {
+        self.length_ms = window.as_millis() as u64;
+        self.forget_until(now.saturating_sub(self.length_ms));
+        if self.keys.contains_key(key) {
             return true; // counted already (seen again after a restart or a rebalance)
         }
-        let since = now.saturating_sub(window_ms);
-        let in_window = self.sent.values().filter(|t| **t > since).count();
-        if let (Some(c), Some(last)) = (cooldown, self.sent.values().max())
+        if let (Some(c), Some((last, _))) = (cooldown, self.by_time.last())
             && now.saturating_sub(*last) < c.as_millis() as u64
         {
             return false;
         }
-        if in_window as u32 >= max {
+        if self.keys.len() as u32 >= max {
             return false;
         }
-        self.sent.insert(key.to_string(), now);
+        self.count(key, now);
         true
     }
 
     fn observe(&mut self, key: &str, at: u64) {
-        self.sent.entry(key.to_string()).or_insert(at);
-        if self.sent.len().is_multiple_of(1024) {
-            self.forget_before(now_ms().saturating_sub(self.horizon_ms));
+        if !self.keys.contains_key(key) {
+            self.count(key, at);
+        }
+        if self.keys.len().is_multiple_of(1024) {
+            self.forget_until(now_ms().saturating_sub(self.length_ms));
         }
     }
 }
