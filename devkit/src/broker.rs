@@ -21,7 +21,7 @@ impl Broker {
     /// Starts a broker on a free port with an empty data directory; waits until it takes
     /// connections.
     pub async fn spawn() -> std::io::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = crate::testbed::free_port();
         let data = tempfile::Builder::new().prefix("chainwatch-broker").tempdir()?;
         let mut broker = Broker { bin: noida_bin(), port, data, child: None };
         broker.start().await?;

@@ -81,3 +81,36 @@ pub async fn read_topic_of(
         }
     }
 }
+
+/// A local TCP port free now, for a server a test starts and must name before it listens (a
+/// process's `--admin-addr`, a broker restarted on the same port). Chosen at random below the
+/// kernel's ephemeral range: a port from `bind(…:0)` is ephemeral, and under load an outgoing
+/// connection of any process can take it between the check and the server's own bind (a worker
+/// failed with "Address already in use" that way).
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.max(10_001));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 32);
+    for i in 0..1000u64 {
+        // splitmix64 of (seed, call, attempt): spread over the range
+        let mut x =
+            seed.wrapping_add((N.fetch_add(1, Ordering::Relaxed) + i).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        let port = low + (x % u64::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
+}

@@ -9,7 +9,7 @@ use alloy_primitives::{Address, U256};
 use chainwatch_crds::{Monitor, Network};
 use chainwatch_devkit::devnet::Anvil;
 use chainwatch_devkit::receivers::{HttpReceiver, SmtpReceiver};
-use chainwatch_devkit::testbed::{kafka_bootstrap, unique};
+use chainwatch_devkit::testbed::{free_port, kafka_bootstrap, unique};
 use kube::Client;
 use kube::api::Api;
 use serde_json::{Value, json};
@@ -24,10 +24,6 @@ pub struct Proc {
     pub name: String,
     pub log: PathBuf,
     pub admin: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A process still running when its test ends (the test failed before `stop`) is stopped

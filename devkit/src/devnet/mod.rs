@@ -28,14 +28,10 @@ pub enum DevnetError {
     Rpc { method: String, message: String },
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl Anvil {
     /// Starts `bin` on a free port with `extra` arguments and waits until it answers.
     pub async fn spawn(bin: &str, extra: &[&str]) -> Result<Self, DevnetError> {
-        let port = free_port().map_err(|source| DevnetError::Spawn { bin: bin.into(), source })?;
+        let port = crate::testbed::free_port();
         let child = tokio::process::Command::new(bin)
             .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--silent"])
             .args(extra)

@@ -258,7 +258,7 @@ pub struct Operator {
 }
 
 fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], chainwatch_devkit::testbed::free_port()))
 }
 
 impl Operator {
