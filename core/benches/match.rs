@@ -24,9 +24,12 @@ use chainwatch_upstream::monitor_from_upstream;
 use serde_json::{Value, json};
 
 fn fixtures() -> PathBuf {
-    std::env::var("CHAINWATCH_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
+    std::env::var("CHAINWATCH_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../shared/fixtures")
+    })
 }
 
 fn read(rel: &str) -> Value {

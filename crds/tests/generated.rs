@@ -6,7 +6,10 @@ use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]

@@ -32,7 +32,10 @@ use tokio_util::sync::CancellationToken;
 
 fn fixtures() -> std::path::PathBuf {
     std::env::var("CHAINWATCH_FIXTURES").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+        std::path::PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../shared/fixtures")
     })
 }
 

@@ -8,7 +8,10 @@ pub fn dir() -> PathBuf {
     if let Ok(d) = std::env::var("CHAINWATCH_FIXTURES") {
         return PathBuf::from(d);
     }
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+    let d = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../shared/fixtures");
     assert!(
         d.is_dir(),
         "fixtures not found at {} (set CHAINWATCH_FIXTURES or keep ../shared beside the clone)",

@@ -21,9 +21,12 @@ use crate::common::*;
 const TESTNET_PASSPHRASE: &str = "Test SDF Network ; September 2015";
 
 fn fixtures() -> PathBuf {
-    std::env::var("CHAINWATCH_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
+    std::env::var("CHAINWATCH_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../shared/fixtures")
+    })
 }
 
 fn read(rel: &str) -> Value {

@@ -20,7 +20,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub async fn client() -> Client {

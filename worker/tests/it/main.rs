@@ -28,9 +28,12 @@ const NS: &str = "acme";
 const USDT: &str = "0xdac17f958d2ee523a2206206994597c13d831ec7";
 
 fn fixtures() -> PathBuf {
-    std::env::var("CHAINWATCH_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
+    std::env::var("CHAINWATCH_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../shared/fixtures")
+    })
 }
 
 fn rpc_result(rel: &str) -> Value {
