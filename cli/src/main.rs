@@ -8,6 +8,7 @@ mod dev;
 mod dry_run;
 mod import;
 mod manifests;
+mod redeliver;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,9 @@ enum Command {
     Check(check::CheckArgs),
     /// Dry-run a monitor on one block: print its matches and the notifications it would send.
     Test(dry_run::TestArgs),
+    /// Deliver dead-lettered notifications again, once each (the platform team's tool: it reads
+    /// the dead-letter topic). Filter by namespace, trigger, monitor, reason and age.
+    Redeliver(redeliver::RedeliverArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
                 let result: anyhow::Result<()> = match command {
                     Command::Dev(args) => dev::run(args, shutdown).await,
                     Command::Test(args) => dry_run::run(args).await,
+                    Command::Redeliver(args) => redeliver::run(args).await,
                     Command::Operator(args) => {
                         chainwatch_operator::run(args, shutdown).await.map_err(Into::into)
                     }

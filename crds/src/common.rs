@@ -210,6 +210,13 @@ pub struct RetryPolicy {
     /// `Full` (default) or `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<Jitter>,
+    /// How long a notification is retried through an outage of its receiver after the quick
+    /// retries above failed with a transient error: every 10 s at first, doubling up to every
+    /// 5 minutes, until this long after its first attempt; then it is dead-lettered (and can be
+    /// delivered again with `chainwatch redeliver`). Default `6h`; `0s` dead-letters right after
+    /// the quick retries, as OpenZeppelin Monitor does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_for: Option<DurationString>,
 }
 
 /// Condition types and reasons shared by every kind.

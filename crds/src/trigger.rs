@@ -32,6 +32,7 @@ use crate::common::{
     ),
     printcolumn(name = "Delivered", type_ = "integer", priority = 1, json_path = ".status.deliveredCount"),
     printcolumn(name = "Failures", type_ = "integer", json_path = ".status.failureCount"),
+    printcolumn(name = "Pending", type_ = "integer", json_path = ".status.pendingCount"),
     printcolumn(name = "Last Delivery", type_ = "date", json_path = ".status.lastDeliveryTime"),
     printcolumn(
         name = "Reason",
@@ -251,6 +252,10 @@ pub struct TriggerStatus {
     /// Successful deliveries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_count: Option<u64>,
+    /// Notifications waiting for a retry after a failed delivery (the receiver is down, or
+    /// answered with a transient error); see the `Delivering` condition for the newest error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_count: Option<u64>,
     /// Deliveries that failed after every retry (dead-lettered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_count: Option<u64>,

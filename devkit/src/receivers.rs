@@ -37,6 +37,8 @@ impl Received {
 #[derive(Default)]
 struct HttpState {
     requests: Vec<Received>,
+    /// Requests answered with something else than 2xx.
+    refused: Vec<Received>,
     /// Statuses to answer, in order; when empty, `default` is answered.
     script: VecDeque<u16>,
     default: u16,
@@ -85,18 +87,21 @@ async fn answer(
     st.attempts += 1;
     let status = st.script.pop_front().unwrap_or(st.default);
     let ok = (200..300).contains(&status);
+    let request = Received {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect(),
+        body: body.to_vec(),
+        at: Instant::now(),
+        at_ms: chainwatch_platform::codec::now_ms(),
+    };
     if ok {
-        st.requests.push(Received {
-            method: method.to_string(),
-            path: uri.path().to_string(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
-                .collect(),
-            body: body.to_vec(),
-            at: Instant::now(),
-            at_ms: chainwatch_platform::codec::now_ms(),
-        });
+        st.requests.push(request)
+    } else {
+        st.refused.push(request)
     }
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -149,6 +154,11 @@ impl HttpReceiver {
     /// Requests answered with 2xx.
     pub fn received(&self) -> Vec<Received> {
         self.lock().requests.clone()
+    }
+
+    /// Requests answered with something else than 2xx (failed attempts of a delivery).
+    pub fn refused(&self) -> Vec<Received> {
+        self.lock().refused.clone()
     }
 
     /// Every request, whatever it was answered.

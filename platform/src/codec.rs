@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 pub const MAGIC: [u8; 2] = *b"CW";
 /// Schema version written by this build.
 pub const MAJOR: u8 = 1;
-pub const MINOR: u8 = 1;
+pub const MINOR: u8 = 2;
 /// Largest record accepted (after decompression): 64 MiB.
 pub const MAX_DECODED: usize = 64 << 20;
 
@@ -124,8 +124,14 @@ pub struct DeferredRecord {
     #[serde(default)]
     pub deferrals: u32,
     pub due_at_ms: u64,
-    /// `retry` or `backlog`.
+    /// `retry`, `backlog` or `redeliver` (a dead letter delivered again: `chainwatch redeliver`).
     pub reason: String,
+    /// When the delivery was first attempted (v1.2): a retry gives up `retryFor` after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_attempt_at_ms: Option<u64>,
+    /// The newest delivery error (v1.2, secrets scrubbed): what the Trigger's status shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Something that could not be processed, with the reason (topic `chainwatch.deadletter`).
@@ -149,6 +155,14 @@ pub struct DeadLetterRecord {
     /// The original record (base64 of the encoded bytes is not needed: it is kept as JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
+    /// A notification's match as the notify stage read it (v1.2): what `chainwatch redeliver`
+    /// delivers again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<MatchRecord>,
+    /// The tenant whose notification it was (v1.2): the key of a redelivery, so that it reaches
+    /// the worker that owns the tenant's notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 fn encode_json<T: Serialize>(kind: Kind, value: &T) -> Vec<u8> {

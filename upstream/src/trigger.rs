@@ -196,6 +196,8 @@ pub fn trigger_from_upstream(
                     return Err(err("config.retry_policy.jitter", format!("`{other}` is not full or none")));
                 }
             },
+            // upstream has no outage retries; an import gets ours (docs/monitors.md, Triggers)
+            retry_for: None,
         });
     }
     let mut unsupported = unknown_fields(c, "config.", known);

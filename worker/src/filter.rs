@@ -47,6 +47,8 @@ pub struct FilterStage {
     pub(crate) concurrency: usize,
     /// Attempts per block before it is dead-lettered.
     pub(crate) attempts: u32,
+    /// How long a stop waits for the blocks in progress.
+    pub(crate) drain: Duration,
 }
 
 impl FilterStage {
@@ -54,7 +56,7 @@ impl FilterStage {
     pub async fn run(self, stop: CancellationToken) {
         let (consumer, concurrency) = (self.consumer.clone(), self.concurrency);
         let name = format!("filter {}", self.network);
-        crate::stage::consume(consumer, concurrency, stop, &name, move |msg| {
+        crate::stage::consume(consumer, concurrency, stop, self.drain, &name, move |msg| {
             let stage = self.clone();
             async move { stage.process(&msg).await }
         })
@@ -82,6 +84,8 @@ impl FilterStage {
             attempts,
             at_ms: now_ms(),
             payload: Some(payload),
+            record: None,
+            tenant: None,
         };
         // the dead letter itself must land before the offset moves
         let backoff = Backoff::default();

@@ -24,8 +24,8 @@ use chainwatch_platform::AdminArgs;
 use chainwatch_platform::admin::AdminServer;
 use chainwatch_platform::bus::kafka::{KafkaArgs, KafkaConsumer, TopicSpec};
 use chainwatch_platform::bus::{
-    Consumer, DEADLETTER_TOPIC, DEFERRED_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic,
-    filter_group,
+    Consumer, DEADLETTER_TOPIC, DEFERRED_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, REDELIVERED_TOPIC,
+    blocks_topic, filter_group,
 };
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -83,6 +83,11 @@ pub struct WorkerArgs {
     /// operator sets `http://chainwatch-script-runner.{namespace}.svc:8080/run`).
     #[arg(long, env = "CHAINWATCH_SCRIPT_RUNNER", default_value = "local")]
     pub script_runner: String,
+    /// On SIGTERM, how long the work in progress may take to finish (a receiver that does not
+    /// answer, a broker that does not acknowledge); what has not finished then is read again by
+    /// the next consumer. Keep it under the pod's termination grace period (60 s).
+    #[arg(long, env = "CHAINWATCH_DRAIN_TIMEOUT", default_value = "20s", value_parser = chainwatch_crds::common::parse_duration)]
+    pub drain_timeout: Duration,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -113,6 +118,7 @@ impl WorkerArgs {
             notify_concurrency: self.notify_concurrency,
             scripts: self.script_runner(),
             destinations: self.destination_policy(),
+            drain_timeout: self.drain_timeout,
             fairness: notify::lanes::Fairness {
                 per_tenant: self.notify_per_tenant,
                 queued: self.notify_per_tenant * 8,
@@ -157,6 +163,14 @@ pub fn worker_topics() -> Vec<TopicSpec> {
             replication_factor: None,
             retention_ms: Some(30 * 24 * 3600 * 1000),
             compact: false,
+        },
+        // which dead letters `chainwatch redeliver` sent again: kept as long as they are
+        TopicSpec {
+            name: REDELIVERED_TOPIC.into(),
+            partitions: 1,
+            replication_factor: None,
+            retention_ms: Some(30 * 24 * 3600 * 1000),
+            compact: true,
         },
         TopicSpec {
             name: DELIVERED_TOPIC.into(),
@@ -320,13 +334,17 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
     });
 
     shutdown.cancelled().await;
+    // one drain budget for the whole stop: the stages wait for their work until it is spent,
+    // the producer flushes what is left in it (at least a second)
+    let deadline = tokio::time::Instant::now() + args.drain_timeout;
     readiness.abort();
     ready.set(false);
     stages.cancel();
     while tasks.join_next().await.is_some() {}
     let _ = status_writer.await;
     let _ = lag.await;
-    if let Err(e) = producer.flush(Duration::from_secs(30)).await {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_secs(1));
+    if let Err(e) = producer.flush(left).await {
         tracing::warn!(error = %e, "flushing the producer failed");
     }
     background.cancel();

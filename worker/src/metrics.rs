@@ -66,6 +66,7 @@ pub struct WorkerMetrics {
     duplicates: Counter,
     condition_drops: Counter,
     deferred: Family<Reason, Counter>,
+    pending_retries: Gauge,
     lag: Family<Group, Gauge>,
     assigned: Family<Group, Gauge>,
 }
@@ -91,6 +92,7 @@ impl Default for WorkerMetrics {
             duplicates: Counter::default(),
             condition_drops: Counter::default(),
             deferred: Family::default(),
+            pending_retries: Gauge::default(),
             lag: Family::default(),
             assigned: Family::default(),
         }
@@ -167,6 +169,11 @@ impl WorkerMetrics {
             let _ = m.deferred.get_or_create(&Reason { reason: reason.into() });
         }
         r.register(
+            "notifications_pending_retry",
+            "Notifications this worker holds for a retry after a failed delivery (each Trigger's share is its status.pendingCount)",
+            m.pending_retries.clone(),
+        );
+        r.register(
             "consumer_lag",
             "Records not yet consumed by the group, on this worker's partitions",
             m.lag.clone(),
@@ -229,6 +236,9 @@ impl WorkerMetrics {
     }
     pub fn deferred(&self, reason: &str) {
         self.deferred.get_or_create(&Reason { reason: reason.into() }).inc();
+    }
+    pub fn pending_retries(&self, n: usize) {
+        self.pending_retries.set(n as i64);
     }
     pub fn condition_drop(&self) {
         self.condition_drops.inc();

@@ -3,6 +3,7 @@
 //! delivered-key log, throttles and status sink feed both stages.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chainwatch_platform::bus::{Consumer, Producer};
 
@@ -30,6 +31,8 @@ pub struct StageSettings {
     pub fairness: crate::notify::lanes::Fairness,
     pub scripts: ScriptRunner,
     pub destinations: DestinationPolicy,
+    /// How long a stopping stage waits for the work in progress (see [`crate::stage::finish`]).
+    pub drain_timeout: Duration,
 }
 
 impl Default for StageSettings {
@@ -41,6 +44,7 @@ impl Default for StageSettings {
             fairness: crate::notify::lanes::Fairness::default(),
             scripts: ScriptRunner::default(),
             destinations: DestinationPolicy::default(),
+            drain_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -108,6 +112,7 @@ impl Stages {
             metrics: self.metrics.clone(),
             concurrency: self.settings.filter_concurrency,
             attempts: self.settings.filter_attempts,
+            drain: self.settings.drain_timeout,
         }
     }
 
@@ -126,6 +131,7 @@ impl Stages {
             metrics: self.metrics.clone(),
             concurrency: self.settings.notify_concurrency,
             fairness: self.settings.fairness,
+            drain: self.settings.drain_timeout,
         }
     }
 }

@@ -31,6 +31,9 @@ pub trait StatusSink: Send + Sync + 'static {
     fn failed(&self, namespace: &str, trigger: &str, reason: &str, error: &str);
     /// A trigger-condition script of the monitor ran (`None`) or failed.
     fn condition_ran(&self, monitor: &MonitorKey, error: Option<&crate::script::ScriptError>);
+    /// `count` notifications to the trigger wait for a retry (`error`: the newest failure, when
+    /// one more came).
+    fn pending(&self, namespace: &str, trigger: &str, count: u64, error: Option<&str>);
 }
 
 /// Reports nowhere (`chainwatch dev` prints instead).
@@ -41,6 +44,7 @@ impl StatusSink for NoStatus {
     fn delivered(&self, _: &str, _: &str) {}
     fn failed(&self, _: &str, _: &str, _: &str, _: &str) {}
     fn condition_ran(&self, _: &MonitorKey, _: Option<&crate::script::ScriptError>) {}
+    fn pending(&self, _: &str, _: &str, _: u64, _: Option<&str>) {}
 }
 
 #[derive(Default, Clone)]
@@ -55,14 +59,17 @@ struct TriggerDelta {
     failed: u64,
     last_delivery_ms: Option<u64>,
     last_error: Option<(String, String, u64)>,
+    /// Notifications waiting for a retry now, and the newest error of one.
+    pending: Option<u64>,
+    pending_error: Option<String>,
 }
 
 #[derive(Default)]
 struct Pending {
     monitors: HashMap<MonitorKey, MonitorDelta>,
     triggers: HashMap<(String, String), TriggerDelta>,
-    /// Delivering condition last applied per trigger.
-    delivering: HashMap<(String, String), bool>,
+    /// Delivering condition (status, reason) last applied per trigger.
+    delivering: HashMap<(String, String), (bool, String)>,
     /// The newest outcome of each monitor's trigger-condition scripts (reason, message), not yet
     /// written, and the last one written.
     scripts: HashMap<MonitorKey, Option<(String, String)>>,
@@ -148,6 +155,12 @@ impl KubeStatus {
                 if d.last_error.is_none() {
                     d.last_error = delta.last_error;
                 }
+                if d.pending.is_none() {
+                    d.pending = delta.pending;
+                }
+                if d.pending_error.is_none() {
+                    d.pending_error = delta.pending_error;
+                }
             }
         }
     }
@@ -212,6 +225,9 @@ impl KubeStatus {
                 status["lastError"] = json!(err.chars().take(1024).collect::<String>());
                 status["lastErrorTime"] = json!(time(*ms));
             }
+            if let Some(n) = delta.pending {
+                status["pendingCount"] = json!(n);
+            }
             let patch =
                 json!({"metadata": {"resourceVersion": current.metadata.resource_version}, "status": status});
             match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
@@ -221,34 +237,48 @@ impl KubeStatus {
             }
         }
         // the Delivering condition, on transitions only
-        let delivering = match (delta.last_delivery_ms, &delta.last_error) {
-            (Some(d), Some((_, _, e))) => Some(d >= *e),
-            (Some(_), None) => Some(true),
-            (None, Some(_)) => Some(false),
-            (None, None) => None,
-        };
-        if let Some(ok) = delivering {
+        if let Some((ok, reason, message)) = delivering(delta) {
             let key = (ns.to_string(), name.to_string());
-            if self.lock().delivering.get(&key) != Some(&ok) {
-                let (reason, message) = if ok {
-                    ("Delivered", "the newest notification was delivered".to_string())
-                } else {
-                    delta
-                        .last_error
-                        .as_ref()
-                        .map(|(reason, e, _)| (reason.as_str(), e.chars().take(512).collect()))
-                        .unwrap_or(("DeliveryFailed", String::new()))
-                };
+            let state = (ok, reason.to_string());
+            if self.lock().delivering.get(&key) != Some(&state) {
                 let patch = json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "status": {"conditions": [{
                     "type": "Delivering", "status": if ok { "True" } else { "False" }, "reason": reason, "message": message,
                     "lastTransitionTime": time(chainwatch_platform::codec::now_ms()),
                 }]}});
                 api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
                     .await?;
-                self.lock().delivering.insert(key, ok);
+                self.lock().delivering.insert(key, state);
             }
         }
         Ok(())
+    }
+}
+
+/// The `Delivering` condition a trigger's news implies (status, reason, message), if any:
+/// False `Retrying` while notifications wait for a retry, else what the newest outcome was.
+fn delivering(delta: &TriggerDelta) -> Option<(bool, &str, String)> {
+    if let Some(n) = delta.pending.filter(|n| *n > 0) {
+        let newest =
+            delta.pending_error.as_deref().map(|e| format!("; newest error: {e}")).unwrap_or_default();
+        let message = format!("{n} notification(s) waiting for a retry{newest}");
+        return Some((false, "Retrying", message.chars().take(512).collect()));
+    }
+    let failed = || {
+        delta
+            .last_error
+            .as_ref()
+            .map(|(reason, e, _)| (false, reason.as_str(), e.chars().take(512).collect()))
+            .unwrap_or((false, "DeliveryFailed", String::new()))
+    };
+    let ok = || (true, "Delivered", "the newest notification was delivered".to_string());
+    match (delta.last_delivery_ms, &delta.last_error) {
+        (Some(d), Some((_, _, e))) if d >= *e => Some(ok()),
+        (Some(_), Some(_)) | (None, Some(_)) => Some(failed()),
+        (Some(_), None) => Some(ok()),
+        (None, None) if delta.pending == Some(0) => {
+            Some((true, "Delivered", "no notification waits for a retry".to_string()))
+        }
+        (None, None) => None,
     }
 }
 
@@ -285,5 +315,14 @@ impl StatusSink for KubeStatus {
     fn condition_ran(&self, monitor: &MonitorKey, error: Option<&crate::script::ScriptError>) {
         let outcome = error.map(|e| (e.reason().to_string(), e.to_string()));
         self.lock().scripts.insert(monitor.clone(), outcome);
+    }
+
+    fn pending(&self, namespace: &str, trigger: &str, count: u64, error: Option<&str>) {
+        let mut p = self.lock();
+        let d = p.triggers.entry((namespace.to_string(), trigger.to_string())).or_default();
+        d.pending = Some(count);
+        if let Some(e) = error {
+            d.pending_error = Some(e.to_string());
+        }
     }
 }

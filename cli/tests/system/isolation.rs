@@ -94,7 +94,7 @@ async fn secrets_stay_out_of_status_logs_and_dead_letters_and_redirects_are_refu
     .await;
     let token = "123456789:AAsecretsecretsecretsecretsecret12";
     bed.apply(harness::secret(&bed.ns, "tg", "token", token)).await;
-    let retry = json!({"maxRetries": 0});
+    let retry = json!({"maxRetries": 0, "retryFor": "0s"}); // dead letters at once
     bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": "slack", "namespace": bed.ns},
         "spec": {"slack": {"webhookUrlSecretRef": {"name": "slack", "key": "url"}}, "message": {"title": "t", "body": "b"}, "retryPolicy": retry}})).await;
     bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": "tg", "namespace": bed.ns},

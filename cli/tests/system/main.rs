@@ -14,4 +14,5 @@ mod config_changes;
 mod crashes;
 mod isolation;
 mod notifications;
+mod outages;
 mod verdicts;

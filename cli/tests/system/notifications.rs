@@ -36,13 +36,21 @@ async fn above_the_threshold_each_trigger_notifies_once_and_below_none() {
     let small = bed.transfer(2, THRESHOLD - 1).await;
     // a later match shows the pipeline got past both transfers' blocks
     let marker = bed.transfer(3, THRESHOLD * 5).await;
-    let http = &bed.http;
-    eventually("the marker's notifications", T, || async {
-        let got = http.received();
-        (got.iter().filter(|r| String::from_utf8_lossy(&r.body).contains(&marker)).count() >= 2).then_some(())
-    })
-    .await;
-    bed.smtp.wait_for(2, T).await;
+    // notifications of different matches are delivered concurrently, in no promised order: wait
+    // for each expected one, not for a count that an earlier match (the mint) also makes
+    let (http, smtp) = (&bed.http, &bed.smtp);
+    for tx in [&big, &marker] {
+        eventually(&format!("the webhook, Slack and email notifications of {tx}"), T, || async {
+            let got = http.received();
+            let on = |path: &str| {
+                got.iter().any(|r| r.path == path && String::from_utf8_lossy(&r.body).contains(tx))
+            };
+            let mailed =
+                smtp.mails().iter().any(|m| m.data.replace("=\r\n", "").replace("=\n", "").contains(tx));
+            (on("/hook") && on("/services/T/B/X") && mailed).then_some(())
+        })
+        .await;
+    }
 
     let got = bed.http.received();
     let on = |path: &str, tx: &str| {
@@ -152,35 +160,6 @@ async fn latency_from_block_published_to_notification_received() {
     eprintln!(
         "latency block published → notification received over 200 matches: p50 {p50} ms, p99 {p99} ms, max {max} ms"
     );
-    worker.stop().await;
-    ingester.stop().await;
-    bed.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_receiver_shows_on_the_trigger() {
-    let bed = Bed::start(&[]).await;
-    bed.http.answer_always(500);
-    bed.webhook("hook", "/hook").await;
-    bed.monitor("large", &format!("value > {THRESHOLD}"), &["hook"]).await;
-    bed.admitted("large").await;
-    let mut ingester = bed.ingester();
-    let mut worker = bed.worker("w0");
-    ingester.ready().await;
-    worker.ready().await;
-    bed.transfer(1, THRESHOLD * 2).await;
-    // retried (the trigger's policy), then dead-lettered: counted and explained on the Trigger
-    let triggers: Api<Trigger> = Api::namespaced(bed.client.clone(), &bed.ns);
-    let s = eventually("the failure on the Trigger", T, || async {
-        let s = triggers.get("hook").await.ok()?.status?;
-        (s.failure_count.unwrap_or(0) >= 1).then_some(s)
-    })
-    .await;
-    let error = s.last_error.expect("lastError");
-    assert!(error.contains("500"), "{error}");
-    assert!(s.last_error_time.is_some());
-    assert_eq!(s.delivered_count.unwrap_or(0), 0);
-    assert!(bed.http.attempts() > 1, "retried before giving up");
     worker.stop().await;
     ingester.stop().await;
     bed.stop().await;

@@ -164,7 +164,7 @@ async fn kubectl_get_shows_the_printer_columns() {
         )
     );
     let (triggers, rows) = columns(&client, "triggers", Some("acme")).await;
-    assert_eq!(triggers, want(&["Name", "Channel", "Ready", "Failures", "Last Delivery", "Age"]));
+    assert_eq!(triggers, want(&["Name", "Channel", "Ready", "Failures", "Pending", "Last Delivery", "Age"]));
     assert_eq!(rows.len(), 7);
     let (tenants, _) = columns(&client, "tenants", None).await;
     assert_eq!(tenants, want(&["Name", "Namespaces", "Monitors", "Triggers", "Ready", "Age"]));

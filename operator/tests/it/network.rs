@@ -74,10 +74,14 @@ async fn the_example_network_becomes_an_ingester_workers_and_an_autoscaler() {
     let name = format!("chainwatch-ingester-{net}");
     let worker = format!("chainwatch-worker-{net}");
 
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    let sts =
-        eventually("the ingester StatefulSet", T, || async { sts_api.get_opt(&name).await.unwrap() }).await;
-    let network: Network = get(&Api::all(client.clone()), net).await;
+    // the status is written after every child is applied: wait for it, not for the first child
+    let networks: Api<Network> = Api::all(client.clone());
+    let network = eventually("the Network's first status", T, || async {
+        let n = networks.get(net).await.unwrap();
+        n.status.as_ref().and_then(|s| s.observed_generation).map(|_| n)
+    })
+    .await;
+    let sts: StatefulSet = get(&Api::namespaced(client.clone(), &ns), &name).await;
     // identity, labels, owner
     assert_eq!(sts.labels(), &labels(net, "ingester"));
     let owner = &sts.owner_references()[0];

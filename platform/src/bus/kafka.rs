@@ -144,6 +144,31 @@ impl KafkaArgs {
         Ok((KafkaConsumer { inner: Arc::new(consumer), offsets: OffsetTracker::default() }, ends))
     }
 
+    /// Every record `topic` holds now, read from its beginning outside any consumer group: for
+    /// tools that look at a whole topic (`chainwatch redeliver`). A topic that does not exist
+    /// holds none. Fails if the broker sends nothing for `idle` while records remain.
+    pub async fn read_all(&self, topic: &str, idle: Duration) -> Result<Vec<Message>, BusError> {
+        let (reader, ends) = self.reader(topic)?;
+        let mut remaining: HashMap<i32, i64> = HashMap::new();
+        for (p, high) in ends {
+            let (low, _) = reader.inner.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+            if high > low {
+                remaining.insert(p, high);
+            }
+        }
+        let mut out = Vec::new();
+        while !remaining.is_empty() {
+            let msg = tokio::time::timeout(idle, reader.recv()).await.map_err(|_| {
+                BusError::Other(format!("reading {topic}: nothing from the broker for {idle:?}"))
+            })??;
+            if remaining.get(&msg.partition).is_some_and(|high| msg.offset + 1 >= *high) {
+                remaining.remove(&msg.partition);
+            }
+            out.push(msg);
+        }
+        Ok(out)
+    }
+
     pub fn admin(&self) -> Result<KafkaAdmin, BusError> {
         Ok(KafkaAdmin { inner: Arc::new(self.base().create()?) })
     }

@@ -24,6 +24,9 @@ pub const MATCHES_TOPIC: &str = "chainwatch.matches";
 pub const DEFERRED_TOPIC: &str = "chainwatch.notify.deferred";
 /// Topic of records that could not be processed.
 pub const DEADLETTER_TOPIC: &str = "chainwatch.deadletter";
+/// Compacted topic of the dead letters delivered again (key: the dead letter's
+/// `partition/offset`, value: the time, ms), so that each is redelivered once.
+pub const REDELIVERED_TOPIC: &str = "chainwatch.redelivered";
 
 /// Consumer group of a network's filter workers.
 pub fn filter_group(network: &str) -> String {

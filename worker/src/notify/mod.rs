@@ -14,6 +14,8 @@ pub mod dedup;
 pub mod destination;
 pub mod lanes;
 pub mod payload;
+pub mod pending;
+pub mod retry;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -21,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use chainwatch_core::MonitorMatch;
 use chainwatch_core::template;
-use chainwatch_crds::common::Jitter;
 use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, DEFERRED_TOPIC, Message, Producer};
 use chainwatch_platform::codec::{DeadLetterRecord, DeferredRecord, Kind, MatchRecord, now_ms, peek_kind};
 use chainwatch_platform::{Backoff, redact};
@@ -29,12 +30,14 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ResolvedTrigger, Snapshot};
+use crate::config::Snapshot;
 use crate::metrics::WorkerMetrics;
 use crate::script::{RunFor, ScriptRunner, script_input};
 use crate::status::StatusSink;
 use channels::{Channels, DeliveryError, Notification};
 use dedup::{DeliveredLog, Sender};
+use pending::PendingRetries;
+use retry::RetryPlan;
 use throttle::{Scope, Throttles};
 
 /// The notify stage.
@@ -52,6 +55,8 @@ pub struct NotifyStage {
     /// Records held at most (in flight, waiting in a lane, or due later), all tenants.
     pub(crate) concurrency: usize,
     pub(crate) fairness: lanes::Fairness,
+    /// How long a stop waits for the notifications in progress.
+    pub(crate) drain: Duration,
 }
 
 /// One unit of work: a match (all its triggers), or one trigger's retry.
@@ -61,6 +66,14 @@ struct Job {
     trigger: Option<String>,
     attempts: u32,
     deferrals: u32,
+    /// When the trigger's delivery was first attempted (a retry).
+    first_attempt_ms: Option<u64>,
+}
+
+impl Job {
+    fn new(msg: Arc<Message>, record: MatchRecord) -> Self {
+        Job { msg, record, trigger: None, attempts: 0, deferrals: 0, first_attempt_ms: None }
+    }
 }
 
 /// Retries due sooner than this wait in their lane; later ones are put aside.
@@ -76,24 +89,9 @@ enum Delivered {
     Retry {
         attempts: u32,
         due_ms: u64,
+        first_attempt_ms: u64,
+        error: String,
     },
-}
-
-/// The retry policy of a trigger, with upstream's defaults.
-pub fn retry_of(t: &ResolvedTrigger) -> (u32, Backoff) {
-    let p = t.spec.retry_policy.clone().unwrap_or_default();
-    let dur = |d: &Option<chainwatch_crds::DurationString>, default: Duration| {
-        d.as_ref().and_then(|d| d.parse().ok()).unwrap_or(default)
-    };
-    (
-        p.max_retries.unwrap_or(3),
-        Backoff {
-            initial: dur(&p.initial_backoff, Duration::from_millis(250)),
-            max: dur(&p.max_backoff, Duration::from_secs(10)),
-            base: p.base_for_backoff.unwrap_or(2),
-            full_jitter: p.jitter.unwrap_or_default() == Jitter::Full,
-        },
-    )
 }
 
 impl NotifyStage {
@@ -108,6 +106,7 @@ impl NotifyStage {
         let stage = Arc::new(self);
         let mut lanes: lanes::Lanes<Job> = lanes::Lanes::new(stage.fairness);
         let mut timers: lanes::Timers<Job> = lanes::Timers::default();
+        let mut pending = PendingRetries::new(stage.status.clone());
         // tasks: (the lane a job ran in, if it did; the record done)
         let mut running: tokio::task::JoinSet<(Option<String>, Arc<Message>)> = tokio::task::JoinSet::new();
         tracing::debug!("notify: consuming");
@@ -119,7 +118,7 @@ impl NotifyStage {
                 msg = stage.consumer.recv(), if room => match msg {
                     Ok(msg) => {
                         tracing::debug!(source = %msg.source(), "notify: record");
-                        stage.clone().arrived(Arc::new(msg), &mut lanes, &mut timers, &mut running)
+                        stage.clone().arrived(Arc::new(msg), &mut lanes, &mut timers, &mut running, &mut pending)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "consuming notifications failed");
@@ -129,6 +128,8 @@ impl NotifyStage {
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     let Ok((lane, msg)) = done else { continue };
                     stage.consumer.done(&msg);
+                    pending.finished(&msg);
+                    stage.metrics.pending_retries(pending.total());
                     if let Some(lane) = lane
                         && let Some(next) = lanes.finished(&lane)
                     {
@@ -142,16 +143,14 @@ impl NotifyStage {
                 }
             }
         }
-        // in flight: finished; waiting and due later: not done, so read again after a restart
-        while let Some(done) = running.join_next().await {
-            if let Ok((_, msg)) = done {
-                stage.consumer.done(&msg);
-            }
-        }
-        if let Err(e) = stage.consumer.commit().await {
-            tracing::warn!(error = %e, "committing notification offsets on shutdown failed");
-        }
-        tracing::info!(waiting = lanes.waiting(), due_later = timers.len(), "notify stopped");
+        // in flight: finished, for at most the drain timeout; waiting, due later or abandoned:
+        // not done, so read again after a restart (a delivery abandoned after its receiver
+        // answered is sent again, with the same Idempotency-Key)
+        let deadline = tokio::time::Instant::now() + stage.drain;
+        let abandoned =
+            crate::stage::finish(&mut running, deadline, |(_, msg)| stage.consumer.done(&msg)).await;
+        crate::stage::commit(stage.consumer.as_ref(), deadline, "notify").await;
+        tracing::info!(waiting = lanes.waiting(), due_later = timers.len(), abandoned, "notify stopped");
     }
 
     /// A record arrived: a match, or a deferred notification (now due, or held until it is).
@@ -161,10 +160,15 @@ impl NotifyStage {
         lanes: &mut lanes::Lanes<Job>,
         timers: &mut lanes::Timers<Job>,
         running: &mut tokio::task::JoinSet<(Option<String>, Arc<Message>)>,
+        pending: &mut PendingRetries,
     ) {
         let decoded = match peek_kind(&msg.payload) {
             Ok(Kind::Deferred) => DeferredRecord::decode(&msg.payload).map(|d| {
                 let due = d.due_at_ms;
+                if let Some(trigger) = &d.trigger {
+                    let ns = &d.record.matched.monitor.key.namespace;
+                    pending.held(&msg, ns, trigger, d.error.as_deref());
+                }
                 (
                     Job {
                         msg: msg.clone(),
@@ -172,18 +176,17 @@ impl NotifyStage {
                         trigger: d.trigger,
                         attempts: d.attempts,
                         deferrals: d.deferrals,
+                        first_attempt_ms: d.first_attempt_at_ms,
                     },
                     due,
                 )
             }),
-            _ => MatchRecord::decode(&msg.payload)
-                .map(|r| (Job { msg: msg.clone(), record: r, trigger: None, attempts: 0, deferrals: 0 }, 0)),
+            _ => MatchRecord::decode(&msg.payload).map(|r| (Job::new(msg.clone(), r), 0)),
         };
         match decoded {
             Err(e) => {
                 running.spawn(async move {
-                    self.dead_letter(&msg.source(), None, None, None, "undecodable", &e.to_string(), 1, None)
-                        .await;
+                    self.dead_letter(&msg.source(), None, None, "undecodable", &e.to_string(), 1).await;
                     (None, msg)
                 });
             }
@@ -191,10 +194,9 @@ impl NotifyStage {
                 if timers.len() < MAX_TIMERS {
                     timers.push(due, job);
                 } else {
-                    // too many held: back to the topic, same due time
+                    // too many held: back to the topic as it was
                     running.spawn(async move {
-                        self.defer(&job, job.trigger.clone(), job.attempts, job.deferrals, due, "retry")
-                            .await;
+                        self.put_aside(&self.lane_of(&job.record), job.msg.payload.clone()).await;
                         (None, job.msg)
                     });
                 }
@@ -222,8 +224,17 @@ impl NotifyStage {
                 let delay = Duration::from_secs(1u64 << job.deferrals.min(6)).min(Duration::from_secs(60));
                 let due = now_ms() + delay.as_millis() as u64;
                 running.spawn(async move {
-                    self.defer(&job, job.trigger.clone(), job.attempts, job.deferrals + 1, due, "backlog")
-                        .await;
+                    let aside = DeferredRecord {
+                        record: job.record.clone(),
+                        trigger: job.trigger.clone(),
+                        attempts: job.attempts,
+                        deferrals: job.deferrals + 1,
+                        due_at_ms: due,
+                        reason: "backlog".into(),
+                        first_attempt_at_ms: job.first_attempt_ms,
+                        error: None,
+                    };
+                    self.put_aside(&self.lane_of(&job.record), aside.encode()).await;
                     (None, job.msg)
                 });
             }
@@ -236,46 +247,31 @@ impl NotifyStage {
         (Some(lane), job.msg.clone())
     }
 
-    /// Puts a notification aside on the deferred topic (keyed by tenant), due at `due_ms`.
-    async fn defer(
-        &self,
-        job: &Job,
-        trigger: Option<String>,
-        attempts: u32,
-        deferrals: u32,
-        due_ms: u64,
-        reason: &str,
-    ) {
-        let record = DeferredRecord {
-            record: job.record.clone(),
-            trigger,
-            attempts,
-            deferrals,
-            due_at_ms: due_ms,
-            reason: reason.into(),
-        };
-        let key = self.lane_of(&job.record);
+    /// Puts a deferred record on the deferred topic, keyed by its tenant (waits for the broker).
+    async fn put_aside(&self, tenant: &str, record: Vec<u8>) {
         let backoff = Backoff::default();
         let mut attempt = 0;
-        while let Err(e) = self.producer.send(DEFERRED_TOPIC, &key, record.encode()).await {
+        while let Err(e) = self.producer.send(DEFERRED_TOPIC, tenant, record.clone()).await {
             tracing::error!(error = %e, "putting a notification aside failed; retrying");
             tokio::time::sleep(backoff.delay(attempt.min(6))).await;
             attempt += 1;
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Writes a dead letter of `record`'s notification to `trigger` (all of its triggers when
+    /// `None`), with what `chainwatch redeliver` needs to deliver it again.
     async fn dead_letter(
         &self,
         source: &str,
-        m: Option<&MonitorMatch>,
+        record: Option<&MatchRecord>,
         trigger: Option<&str>,
-        key: Option<&str>,
         reason: &str,
         detail: &str,
         attempts: u32,
-        payload: Option<Value>,
     ) {
+        let m = record.map(|r| &r.matched);
+        let key = m.zip(trigger).map(|(m, t)| m.idempotency_key(t));
+        let key = key.as_deref();
         self.metrics.dead_letter("notify", reason);
         tracing::error!(%source, monitor = ?m.map(|m| m.monitor.key.to_string()), ?trigger, %reason, %detail, "dead-lettering a notification");
         let record = DeadLetterRecord {
@@ -288,7 +284,9 @@ impl NotifyStage {
             idempotency_key: key.map(str::to_string),
             attempts,
             at_ms: now_ms(),
-            payload,
+            payload: m.map(MonitorMatch::upstream_json),
+            record: record.cloned(),
+            tenant: record.map(|r| self.lane_of(r)),
         };
         let backoff = Backoff::default();
         let mut attempt = 0;
@@ -316,17 +314,7 @@ impl NotifyStage {
             let Some(tenant) = tenant else {
                 let detail =
                     "the monitor has trigger-condition scripts but its tenant does not allow scripts";
-                self.dead_letter(
-                    &msg.source(),
-                    Some(m),
-                    None,
-                    None,
-                    "scripts_not_allowed",
-                    detail,
-                    0,
-                    Some(raw),
-                )
-                .await;
+                self.dead_letter(&msg.source(), Some(record), None, "scripts_not_allowed", detail, 0).await;
                 return;
             };
             let run_for = tenant.run_for();
@@ -346,34 +334,36 @@ impl NotifyStage {
                 }
             }
         }
-        let source = msg.source();
         let triggers: Vec<&String> = match &job.trigger {
             Some(t) => vec![t],
             None => m.monitor.triggers.iter().collect(),
         };
-        let deliveries = triggers.into_iter().map(|t| {
-            self.deliver(&source, m, &raw, t, &snapshot, record.block_published_at_ms, job.attempts)
-        });
-        for (t, outcome) in futures::future::join_all(deliveries).await.into_iter().enumerate() {
-            if let Delivered::Retry { attempts, due_ms } = outcome {
-                let trigger = job.trigger.clone().unwrap_or_else(|| m.monitor.triggers[t].clone());
+        let deliveries = triggers.iter().map(|t| self.deliver(job, &raw, t, &snapshot));
+        for (trigger, outcome) in triggers.iter().zip(futures::future::join_all(deliveries).await) {
+            if let Delivered::Retry { attempts, due_ms, first_attempt_ms, error } = outcome {
                 self.metrics.deferred("retry");
-                self.defer(job, Some(trigger), attempts, job.deferrals, due_ms, "retry").await;
+                let aside = DeferredRecord {
+                    record: record.clone(),
+                    trigger: Some(trigger.to_string()),
+                    attempts,
+                    deferrals: job.deferrals,
+                    due_at_ms: due_ms,
+                    reason: "retry".into(),
+                    first_attempt_at_ms: Some(first_attempt_ms),
+                    error: Some(error),
+                };
+                self.put_aside(&self.lane_of(record), aside.encode()).await;
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn deliver(
-        &self,
-        source: &str,
-        m: &MonitorMatch,
-        raw: &Value,
-        trigger_name: &str,
-        snapshot: &Snapshot,
-        published_at_ms: u64,
-        attempts: u32,
-    ) -> Delivered {
+    /// Delivers `job`'s notification to one trigger: once (a key delivered before is not sent
+    /// again), within the trigger's and tenant's limits, retried by the trigger's [`RetryPlan`].
+    async fn deliver(&self, job: &Job, raw: &Value, trigger_name: &str, snapshot: &Snapshot) -> Delivered {
+        let source = &job.msg.source();
+        let record = &job.record;
+        let m = &record.matched;
+        let attempts = job.attempts;
         let key = m.idempotency_key(trigger_name);
         if self.delivered.contains(&key) {
             self.metrics.duplicate();
@@ -384,13 +374,11 @@ impl NotifyStage {
         let Some(trigger) = snapshot.triggers.get(&(ns.clone(), trigger_name.to_string())).cloned() else {
             self.dead_letter(
                 source,
-                Some(m),
+                Some(record),
                 Some(trigger_name),
-                Some(&key),
                 "trigger_not_found",
                 &format!("Trigger {ns}/{trigger_name} does not exist"),
                 0,
-                Some(raw.clone()),
             )
             .await;
             return Delivered::Done;
@@ -400,13 +388,11 @@ impl NotifyStage {
         if trigger.spec.script.is_some() && !tenant.is_some_and(|t| t.limits.allow_scripts) {
             self.dead_letter(
                 source,
-                Some(m),
+                Some(record),
                 Some(trigger_name),
-                Some(&key),
                 "scripts_not_allowed",
                 "script triggers need a tenant that allows scripts",
                 0,
-                Some(raw.clone()),
             )
             .await;
             return Delivered::Done;
@@ -425,13 +411,11 @@ impl NotifyStage {
                 self.metrics.throttled("trigger");
                 self.dead_letter(
                     source,
-                    Some(m),
+                    Some(record),
                     Some(trigger_name),
-                    Some(&key),
                     "throttled",
                     &format!("the trigger's throttle ({} per {})", th.max_notifications, th.window),
                     0,
-                    Some(raw.clone()),
                 )
                 .await;
                 return Delivered::Done;
@@ -450,13 +434,11 @@ impl NotifyStage {
             self.metrics.throttled("tenant");
             self.dead_letter(
                 source,
-                Some(m),
+                Some(record),
                 Some(trigger_name),
-                Some(&key),
                 "throttled",
                 &format!("tenant {} allows {per_minute} notifications per minute", t.name),
                 0,
-                Some(raw.clone()),
             )
             .await;
             return Delivered::Done;
@@ -475,7 +457,8 @@ impl NotifyStage {
         };
         let run_for = tenant.map_or_else(|| RunFor::tenant(ns), |t| t.run_for());
         let notification = Notification { title, body, plain, raw, idempotency_key: &key, run_for: &run_for };
-        let (max_retries, backoff) = retry_of(&trigger);
+        let plan = RetryPlan::of(&trigger);
+        let first_ms = job.first_attempt_ms.unwrap_or_else(now_ms);
         let started = Instant::now();
         let mut attempt = attempts;
         let error = loop {
@@ -496,22 +479,25 @@ impl NotifyStage {
                         tokio::time::sleep(Duration::from_millis(200 * tries)).await;
                     }
                     self.metrics.delivery(channel, "delivered");
-                    self.metrics.delivered(channel, started.elapsed(), published_at_ms);
+                    self.metrics.delivered(channel, started.elapsed(), record.block_published_at_ms);
                     self.status.delivered(ns, trigger_name);
                     tracing::info!(monitor = %m.monitor.key, trigger = trigger_name, channel, tx = %m.transaction_hash(), attempts = attempt + 1, "notification delivered");
                     return Delivered::Done;
                 }
-                Err(e) if e.is_transient() && attempt < max_retries => {
+                Err(e) if e.is_transient() => {
+                    let outage = matches!(e, DeliveryError::Transient(_));
+                    let Some(delay) = plan.delay(attempt, outage, first_ms, now_ms()) else { break e };
                     self.metrics.retry(channel);
                     let error = redact::scrub(&e.to_string(), trigger.secret_values());
                     tracing::debug!(trigger = trigger_name, attempt, %error, "delivery failed; retrying");
-                    let delay = backoff.delay(attempt);
                     attempt += 1;
                     if delay >= INLINE_RETRY {
                         // out of the lane: the tenant's other notifications go on meanwhile
                         return Delivered::Retry {
                             attempts: attempt,
                             due_ms: now_ms() + delay.as_millis() as u64,
+                            first_attempt_ms: first_ms,
+                            error,
                         };
                     }
                     tokio::time::sleep(delay).await;
@@ -526,18 +512,9 @@ impl NotifyStage {
         self.metrics.delivery(channel, "dead_lettered");
         // what is written down names no secret of the trigger's (a URL's path, a token)
         let message = redact::scrub(&error.to_string(), trigger.secret_values());
+        // the dead letter first: what the status reports as failed can be redelivered
+        self.dead_letter(source, Some(record), Some(trigger_name), reason, &message, attempt + 1).await;
         self.status.failed(ns, trigger_name, error.reason(), &message);
-        self.dead_letter(
-            source,
-            Some(m),
-            Some(trigger_name),
-            Some(&key),
-            reason,
-            &message,
-            attempt + 1,
-            Some(raw.clone()),
-        )
-        .await;
         Delivered::Done
     }
 }

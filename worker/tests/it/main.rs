@@ -304,7 +304,10 @@ async fn a_receiver_that_always_fails_gets_a_dead_letter_and_the_offset_moves_on
     let hooks = HttpReceiver::start().await;
     hooks.answer_always(500);
     let store = base_store(false);
-    store.apply_trigger(trigger("hook", json!({"webhook": {"url": hooks.url("/hook")}, "message": {"title": "t", "body": "b"}, "retryPolicy": fast_retries(2)})));
+    // upstream's behaviour: no outage retries after the quick ones
+    let mut policy = fast_retries(2);
+    policy["retryFor"] = json!("0s");
+    store.apply_trigger(trigger("hook", json!({"webhook": {"url": hooks.url("/hook")}, "message": {"title": "t", "body": "b"}, "retryPolicy": policy})));
     store.apply_monitor(usdt_monitor(&["hook"], json!({})));
     let h = Harness::start(store, local());
     h.publish_block(block_18m()).await;
@@ -417,6 +420,9 @@ impl StatusSink for Reported {
         _: &chainwatch_core::monitor::MonitorKey,
         _: Option<&chainwatch_worker::script::ScriptError>,
     ) {
+    }
+    fn pending(&self, _: &str, trigger: &str, count: u64, _: Option<&str>) {
+        self.0.lock().unwrap().push((trigger.into(), "Pending".into(), count.to_string()));
     }
 }
 
