@@ -249,7 +249,8 @@ pub struct TriggerStatus {
     /// slack, discord, telegram, email, webhook or script.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    /// Successful deliveries.
+    /// Successful deliveries: counted by the worker, and after a worker's crash brought up to
+    /// the distinct notifications the delivered-key log holds for this Trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_count: Option<u64>,
     /// Notifications waiting for a retry after a failed delivery (the receiver is down, or

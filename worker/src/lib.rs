@@ -268,6 +268,12 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
             async move { delivered.follow(delivered_consumer, Some(ends), caught_up_tx, stop).await }
         });
         let _ = caught_up_rx.await;
+        // what this worker's predecessor delivered but had not written to the Triggers yet;
+        // bounded, so an API server that does not answer delays notifications only so long
+        let recount = status.recount(delivered.counts());
+        if tokio::time::timeout(Duration::from_secs(30), recount).await.is_err() {
+            tracing::warn!("recounting deliveries took over 30 s; notifying without it");
+        }
         let consumer = Arc::new(args.kafka.member(
             NOTIFY_GROUP,
             &[MATCHES_TOPIC, DEFERRED_TOPIC],
@@ -341,8 +347,12 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
     ready.set(false);
     stages.cancel();
     while tasks.join_next().await.is_some() {}
-    let _ = status_writer.await;
-    let _ = lag.await;
+    // the last status write, within the budget too: an API server that does not answer does not
+    // hold the stop (the Triggers' delivered counts come back from the delivered-key log)
+    if tokio::time::timeout_at(deadline, status_writer).await.is_err() {
+        tracing::warn!("the last status write did not finish within the drain timeout");
+    }
+    lag.abort();
     let left = deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_secs(1));
     if let Err(e) = producer.flush(left).await {
         tracing::warn!(error = %e, "flushing the producer failed");

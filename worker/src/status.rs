@@ -20,6 +20,8 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::notify::counts::DeliveredCounts;
+
 /// Field manager of the worker's status writes.
 pub const FIELD_MANAGER: &str = "chainwatch-worker";
 
@@ -92,6 +94,52 @@ fn time(ms: u64) -> Time {
 impl KubeStatus {
     pub fn new(client: Client) -> Self {
         Self { client, pending: Mutex::default() }
+    }
+
+    /// Brings each Trigger's `deliveredCount` up to the distinct deliveries the delivered-key
+    /// log holds since the Trigger was created — what a crashed worker delivered but had not
+    /// written yet. Run once the log is read and before this worker delivers anything, so that
+    /// what it counts from then on (its own deliveries) is not in `counts` already. Returns how
+    /// many Triggers were behind.
+    pub async fn recount(&self, counts: &DeliveredCounts) -> usize {
+        use futures::StreamExt;
+        let triggers = counts.triggers();
+        let total = triggers.len();
+        let behind = futures::stream::iter(triggers)
+            .map(|(ns, name)| async move { self.recount_one(counts, &ns, &name).await })
+            .buffer_unordered(8)
+            .filter(|behind| std::future::ready(*behind))
+            .count()
+            .await;
+        tracing::info!(triggers = total, behind, "delivered counts checked against the delivered-key log");
+        behind
+    }
+
+    async fn recount_one(&self, counts: &DeliveredCounts, ns: &str, name: &str) -> bool {
+        let api: Api<Trigger> = Api::namespaced(self.client.clone(), ns);
+        for _ in 0..5 {
+            let Ok(Some(current)) = api.get_opt(name).await else { return false };
+            let created_ms = current
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(0, |t| t.0.as_millisecond().max(0) as u64);
+            let logged = counts.since(ns, name, created_ms);
+            if current.status.as_ref().and_then(|s| s.delivered_count).unwrap_or(0) >= logged {
+                return false;
+            }
+            let patch = json!({"metadata": {"resourceVersion": current.metadata.resource_version},
+                "status": {"deliveredCount": logged}});
+            match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => return true,
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => {
+                    tracing::warn!(trigger = %format!("{ns}/{name}"), error = %e, "recounting deliveries failed");
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {

@@ -252,16 +252,20 @@ impl Bed {
         self.worker_with(None, &[])
     }
 
-    /// A worker with a static identity (or none) and more arguments.
+    /// A worker with a static identity (or none) and more arguments (`--flag=value` in `extra`
+    /// replaces the test bed's value of the flag).
     pub fn worker_with(&self, instance: Option<&str>, extra: &[String]) -> Proc {
         let identity = instance.map(|i| format!("--instance-id=system-{i}"));
-        let mut args = vec![
-            "worker".into(),
+        let mut args: Vec<String> = vec![
             identity.unwrap_or_else(|| "--notify=true".into()),
             format!("--network={}", self.network),
             "--allow-destination=127.0.0.1/32".into(),
             "--status-interval=500ms".into(),
         ];
+        let flag = |a: &str| a.split_once('=').map(|(f, _)| f.to_string());
+        let replaced: Vec<String> = extra.iter().filter_map(|a| flag(a)).collect();
+        args.retain(|a| flag(a).is_none_or(|f| !replaced.contains(&f)));
+        args.insert(0, "worker".into());
         args.extend_from_slice(extra);
         Proc::spawn("worker", &args, self.dir.path())
     }

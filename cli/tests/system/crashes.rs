@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use alloy_primitives::U256;
-use chainwatch_crds::Network;
+use chainwatch_crds::{Network, Trigger};
 use chainwatch_platform::bus::blocks_topic;
 use chainwatch_platform::codec::BlockTopicRecord;
 use kube::api::Api;
@@ -22,7 +22,9 @@ async fn the_worker_killed_mid_stream_loses_and_doubles_nothing() {
     bed.monitor("every", "from != 0x0000000000000000000000000000000000000000", &["hook"]).await;
     bed.admitted("every").await;
     let mut ingester = bed.ingester();
-    let mut worker = bed.worker("w0");
+    // it writes no status before it is killed: the Trigger's count after the restart comes from
+    // what is durable, not from what the killed worker had counted
+    let mut worker = bed.worker_with(Some("w0"), &["--status-interval=1h".into()]);
     ingester.ready().await;
     worker.ready().await;
 
@@ -87,6 +89,16 @@ async fn the_worker_killed_mid_stream_loses_and_doubles_nothing() {
     // with the same Idempotency-Key, so a receiver that honours it sees each one once.
     assert_eq!(keys.len(), 500, "a repeated notification carries its first Idempotency-Key");
     assert!(duplicates <= 32, "repeats are bounded by the notifications in flight (32), got {duplicates}");
+    // the Trigger counts what the receiver got: every distinct notification, at most the repeats
+    // more (a repeat delivered by the restarted worker counts once more on its delta)
+    let triggers: Api<Trigger> = Api::namespaced(bed.client.clone(), &bed.ns);
+    let counted = eventually("500 deliveries counted on the Trigger", T, || async {
+        let n = triggers.get("hook").await.ok()?.status?.delivered_count?;
+        (n >= 500).then_some(n)
+    })
+    .await;
+    eprintln!("deliveredCount {counted}; the receiver got {} ({} distinct)", got.len(), distinct());
+    assert!(counted as usize <= got.len(), "deliveredCount {counted} above the {} received", got.len());
     worker.stop().await;
     ingester.stop().await;
     bed.stop().await;

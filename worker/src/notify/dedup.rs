@@ -15,6 +15,7 @@ use chainwatch_platform::bus::{BusError, Consumer, Producer};
 use chainwatch_platform::codec::now_ms;
 use tokio_util::sync::CancellationToken;
 
+use super::counts::DeliveredCounts;
 use super::throttle::{Scope, Throttles};
 
 /// The compacted topic of delivered keys.
@@ -30,6 +31,23 @@ pub struct DeliveredLog {
     producer: Arc<dyn Producer>,
     /// Told of every delivery read back, so limits count what every worker sent.
     throttles: Arc<Throttles>,
+    /// Distinct deliveries per trigger (the Triggers' `deliveredCount`).
+    counts: DeliveredCounts,
+    /// Keys being delivered by this worker now: a second record of the same notification (a
+    /// match produced twice by a filter replay) does not race the first to the receiver.
+    claimed: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A key being delivered; released when dropped (delivered, put aside or dead-lettered).
+pub struct Claim {
+    key: String,
+    claimed: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.claimed.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
 }
 
 /// Whose a delivery was: what its record says besides the key, for the throttles.
@@ -72,7 +90,27 @@ fn decode(value: &[u8]) -> (Option<u64>, Option<Sender>) {
 
 impl DeliveredLog {
     pub fn new(producer: Arc<dyn Producer>, throttles: Arc<Throttles>) -> Self {
-        Self { keys: Arc::default(), producer, throttles }
+        Self {
+            keys: Arc::default(),
+            producer,
+            throttles,
+            counts: DeliveredCounts::default(),
+            claimed: Arc::default(),
+        }
+    }
+
+    /// The right to deliver `key`: `None` when it was delivered, or is being delivered now.
+    pub fn claim(&self, key: &str) -> Option<Claim> {
+        if self.contains(key) {
+            return None;
+        }
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        claimed.insert(key.to_string()).then(|| Claim { key: key.to_string(), claimed: self.claimed.clone() })
+    }
+
+    /// Distinct deliveries per trigger, of every worker.
+    pub fn counts(&self) -> &DeliveredCounts {
+        &self.counts
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -87,19 +125,25 @@ impl DeliveredLog {
         self.len() == 0
     }
 
-    fn insert(&self, key: String, at_ms: u64) {
+    /// A delivered key; counted for its trigger the first time it is seen.
+    fn insert(&self, key: String, at_ms: u64, sender: Option<&Sender>) {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        keys.insert(key, at_ms);
+        if keys.insert(key, at_ms).is_none()
+            && let Some(s) = sender
+        {
+            self.counts.add(&s.namespace, &s.trigger, at_ms);
+        }
         if keys.len().is_multiple_of(100_000) {
             let oldest = now_ms().saturating_sub(WINDOW.as_millis() as u64);
             keys.retain(|_, t| *t >= oldest);
+            self.counts.forget_before(oldest);
         }
     }
 
     /// Records a delivery of `sender`'s (waits for the broker).
     pub async fn record(&self, key: &str, sender: &Sender) -> Result<(), BusError> {
         let at = now_ms();
-        self.insert(key.to_string(), at);
+        self.insert(key.to_string(), at, Some(sender));
         self.producer.send(DELIVERED_TOPIC, key, encode(at, sender).into_bytes()).await
     }
 
@@ -140,7 +184,7 @@ impl DeliveredLog {
                         for scope in sender.iter().flat_map(Sender::scopes) {
                             self.throttles.observe(scope, &key, at);
                         }
-                        self.insert(key, at);
+                        self.insert(key, at, sender.as_ref());
                     }
                     if let Some(p) = pending.as_mut()
                         && p.get(&m.partition).is_some_and(|end| m.offset + 1 >= *end)
@@ -170,6 +214,16 @@ impl DeliveredLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_claimed_by_one_delivery_at_a_time() {
+        let bus = chainwatch_platform::bus::memory::MemoryBus::new();
+        let log = DeliveredLog::new(Arc::new(bus), Arc::default());
+        let first = log.claim("k").expect("free");
+        assert!(log.claim("k").is_none(), "a second record of the same notification waits its turn");
+        drop(first); // put aside for a retry, say
+        assert!(log.claim("k").is_some());
+    }
 
     #[test]
     fn a_record_names_its_trigger_and_tenant() {

@@ -10,6 +10,7 @@
 //! one worker owns each tenant's notifications and its rate limits count them all.
 
 pub mod channels;
+pub mod counts;
 pub mod dedup;
 pub mod destination;
 pub mod lanes;
@@ -365,11 +366,11 @@ impl NotifyStage {
         let m = &record.matched;
         let attempts = job.attempts;
         let key = m.idempotency_key(trigger_name);
-        if self.delivered.contains(&key) {
+        let Some(_claim) = self.delivered.claim(&key) else {
             self.metrics.duplicate();
-            tracing::debug!(monitor = %m.monitor.key, trigger = trigger_name, %key, "already delivered");
+            tracing::debug!(monitor = %m.monitor.key, trigger = trigger_name, %key, "already delivered or being delivered");
             return Delivered::Done;
-        }
+        };
         let ns = &m.monitor.key.namespace;
         let Some(trigger) = snapshot.triggers.get(&(ns.clone(), trigger_name.to_string())).cloned() else {
             self.dead_letter(
