@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 
 const MINUTE_MS: u64 = 60_000;
 
-/// Per (namespace, trigger): deliveries per minute (minutes since the epoch).
+/// Deliveries per minute (minutes since the epoch), per (namespace, trigger).
+type PerTrigger = HashMap<(String, String), BTreeMap<u64, u64>>;
+
 #[derive(Clone, Default)]
-pub struct DeliveredCounts(Arc<Mutex<HashMap<(String, String), BTreeMap<u64, u64>>>>);
+pub struct DeliveredCounts(Arc<Mutex<PerTrigger>>);
 
 impl DeliveredCounts {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), BTreeMap<u64, u64>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PerTrigger> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
