@@ -25,8 +25,8 @@ pub enum Fault {
     ChainId(u64),
     /// Forwards, but block `n` (by number) comes with a parent hash of no block.
     WrongParent(u64),
-    /// Forwards, but block `n` has this many transactions of `bytes` random calldata each (its
-    /// receipts to match).
+    /// Forwards, but block `n` has this many more transactions, of `bytes` random calldata each,
+    /// after its own (their receipts to match).
     Huge { block: u64, transactions: usize, bytes: usize },
 }
 
@@ -57,7 +57,9 @@ fn random_hex(bytes: usize) -> String {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        s.push_str(&format!("{:02x}", (x & 0xff) as u8));
+        let b = (x & 0xff) as usize;
+        s.push(char::from(b"0123456789abcdef"[b >> 4]));
+        s.push(char::from(b"0123456789abcdef"[b & 15]));
     }
     s
 }
@@ -141,24 +143,29 @@ impl FaultyRpc {
                 self.inner.fault_hits.fetch_add(1, Ordering::SeqCst);
                 let r = &mut answer["result"];
                 let hash = r["hash"].clone();
-                if method == "eth_getBlockByNumber" {
-                    let txs: Vec<Value> = (0..*transactions)
-                        .map(|i| {
-                            json!({"hash": format!("0x{:064x}", i + 1), "from": format!("0x{:040x}", 1), "to": format!("0x{:040x}", 2),
-                                "input": random_hex(*bytes), "value": "0x0", "nonce": format!("{i:#x}"), "gas": "0x5208",
-                                "gasPrice": "0x1", "transactionIndex": format!("{i:#x}"), "blockHash": hash, "blockNumber": format!("{block:#x}"), "type": "0x0"})
-                        })
-                        .collect();
-                    r["transactions"] = json!(txs);
-                } else if method == "eth_getBlockReceipts" {
-                    let receipts: Vec<Value> = (0..*transactions)
-                        .map(|i| {
-                            json!({"transactionHash": format!("0x{:064x}", i + 1), "transactionIndex": format!("{i:#x}"), "blockHash": hash,
-                                "blockNumber": format!("{block:#x}"), "from": format!("0x{:040x}", 1), "to": format!("0x{:040x}", 2),
-                                "status": "0x1", "gasUsed": "0x5208", "cumulativeGasUsed": "0x5208", "logs": [], "logsBloom": format!("0x{}", "0".repeat(512)), "type": "0x0"})
-                        })
-                        .collect();
-                    *r = json!(receipts);
+                // after the block's own transactions (their hashes from 0x…01 up never collide
+                // with a real one): the real ones still match as on the chain
+                let full = call["params"][1].as_bool() == Some(true);
+                if method == "eth_getBlockByNumber"
+                    && full
+                    && let Some(txs) = r["transactions"].as_array_mut()
+                {
+                    let first = txs.len();
+                    txs.extend((first..first + *transactions).map(|i| {
+                        json!({"hash": format!("0x{:064x}", i + 1), "from": format!("0x{:040x}", 1), "to": format!("0x{:040x}", 2),
+                            "input": random_hex(*bytes), "value": "0x0", "nonce": format!("{i:#x}"), "gas": "0x5208",
+                            "gasPrice": "0x1", "transactionIndex": format!("{i:#x}"), "blockHash": hash, "blockNumber": format!("{block:#x}"), "type": "0x0"})
+                    }));
+                } else if method == "eth_getBlockReceipts"
+                    && let Some(receipts) = r.as_array_mut()
+                {
+                    let hash = receipts.first().map(|x| x["blockHash"].clone()).unwrap_or(hash);
+                    let first = receipts.len();
+                    receipts.extend((first..first + *transactions).map(|i| {
+                        json!({"transactionHash": format!("0x{:064x}", i + 1), "transactionIndex": format!("{i:#x}"), "blockHash": hash,
+                            "blockNumber": format!("{block:#x}"), "from": format!("0x{:040x}", 1), "to": format!("0x{:040x}", 2),
+                            "status": "0x1", "gasUsed": "0x5208", "cumulativeGasUsed": "0x5208", "logs": [], "logsBloom": format!("0x{}", "0".repeat(512)), "type": "0x0"})
+                    }));
                 }
             }
             _ => {}

@@ -64,6 +64,8 @@ pub async fn read_topic_of(
     let consumer = chainwatch_platform::bus::kafka::KafkaArgs::new(bootstrap.to_string())
         .consumer(&unique("reader"), &[topic])
         .expect("a Kafka consumer");
+    // records that came in parts, whole
+    let consumer = chainwatch_platform::bus::parts::Reassembling::new(std::sync::Arc::new(consumer));
     let deadline = std::time::Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());

@@ -197,6 +197,9 @@ async fn read_secret(api: &Api<Secret>, namespace: &str, r: &SecretKeyRef) -> Re
 }
 
 /// The ingester process: follows its Network on the API server, publishes to Kafka.
+/// How often the block topic's presence on the broker is checked (and the topic created again).
+const KEEP_TOPICS_EVERY: Duration = Duration::from_secs(5);
+
 pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), RunError> {
     let mut registry = Registry::default();
     let rpc_metrics = RpcMetrics::register(&mut registry);
@@ -230,6 +233,7 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
                     .applied_objects();
             futures::pin_mut!(stream);
             let mut topic_ensured = false;
+            let keeping = shutdown.child_token();
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -241,6 +245,9 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
                         tracing::warn!(network = %name, error = %e, "watching the Network failed; retrying")
                     }
                     Some(Ok(network)) => {
+                        if network.metadata.deletion_timestamp.is_some() {
+                            keeping.cancel();
+                        }
                         let mut resolved = std::collections::HashMap::new();
                         for r in network.spec.rpc.iter().filter_map(|e| e.url_secret_ref.as_ref()) {
                             resolved.insert(
@@ -270,6 +277,13 @@ pub async fn run(args: IngesterArgs, shutdown: CancellationToken) -> Result<(), 
                             match kafka_admin.ensure_topic(&spec).await {
                                 Ok(_) => {
                                     topic_ensured = true;
+                                    // a broker that comes back without it: created again, until
+                                    // the Network is deleted (the operator deletes the topic then)
+                                    let admin = kafka_admin.clone();
+                                    let stop = keeping.clone();
+                                    tokio::spawn(async move {
+                                        admin.keep_topics(vec![spec], KEEP_TOPICS_EVERY, stop).await
+                                    });
                                     topic_ready.store(true, std::sync::atomic::Ordering::SeqCst);
                                     ready.set(true);
                                 }

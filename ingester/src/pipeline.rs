@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chainwatch_core::block::BlockId;
-use chainwatch_platform::bus::{BusError, Producer, blocks_topic};
+use chainwatch_platform::bus::{BusError, Producer, blocks_topic, parts};
 use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, ReorgRecord, now_ms};
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::watch;
@@ -446,8 +446,13 @@ impl Ingester {
                             let producer = self.producer.clone();
                             let topic = topic.clone();
                             let started = Instant::now();
+                            // a block above the broker's message limit goes in parts (bus::parts)
+                            let parts = parts::split(bytes, parts::PART_BYTES);
+                            if parts.len() > 1 {
+                                tracing::info!(%network, block = n, bytes = len, parts = parts.len(), "publishing a block too large for one message in parts");
+                            }
                             acks.push_back(async move {
-                                producer.send(&topic, &n.to_string(), bytes).await.map(|()| (id, len, started))
+                                producer.send_all(&topic, &n.to_string(), parts).await.map(|()| (id, len, started))
                             });
                         }
                     }

@@ -5,10 +5,15 @@
 //! 0       2     magic "CW"
 //! 2       1     schema major version (readers reject a newer major: fields changed meaning)
 //! 3       1     schema minor version (additive changes; older readers ignore unknown fields)
-//! 4       1     record kind: 1 block, 2 reorg, 3 match, 4 dead letter, 5 deferred notification
+//! 4       1     record kind: 1 block, 2 reorg, 3 match, 4 dead letter, 5 deferred notification,
+//!               6 part of a record too large for one message (v1.3)
 //! 5       1     compression: 0 none, 1 LZ4 frame
 //! 6..     n     payload: the record as JSON (serde), compressed
 //! ```
+//!
+//! A part (kind 6, compression 0) carries, after the 6 header bytes, a 4-byte big-endian length,
+//! that many bytes of JSON ([`PartHeader`]) and then a slice of the whole record's bytes; the
+//! whole record is the concatenation of its parts (`bus::parts` splits and reassembles).
 //!
 //! JSON keeps records inspectable (strip the 6-byte header, `lz4 -d`) and lets minor versions add
 //! fields; LZ4 brings a mainnet block with receipts (~1.3 MB of JSON for 150 transactions) down by
@@ -23,9 +28,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 pub const MAGIC: [u8; 2] = *b"CW";
 /// Schema version written by this build.
 pub const MAJOR: u8 = 1;
-pub const MINOR: u8 = 2;
-/// Largest record accepted (after decompression): 64 MiB.
-pub const MAX_DECODED: usize = 64 << 20;
+pub const MINOR: u8 = 3;
+/// Largest record accepted (after decompression): 512 MiB (a block carried in parts may be far
+/// larger than one message).
+pub const MAX_DECODED: usize = 512 << 20;
 
 /// Record kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +42,7 @@ pub enum Kind {
     Match = 3,
     DeadLetter = 4,
     Deferred = 5,
+    Part = 6,
 }
 
 impl Kind {
@@ -46,6 +53,7 @@ impl Kind {
             3 => Kind::Match,
             4 => Kind::DeadLetter,
             5 => Kind::Deferred,
+            6 => Kind::Part,
             _ => return None,
         })
     }
@@ -262,6 +270,43 @@ impl DeadLetterRecord {
     }
 }
 
+/// What a part says about the record it is a slice of.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PartHeader {
+    /// sha256 (hex) of the whole record: names the set of parts and checks the reassembly.
+    pub sha256: String,
+    /// This part's place, from 0.
+    pub index: u32,
+    /// How many parts the record was cut into.
+    pub count: u32,
+    /// The whole record's length in bytes.
+    pub size: u64,
+}
+
+/// Encodes one part: `chunk` is the `header.index`-th slice of the whole record.
+pub fn encode_part(header: &PartHeader, chunk: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(header).expect("a part header always serializes");
+    let mut out = Vec::with_capacity(10 + json.len() + chunk.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&[MAJOR, MINOR, Kind::Part as u8, 0]);
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(chunk);
+    out
+}
+
+/// Reads a part: its header and its slice of the whole record. `Ok(None)`: not a part.
+pub fn decode_part(bytes: &[u8]) -> Result<Option<(PartHeader, &[u8])>, CodecError> {
+    if peek_kind(bytes).ok() != Some(Kind::Part) {
+        return Ok(None);
+    }
+    let len = bytes.get(6..10).ok_or(CodecError::Truncated)?;
+    let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+    let json = bytes.get(10..10 + len).ok_or(CodecError::Truncated)?;
+    let header: PartHeader = serde_json::from_slice(json)?;
+    Ok(Some((header, &bytes[10 + len..])))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -309,6 +354,18 @@ mod tests {
         let n = corrupt.len();
         corrupt[n - 3] ^= 0xff;
         assert!(BlockTopicRecord::decode(&corrupt).is_err());
+    }
+
+    #[test]
+    fn a_part_round_trips_and_other_records_are_not_parts() {
+        let header = PartHeader { sha256: "ab".repeat(32), index: 2, count: 3, size: 10 };
+        let bytes = encode_part(&header, b"xyz");
+        assert_eq!(&bytes[..6], &[b'C', b'W', MAJOR, MINOR, Kind::Part as u8, 0]);
+        let (h, chunk) = decode_part(&bytes).unwrap().unwrap();
+        assert_eq!((h, chunk), (header, &b"xyz"[..]));
+        assert!(decode_part(&ledger().encode()).unwrap().is_none());
+        assert!(matches!(decode_part(&bytes[..8]), Err(CodecError::Truncated)));
+        assert!(matches!(BlockTopicRecord::decode(&bytes), Err(CodecError::WrongKind { .. })));
     }
 
     #[test]

@@ -241,6 +241,11 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
     let kafka_producer = args.kafka.producer()?;
     let producer: Arc<dyn Producer> = Arc::new(kafka_producer.clone());
     let stages = shutdown.child_token();
+    // a broker that comes back without them (lost data, a new cluster): created again
+    tokio::spawn({
+        let stop = stages.clone();
+        async move { admin_client.keep_topics(worker_topics(), Duration::from_secs(5), stop).await }
+    });
     let status = Arc::new(status::KubeStatus::new(client.clone()));
     let pipeline =
         Stages::new(args.stage_settings(), producer.clone(), store.clone(), metrics.clone(), status.clone());

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chainwatch_platform::bus::parts::Reassembling;
 use chainwatch_platform::bus::{Consumer, Producer};
 
 use crate::config::ConfigStore;
@@ -102,11 +103,12 @@ impl Stages {
         &self.delivered
     }
 
-    /// The filter stage of `network`, consuming its blocks from `consumer`.
+    /// The filter stage of `network`, consuming its blocks from `consumer` (blocks that came in
+    /// parts reassembled).
     pub fn filter(&self, network: &str, consumer: Arc<dyn Consumer>) -> FilterStage {
         FilterStage {
             network: network.to_string(),
-            consumer,
+            consumer: Arc::new(Reassembling::new(consumer)),
             producer: self.producer.clone(),
             config: self.store.subscribe(),
             metrics: self.metrics.clone(),

@@ -9,6 +9,7 @@ mod bed;
 #[allow(dead_code)]
 mod harness;
 
+mod big_blocks;
 mod broker;
 mod config_changes;
 mod crashes;

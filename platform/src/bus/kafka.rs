@@ -16,6 +16,7 @@ use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use tokio_util::sync::CancellationToken;
 
 use super::offsets::OffsetTracker;
 use super::{BusError, Consumer, Message, Producer};
@@ -205,6 +206,18 @@ impl KafkaProducer {
         }
     }
 
+    /// A send of producer `generation` failed with `e`: replaces the producer if the error is
+    /// fatal (the idempotent producer cannot go on after one).
+    fn failed(&self, generation: u64, producer: &FutureProducer, e: KafkaError) -> BusError {
+        let fatal = producer.client().fatal_error().map(|(_, reason)| reason).or_else(|| {
+            matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::Fatal)).then(|| e.to_string())
+        });
+        if let Some(reason) = fatal {
+            self.replace(generation, &reason);
+        }
+        BusError::Kafka(e)
+    }
+
     /// The broker's metadata answers (blocking: run it off the async threads).
     pub fn reachable(&self, timeout: Duration) -> Result<(), BusError> {
         let (_, p) = self.producer();
@@ -220,16 +233,30 @@ impl Producer for KafkaProducer {
         let record = FutureRecord::to(topic).key(key).payload(&payload);
         match producer.send(record, Duration::from_secs(30)).await {
             Ok(_) => Ok(()),
-            Err((e, _)) => {
-                let fatal = producer.client().fatal_error().map(|(_, reason)| reason).or_else(|| {
-                    matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::Fatal)).then(|| e.to_string())
-                });
-                if let Some(reason) = fatal {
-                    self.replace(generation, &reason);
-                }
-                Err(BusError::Kafka(e))
+            Err((e, _)) => Err(self.failed(generation, &producer, e)),
+        }
+    }
+
+    async fn send_all(&self, topic: &str, key: &str, payloads: Vec<Vec<u8>>) -> Result<(), BusError> {
+        let (generation, producer) = self.producer();
+        // every record is queued before any is awaited: nothing sent meanwhile lands in between
+        let mut queued = Vec::with_capacity(payloads.len());
+        for payload in &payloads {
+            match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+                Ok(delivery) => queued.push(delivery),
+                Err((e, _)) => return Err(self.failed(generation, &producer, e)),
             }
         }
+        for delivery in queued {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(self.failed(generation, &producer, e)),
+                Err(_) => {
+                    return Err(BusError::Other("the Kafka producer went away before acknowledging".into()));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
@@ -323,6 +350,7 @@ fn topic_configs(spec: &TopicSpec) -> Vec<(&'static str, String)> {
 }
 
 /// Topic administration.
+#[derive(Clone)]
 pub struct KafkaAdmin {
     inner: Arc<AdminClient<DefaultClientContext>>,
 }
@@ -387,6 +415,29 @@ impl KafkaAdmin {
             }
         }
         Ok(partitions)
+    }
+
+    /// Keeps `specs` on the broker until `stop`: every `every`, topics that are missing (a broker
+    /// that came back without its data, a topic deleted by hand) are created again, so that
+    /// publishes and reads waiting for them go on. The first check runs after `every`.
+    pub async fn keep_topics(&self, specs: Vec<TopicSpec>, every: Duration, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let Ok(present) = self.topics().await else { continue }; // unreachable: the health check says so
+            for spec in specs.iter().filter(|s| !present.contains_key(&s.name)) {
+                match self.ensure_topic(spec).await {
+                    Ok(_) => {
+                        tracing::warn!(topic = %spec.name, "a topic was missing on the broker (a broker that lost its data, or a topic deleted): created it again")
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %spec.name, error = %e, "a topic is missing on the broker and creating it again failed")
+                    }
+                }
+            }
+        }
     }
 
     /// Partitions of a topic, `None` if it does not exist. (Lists all topics: asking for one by

@@ -82,16 +82,17 @@ impl MemoryBus {
 #[async_trait]
 impl Producer for MemoryBus {
     async fn send(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        self.send_all(topic, key, vec![payload]).await
+    }
+
+    async fn send_all(&self, topic: &str, key: &str, payloads: Vec<Vec<u8>>) -> Result<(), BusError> {
         {
             let mut st = self.lock();
             if st.closed {
                 return Err(BusError::Closed);
             }
-            st.topics
-                .entry(topic.to_string())
-                .or_default()
-                .records
-                .push((key.to_string(), Arc::new(payload)));
+            let records = &mut st.topics.entry(topic.to_string()).or_default().records;
+            records.extend(payloads.into_iter().map(|p| (key.to_string(), Arc::new(p))));
         }
         self.notify.notify_waiters();
         Ok(())

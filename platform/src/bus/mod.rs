@@ -8,6 +8,7 @@ pub mod health;
 pub mod kafka;
 pub mod memory;
 pub mod offsets;
+pub mod parts;
 
 use std::time::Duration;
 
@@ -69,6 +70,15 @@ pub enum BusError {
 pub trait Producer: Send + Sync + 'static {
     /// Sends a record and waits until the broker acknowledged it (all in-sync replicas).
     async fn send(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError>;
+    /// Sends records that must lie next to each other in their partition, in this order (the
+    /// parts of one record, [`parts`]), and waits until the broker acknowledged every one.
+    /// Records sent after this call started land after them.
+    async fn send_all(&self, topic: &str, key: &str, payloads: Vec<Vec<u8>>) -> Result<(), BusError> {
+        for payload in payloads {
+            self.send(topic, key, payload).await?;
+        }
+        Ok(())
+    }
     /// Waits for every record in flight.
     async fn flush(&self, timeout: Duration) -> Result<(), BusError>;
 }
