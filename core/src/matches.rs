@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 
 use crate::block::EvmTransaction;
 use crate::monitor::{MonitorKey, ResolvedScript};
-use chainwatch_crds::{SignatureCondition, TransactionCondition};
+use chainwatch_crds::{SignatureCondition, TransactionCondition, TransactionStatus};
 
 /// One match per (monitor, transaction).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -64,12 +64,37 @@ pub struct StellarMatchedTransaction {
     pub result_xdr: String,
 }
 
-/// The conditions that matched (copies of the monitor's conditions).
+/// The conditions that matched, as upstream reports them: the expression the user wrote with the
+/// canonical signature of what matched (`transfer(address,uint256)`, not the condition's spelling)
+/// and the status the transaction had (`Success`/`Failure`, not the condition's `Any`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct MatchedOn {
     pub functions: Vec<SignatureCondition>,
     pub events: Vec<SignatureCondition>,
     pub transactions: Vec<TransactionCondition>,
+}
+
+impl MatchedOn {
+    /// Records a function condition that matched a call whose canonical signature is `signature`.
+    pub fn function(&mut self, condition: &SignatureCondition, signature: &str) {
+        self.functions.push(SignatureCondition { signature: signature.to_string(), ..condition.clone() });
+    }
+
+    /// Records an event condition that matched an event whose canonical signature is `signature`.
+    pub fn event(&mut self, condition: &SignatureCondition, signature: &str) {
+        self.events.push(SignatureCondition { signature: signature.to_string(), ..condition.clone() });
+    }
+
+    /// Records a transaction condition that matched a transaction that succeeded or not
+    /// (`None`: no receipt said, the condition's status stays).
+    pub fn transaction(&mut self, condition: &TransactionCondition, succeeded: Option<bool>) {
+        let status = match succeeded {
+            Some(true) => TransactionStatus::Success,
+            Some(false) => TransactionStatus::Failure,
+            None => condition.status,
+        };
+        self.transactions.push(TransactionCondition { status, ..condition.clone() });
+    }
 }
 
 /// Decoded arguments of what matched.

@@ -144,7 +144,7 @@ pub fn match_transaction(
                 TransactionStatus::Failure => tx.succeeded() == Some(false),
             };
             if status_ok && cache.eval(&cond.expr, &arg_list) {
-                on.transactions.push(conditions.transactions[i].clone());
+                on.transaction(&conditions.transactions[i], tx.succeeded());
                 tx_matched = true;
                 break;
             }
@@ -164,7 +164,7 @@ pub fn match_transaction(
                 let f = &contract.abi.functions[&selector];
                 let arg_list = args_of(f.inputs.iter(), values);
                 if let Some(c) = conds.iter().find(|c| cache.eval(&c.expr, &arg_list)) {
-                    on.functions.push(conditions.functions[c.index].clone());
+                    on.function(&conditions.functions[c.index], &f.signature);
                     let shapes = f.inputs.iter().map(|s| (s, false));
                     args.functions.push(MatchedCall {
                         signature: f.signature.clone(),
@@ -188,7 +188,7 @@ pub fn match_transaction(
             let e = &contract.abi.events[topic0];
             let arg_list = args_of(e.arg_shapes.iter(), values);
             if let Some(c) = conds.iter().find(|c| cache.eval(&c.expr, &arg_list)) {
-                on.events.push(conditions.events[c.index].clone());
+                on.event(&conditions.events[c.index], &e.signature);
                 args.events.push(MatchedEvent {
                     signature: e.signature.clone(),
                     hex_signature: Some(e.hex_signature.clone()),

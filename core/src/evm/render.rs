@@ -1,8 +1,10 @@
 //! Text and JSON forms of decoded ABI values.
 //!
-//! The text form is upstream's (what notifications and `matched_on_args` show): addresses and byte
-//! strings as `0x` lower-case hex, integers in decimal, strings as they are, arrays `[a,b]`, tuples
-//! `(a,b)`. The JSON form is what path access and array equality work on.
+//! The text form is upstream's (what notifications, `matched_on_args` and tuple equality see):
+//! addresses and byte strings as `0x` lower-case hex, integers in decimal, strings as they are,
+//! arrays `[a,b]`, tuples `(a,b)`. Inside an array or tuple, strings, addresses and bytes are
+//! double-quoted and numbers and booleans are not: `(1,"x",["0xab…",true],("y",2))`. The JSON form
+//! is what path access and array equality work on.
 
 use alloy_dyn_abi::DynSolValue;
 use serde_json::Value as Json;
@@ -10,12 +12,25 @@ use serde_json::Value as Json;
 /// Upstream's text form of a value.
 pub fn render(value: &DynSolValue) -> String {
     let mut out = String::new();
-    render_into(value, &mut out);
+    render_into(value, false, &mut out);
     out
 }
 
-fn render_into(value: &DynSolValue, out: &mut String) {
+/// `nested`: inside an array or tuple, where text-like values are quoted.
+fn render_into(value: &DynSolValue, nested: bool, out: &mut String) {
     use std::fmt::Write;
+    let quoted = nested
+        && matches!(
+            value,
+            DynSolValue::Address(_)
+                | DynSolValue::FixedBytes(..)
+                | DynSolValue::Bytes(_)
+                | DynSolValue::String(_)
+                | DynSolValue::Function(_)
+        );
+    if quoted {
+        out.push('"');
+    }
     match value {
         DynSolValue::Address(a) => {
             let _ = write!(out, "{a:#x}");
@@ -53,6 +68,9 @@ fn render_into(value: &DynSolValue, out: &mut String) {
             out.push_str(&hex::encode(f.as_slice()));
         }
     }
+    if quoted {
+        out.push('"');
+    }
 }
 
 fn join(items: &[DynSolValue], out: &mut String) {
@@ -60,7 +78,7 @@ fn join(items: &[DynSolValue], out: &mut String) {
         if i > 0 {
             out.push(',');
         }
-        render_into(item, out);
+        render_into(item, true, out);
     }
 }
 
@@ -99,7 +117,7 @@ mod tests {
             DynSolValue::Int(I256::try_from(-5).unwrap(), 8),
             DynSolValue::Bytes(vec![0xab, 0xcd]),
         ]);
-        assert_eq!(render(&v), "(1,x,[0x58b704065b7aff3ed351052f8560019e05925023,true],-5,0xabcd)");
+        assert_eq!(render(&v), r#"(1,"x",["0x58b704065b7aff3ed351052f8560019e05925023",true],-5,"0xabcd")"#);
         assert_eq!(
             to_json(&v),
             serde_json::json!([1, "x", ["0x58b704065b7aff3ed351052f8560019e05925023", true], -5, "0xabcd"])

@@ -206,7 +206,7 @@ fn match_transaction(
                 TransactionStatus::Failure => !tx.succeeded(),
             };
             if status_ok && (cond.expr.is_none() || per_op.iter().any(|args| eval(&cond.expr, args, stats))) {
-                on.transactions.push(conditions.transactions[cond.index].clone());
+                on.transaction(&conditions.transactions[cond.index], Some(tx.succeeded()));
                 tx_matched = true;
                 break;
             }
@@ -225,7 +225,7 @@ fn match_transaction(
                 continue;
             };
             if let Some(c) = first_passing(&m.functions, &signature, &named, stats) {
-                on.functions.push(conditions.functions[c.index].clone());
+                on.function(&conditions.functions[c.index], &signature);
                 out.functions.push(MatchedCall { signature, args: matched(&named, |_| false) });
                 fn_matched = true;
             }
@@ -242,7 +242,7 @@ fn match_transaction(
             let normalized = normalize_signature(&signature);
             for c in m.events.iter().filter(|c| c.signature == normalized) {
                 if eval(&c.expr, &named, stats) {
-                    on.events.push(conditions.events[c.index].clone());
+                    on.event(&conditions.events[c.index], &signature);
                     out.events.push(MatchedEvent {
                         signature: signature.clone(),
                         hex_signature: None,

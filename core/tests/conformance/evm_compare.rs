@@ -187,16 +187,20 @@ fn arrays_tuples_and_paths() {
         ("ids contains 4", False),
         ("ids[5] == 1", Runtime), // index out of bounds
         ("ids > 1", Type),
-        ("owners contains '0x58B704065B7AFF3ED351052F8560019E05925023'", True), // upstream: error (array text not JSON)
+        ("owners contains '0x58B704065B7AFF3ED351052F8560019E05925023'", True),
         ("owners contains 0x0000000000000000000000000000000000000000", True),
         ("owners[0] == 0x58b704065b7aff3ed351052f8560019e05925023", True),
         (
             "owners == '[\"0x58b704065b7aff3ed351052f8560019e05925023\", \"0x0000000000000000000000000000000000000000\"]'",
             True,
         ),
-        ("order == '(1,x)'", True),
-        ("order == '( 1 , x )'", True), // whitespace outside quotes is ignored
-        ("order == '(1,X)'", False),    // tuple equality is exact text
+        // tuple text is upstream's: strings, addresses and bytes inside it double-quoted
+        ("order == '(1,\"x\")'", True),
+        ("order == '( 1 , \"x\" )'", True), // whitespace outside quotes is ignored
+        ("order != '(1,\"x\")'", False),
+        ("order == '(1,\" x\")'", False), // ... but not inside them
+        ("order == '(1,x)'", False),      // the unquoted form is not upstream's text
+        ("order == '(1,\"X\")'", False),  // tuple equality is exact text
         ("order contains 1", True),
         ("order.label == 'X'", True),
         ("order.nope == 1", Type),

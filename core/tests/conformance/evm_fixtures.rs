@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chainwatch_core::MonitorMatch;
 use chainwatch_core::block::{Block, EvmBlock};
 use chainwatch_core::monitor::{AbiCache, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex, compile};
-use chainwatch_crds::{ChainType, MonitorSpec};
+use chainwatch_crds::{ChainType, MonitorSpec, TransactionStatus};
 use chainwatch_upstream::monitor_from_upstream;
 use serde_json::{Value, json};
 
@@ -88,9 +88,13 @@ fn upstream_usdc_monitor_on_upstream_blocks() {
     let usdc = &matches[0];
     assert_eq!(usdc.block.number, 21306058);
     assert_eq!(usdc.matched_on.functions.len(), 1);
-    assert_eq!(usdc.matched_on.functions[0].signature, "transfer(address, uint256)");
-    assert_eq!(usdc.matched_on.events[0].signature, "Transfer(address, address, uint256)");
+    // matched_on names what matched by its canonical signature (the monitor says
+    // "transfer(address, uint256)") and the transaction by the status it had
+    assert_eq!(usdc.matched_on.functions[0].signature, "transfer(address,uint256)");
+    assert_eq!(usdc.matched_on.functions[0].expression.as_deref(), Some("value > 0"));
+    assert_eq!(usdc.matched_on.events[0].signature, "Transfer(address,address,uint256)");
     assert_eq!(usdc.matched_on.transactions[0].expression.as_deref(), Some("value >= 0"));
+    assert_eq!(usdc.matched_on.transactions[0].status, TransactionStatus::Success);
     let f = &usdc.matched_on_args.functions[0];
     assert_eq!(f.signature, "transfer(address,uint256)");
     assert_eq!(
@@ -145,7 +149,7 @@ fn upstream_tuple_monitor_on_nested_struct_call() {
     );
     assert_eq!(
         f.args[0].value,
-        "(true,The Book Title,Author Name,123,0x1234567890abcdef1234567890abcdef12345678,[fiction,bestseller],(The Sequel,321))"
+        r#"(true,"The Book Title","Author Name",123,"0x1234567890abcdef1234567890abcdef12345678",["fiction","bestseller"],("The Sequel",321))"#
     );
     assert_eq!(f.args[0].kind, "tuple");
 
@@ -158,11 +162,21 @@ fn upstream_tuple_monitor_on_nested_struct_call() {
     assert_eq!(with("nestedStruct contains 'bestseller'"), 1, "contains reaches nested arrays");
     assert_eq!(with("nestedStruct contains 321"), 1, "and nested tuples");
     assert_eq!(with("nestedStruct contains 'Missing Title'"), 0);
+    let upstream_text = r#"(true,"The Book Title","Author Name",123,"0x1234567890abcdef1234567890abcdef12345678",["fiction","bestseller"],("The Sequel",321))"#;
+    assert_eq!(with(&format!("nestedStruct == '{upstream_text}'")), 1, "equality with upstream's text");
+    assert_eq!(with(&format!("nestedStruct != '{upstream_text}'")), 0);
+    assert_eq!(
+        with(
+            "nestedStruct == '(true,The Book Title,Author Name,123,0x1234567890abcdef1234567890abcdef12345678,[fiction,bestseller],(The Sequel,321))'"
+        ),
+        0,
+        "the unquoted text is not upstream's"
+    );
     assert_eq!(with("nestedStruct.book_id == 123 AND nestedStruct.meta.pages > 300"), 1);
     assert_eq!(with("nestedStruct.tags[1] == 'BESTSELLER'"), 1);
     assert_eq!(
         with(
-            "nestedStruct == '(true, The Book Title, Author Name, 123, 0x1234567890abcdef1234567890abcdef12345678, [fiction,bestseller], (The Sequel,321))'"
+            r#"nestedStruct == '(true, "The Book Title", "Author Name", 123, "0x1234567890abcdef1234567890abcdef12345678", ["fiction", "bestseller"], ("The Sequel", 321))'"#
         ),
         1
     );
