@@ -147,31 +147,36 @@ fn verdicts(o: &Objects, catalog: &Files<'_>) -> Vec<Verdict> {
 
 /// Checks the files.
 pub fn check(args: &CheckArgs) -> Report {
-    let mut out = Findings(Vec::new());
     let (docs, load_errors) = manifests::load(&args.paths, args.recursive);
-    if docs.is_empty() && load_errors.is_empty() {
+    let nothing = (docs.is_empty() && load_errors.is_empty()).then(|| Finding {
         // checking nothing must not pass a CI pipeline
-        out.0.push(Finding {
-            file: args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-            object: None,
-            field: None,
-            severity: Severity::Error,
-            message: manifests::nothing_found(&args.paths, args.recursive),
-        });
-    }
-    for e in load_errors {
-        out.0.push(Finding {
-            file: e.file.display().to_string(),
-            object: None,
-            field: None,
-            severity: Severity::Error,
-            message: e.message,
-        });
-    }
+        file: args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        object: None,
+        field: None,
+        severity: Severity::Error,
+        message: manifests::nothing_found(&args.paths, args.recursive),
+    });
+    let mut report = check_docs(&docs, &args.namespace, &args.network_types);
+    report.findings.extend(nothing);
+    report.findings.extend(load_errors.into_iter().map(|e| Finding {
+        file: e.file.display().to_string(),
+        object: None,
+        field: None,
+        severity: Severity::Error,
+        message: e.message,
+    }));
+    report.findings.sort();
+    report
+}
+
+/// Checks documents (read from files, or made by `import`): `namespace` for namespaced objects
+/// that set none, `network_types` for Networks that are not among them.
+pub fn check_docs(docs: &[manifests::Doc], namespace: &str, network_types: &[(String, ChainType)]) -> Report {
+    let mut out = Findings(Vec::new());
 
     // 1. the schema and CEL rules, as the API server applies them
     let mut schema_failed = BTreeSet::new();
-    for d in &docs {
+    for d in docs {
         if let Some(violations) = chainwatch_crds::validate::validate(&d.value) {
             for v in &violations {
                 out.add(
@@ -187,7 +192,7 @@ pub fn check(args: &CheckArgs) -> Report {
             }
         }
     }
-    let (objects, unparsed) = Objects::from_docs(&docs, &args.namespace);
+    let (objects, unparsed) = Objects::from_docs(docs, namespace);
     for (d, e) in unparsed {
         if !schema_failed.contains(&d.source) {
             out.add(&d.source, Some(d.describe()), None, Severity::Error, e);
@@ -196,7 +201,7 @@ pub fn check(args: &CheckArgs) -> Report {
 
     // 2. duplicates
     let mut seen: BTreeMap<String, Source> = BTreeMap::new();
-    for d in &docs {
+    for d in docs {
         let name = d.describe();
         if let Some(first) = seen.get(&name) {
             out.add(
@@ -212,7 +217,7 @@ pub fn check(args: &CheckArgs) -> Report {
     }
 
     let mut set = objects.object_set();
-    for (name, chain) in &args.network_types {
+    for (name, chain) in network_types {
         if !set.networks.contains_key(name) {
             set.insert_network(assumed_network(name, *chain));
         }
@@ -311,15 +316,26 @@ fn check_monitors(o: &Objects, catalog: &Files<'_>, skip: &BTreeSet<Source>, out
                     )
                 }
                 "TriggerNotFound" => {
+                    // no Trigger of the namespace among the files: they live elsewhere (a warning);
+                    // some are: this reference names none of them (an error, likely a typo)
                     let found = catalog.trigger_names(&ns);
-                    let found = if found.is_empty() { "none".to_string() } else { found.join(", ") };
-                    (
-                        Severity::Warning,
-                        format!(
-                            "Trigger {} is not among the files in namespace {ns} (found: {found})",
-                            named(&m.spec.triggers, &field)
-                        ),
-                    )
+                    let t = named(&m.spec.triggers, &field);
+                    if found.is_empty() {
+                        (
+                            Severity::Warning,
+                            format!(
+                                "Trigger {t} is not among the files (no Trigger of namespace {ns} is): it must exist in the cluster"
+                            ),
+                        )
+                    } else {
+                        (
+                            Severity::Error,
+                            format!(
+                                "Trigger {t} is not among the Triggers of namespace {ns} in the files ({}): fix the name or add the Trigger",
+                                found.join(", ")
+                            ),
+                        )
+                    }
                 }
                 r if tenant_problem(r) => {
                     if o.tenants.is_empty() {

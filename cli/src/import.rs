@@ -32,6 +32,10 @@ pub struct ImportArgs {
     /// Write one file per object group under this directory instead of printing to stdout.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Write the manifests and exit 0 even when `chainwatch check` would refuse some of them (the
+    /// findings are printed either way).
+    #[arg(long)]
+    pub allow_invalid: bool,
 }
 
 /// A problem or a note, with the upstream file and field.
@@ -319,9 +323,25 @@ fn yaml_stream(header: &str, docs: &[Value]) -> String {
     let mut s = format!("# {header}\n");
     for d in docs {
         s.push_str("---\n");
-        s.push_str(&serde_yaml::to_string(d).unwrap_or_default());
+        s.push_str(&crate::yaml::to_string(d));
     }
     s
+}
+
+/// What `chainwatch check` says of the imported manifests, as if they were read from the files
+/// they are written to (Secrets left empty for the user to fill are not errors there either).
+pub fn findings(imported: &Imported, namespace: &str) -> Vec<crate::check::Finding> {
+    let docs: Vec<crate::manifests::Doc> = imported
+        .files
+        .iter()
+        .flat_map(|(file, docs)| {
+            docs.iter().enumerate().map(move |(i, value)| crate::manifests::Doc {
+                source: crate::manifests::Source { file: file.into(), doc: i + 1 },
+                value: value.clone(),
+            })
+        })
+        .collect();
+    crate::check::check_docs(&docs, namespace, &[]).findings
 }
 
 /// The command: writes or prints the manifests, reports notes on stderr; exit code 1 if a file or
@@ -355,10 +375,21 @@ pub fn run(args: ImportArgs) -> anyhow::Result<i32> {
         eprintln!("{}: {}: {}: {}", if n.error { "error" } else { "note" }, n.file, n.field, n.message);
     }
     let errors = imported.notes.iter().filter(|n| n.error).count();
+    let checked = findings(&imported, &args.namespace);
+    for f in &checked {
+        eprintln!("check: {f}");
+    }
+    let refused = checked.iter().filter(|f| f.severity == crate::check::Severity::Error).count();
     eprintln!(
-        "{} object groups, {errors} error(s), {} note(s)",
+        "{} object groups, {errors} error(s), {} note(s); `chainwatch check` on them: {refused} error(s), {} warning(s)",
         imported.files.len(),
-        imported.notes.len() - errors
+        imported.notes.len() - errors,
+        checked.len() - refused
     );
-    Ok(i32::from(errors > 0))
+    if refused > 0 && !args.allow_invalid {
+        eprintln!(
+            "the manifests were written, but {refused} would be refused: fix them (or pass --allow-invalid to import them anyway)"
+        );
+    }
+    Ok(i32::from(errors > 0 || (refused > 0 && !args.allow_invalid)))
 }

@@ -9,6 +9,7 @@ mod dry_run;
 mod import;
 mod manifests;
 mod redeliver;
+mod yaml;
 
 use std::process::ExitCode;
 

@@ -109,12 +109,63 @@ spec:
     let expr = find("spec.matchConditions.transactions[0].expression");
     assert_eq!((expr["severity"].as_str(), expr["object"].as_str()), (Some("error"), Some("Monitor acme/m")));
     assert!(expr["message"].as_str().unwrap().contains("syntax error at column 8"), "{expr}");
+    // acme has Triggers among the files and none is `pager`: a typo, an error
     let trigger = find("spec.triggers[0]");
-    assert_eq!(trigger["severity"], "warning");
-    assert!(trigger["message"].as_str().unwrap().contains("Trigger pager is not among the files"));
+    assert_eq!(trigger["severity"], "error");
+    assert!(
+        trigger["message"]
+            .as_str()
+            .unwrap()
+            .contains("Trigger pager is not among the Triggers of namespace acme in the files (slack)"),
+        "{trigger}"
+    );
     assert!(findings.iter().any(|f| f["object"] == "Trigger acme/slack"
         && f["message"].as_str().unwrap().contains("Secret acme/slack is not among the files")));
+    assert_eq!(v["errors"], 2);
+}
+
+/// Syntax does not depend on the chain: a syntax error is an error without the Network among the
+/// files (and without --network-type); a Trigger of a namespace none of whose Triggers is among the
+/// files is a warning (it lives in the cluster).
+#[test]
+fn check_reports_syntax_errors_without_the_network_and_missing_triggers_as_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.yaml");
+    std::fs::write(
+        &path,
+        r#"
+apiVersion: chainwatch.io/v1alpha1
+kind: Monitor
+metadata: {name: m, namespace: acme}
+spec:
+  networks: [eth]
+  addresses: [{address: "0x0000000000000000000000000000000000000001"}]
+  matchConditions:
+    events: [{signature: "Transfer(address,address,uint256)", expression: "amount > 10 &&"}]
+    transactions: [{status: Success, expression: "value > 1"}]
+  triggers: [pager]
+"#,
+    )
+    .unwrap();
+    let out = chainwatch(&["check", path.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = v["findings"].as_array().unwrap();
+    let on = |field: &str| findings.iter().filter(|f| f["field"] == field).collect::<Vec<_>>();
+    let syntax = on("spec.matchConditions.events[0].expression");
+    assert_eq!(syntax.len(), 1, "{v:#}");
+    assert_eq!(syntax[0]["severity"], "error");
+    assert!(syntax[0]["message"].as_str().unwrap().contains("syntax error at column 13"), "{v:#}");
+    assert!(on("spec.matchConditions.transactions[0].expression").is_empty(), "a valid expression: {v:#}");
+    let trigger = on("spec.triggers[0]");
+    assert_eq!(trigger[0]["severity"], "warning", "{v:#}");
+    assert!(trigger[0]["message"].as_str().unwrap().contains("it must exist in the cluster"));
     assert_eq!(v["errors"], 1);
+    // with the chain known, the compiler reports it once, not twice
+    let typed =
+        chainwatch(&["check", path.to_str().unwrap(), "--network-type", "eth=evm", "--output", "json"]);
+    let v: Value = serde_json::from_slice(&typed.stdout).unwrap();
+    assert_eq!(v["errors"], 1, "{v:#}");
 }
 
 #[test]
@@ -130,7 +181,6 @@ fn openzeppelin_fixture_configs_import_and_check() {
             "-o",
             out_dir.path().to_str().unwrap(),
         ]);
-        assert!(out.status.success(), "{chain}: {}", text(&out));
         // every upstream file became a group, the dropped field is reported with its file
         assert!(text(&out).contains("networks/network.json: store_blocks"), "{}", text(&out));
         // a chain chainwatch does not ingest yet is said at import, not only at check
@@ -154,6 +204,37 @@ fn openzeppelin_fixture_configs_import_and_check() {
             assert!(
                 m.contains("a bot token looks like") || (chain == "solana" && m.contains("UnsupportedChain")),
                 "{chain}: unexpected error {e}"
+            );
+            // import said the same, before anyone ran check
+            assert!(text(&out).contains(m), "{chain}: import did not report {e}: {}", text(&out));
+        }
+        // import does not hand over what check refuses: exit 1, unless --allow-invalid
+        assert_eq!(out.status.code(), Some(i32::from(!errors.is_empty())), "{chain}: {}", text(&out));
+        if !errors.is_empty() {
+            assert!(text(&out).contains("pass --allow-invalid"), "{}", text(&out));
+            let again = tempfile::tempdir().unwrap();
+            let allowed = chainwatch(&[
+                "import",
+                src.to_str().unwrap(),
+                "-n",
+                "acme",
+                "--allow-invalid",
+                "-o",
+                again.path().to_str().unwrap(),
+            ]);
+            assert!(allowed.status.success(), "{chain}: {}", text(&allowed));
+        }
+        // hex strings are quoted: kubectl's and YAML 1.1 readers' parsers take bare 0x… for integers
+        if chain == "evm" {
+            let monitor =
+                std::fs::read_to_string(out_dir.path().join("monitors/mint-usdc-token.yaml")).unwrap();
+            assert!(
+                monitor.contains(r#"address: "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48""#),
+                "{monitor}"
+            );
+            assert!(
+                !monitor.lines().any(|l| l.trim_start().trim_start_matches("- ").contains(": 0x")),
+                "{monitor}"
             );
         }
     }

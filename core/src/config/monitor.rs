@@ -63,6 +63,10 @@ pub fn compile_monitor(m: &Monitor, catalog: &dyn Catalog, compiler: &dyn Compil
     let source =
         MonitorSource { key, generation: m.metadata.generation, spec: &m.spec, config_maps: &reader };
     let mut out = Compilation { chains: chains.clone(), ..Default::default() };
+    if chains.is_empty() {
+        // no chain to compile for yet: what the grammar alone can say is said now
+        out.errors = crate::monitor::syntax_errors(&m.spec);
+    }
     for chain in chains {
         match compiler.compile(&source, chain) {
             Ok(c) => {

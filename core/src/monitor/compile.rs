@@ -187,6 +187,32 @@ pub fn compile(
     })
 }
 
+/// The syntax errors of a monitor's expressions: what can be said before the chain type is known
+/// (the grammar is the same for every chain; names and types need the chain's compiler).
+pub fn syntax_errors(spec: &MonitorSpec) -> Vec<CompileError> {
+    let conds = &spec.match_conditions;
+    let expressions = conds
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.matchConditions.functions[{i}].expression"), c.expression.as_deref()))
+        .chain(
+            conds.events.iter().enumerate().map(|(i, c)| {
+                (format!("spec.matchConditions.events[{i}].expression"), c.expression.as_deref())
+            }),
+        )
+        .chain(conds.transactions.iter().enumerate().map(|(i, c)| {
+            (format!("spec.matchConditions.transactions[{i}].expression"), c.expression.as_deref())
+        }));
+    expressions
+        .filter_map(|(field, src)| {
+            let src = src.filter(|s| !s.trim().is_empty())?;
+            let e = crate::expr::parse(src).err()?;
+            Some(CompileError::new(field, reasons::EXPRESSION_SYNTAX, format!("`{src}`: {e}")))
+        })
+        .collect()
+}
+
 /// The monitor in OpenZeppelin Monitor's JSON shape (contract specs stripped, as upstream does in
 /// EVM matches).
 fn upstream_monitor_json(key: &MonitorKey, spec: &MonitorSpec, scripts: &[ResolvedScript]) -> Json {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chainwatch_crds::{ChainType, ScriptLanguage};
 use serde::{Deserialize, Serialize};
 
-pub use compile::{AbiCache, MonitorSource, compile};
+pub use compile::{AbiCache, MonitorSource, compile, syntax_errors};
 pub use index::NetworkIndex;
 
 /// `namespace/name` of a Monitor.

@@ -32,6 +32,9 @@ pub struct StellarLeaf {
 pub type StellarExpr = Node<StellarLeaf>;
 
 fn base_kind(kind: &str) -> String {
+    if super::spec::fixed_bytes_len(kind).is_some() {
+        return "bytes".into();
+    }
     kind.split('<').next().unwrap_or(kind).trim().to_ascii_lowercase()
 }
 
@@ -97,6 +100,9 @@ fn check(kind: &str, op: CmpOp, rhs: &Literal) -> Result<(), String> {
             } else {
                 Err(format!("{kind} values only compare with == and != (as decimal text)"))
             }
+        }
+        "string" if matches!(rhs, Literal::Number(_)) => {
+            Err("compare a String with text ('quoted'), not a number (upstream: a type error)".into())
         }
         k if TEXT.contains(&k) => {
             if op.is_ordering() {
@@ -220,6 +226,9 @@ fn compare(kind: &str, lhs: &str, op: CmpOp, rhs: &Literal) -> Result<bool, Eval
         "address" if matches!(op, CmpOp::Eq | CmpOp::Ne) => {
             let same = normalize_address(lhs) == normalize_address(&rtext);
             Ok(if op == CmpOp::Eq { same } else { !same })
+        }
+        "string" if matches!(rhs, Literal::Number(_)) => {
+            Err(EvalError::new("Expected string literal for String comparison"))
         }
         "string" | "symbol" | "address" | "bytes" => compare_text(lhs, op, &rtext),
         "vec" => match op {

@@ -27,12 +27,11 @@ use super::compare::{StellarArg, StellarExpr};
 use super::decode::{self, DecodedEvent, DecodedTx, OpKind};
 use super::monitor::{SignatureCond, StellarMonitor};
 use super::scval;
-use super::spec::{ContractSpec, DataFormat, ParamLocation, kind_fits};
+use super::spec::{ContractSpec, DataFormat, ParamLocation, arg_kind, kind_fits, normalize_signature};
 use crate::block::{StellarLedger, StellarTransaction};
 use crate::matches::{MatchedArg, MatchedCall, MatchedEvent, MatchedOn, MatchedOnArgs};
 use crate::monitor::CompiledMonitor;
 use crate::monitor::stats::MatchStats;
-use crate::signature::normalize_signature;
 
 /// A match before it is turned into a `MonitorMatch`: monitor index, transaction, what matched.
 pub type RawMatch<'a> = (u32, &'a StellarTransaction, MatchedOn, MatchedOnArgs);
@@ -51,7 +50,12 @@ fn eval(expr: &Option<StellarExpr>, args: &[StellarArg], stats: &mut MatchStats)
 }
 
 fn arg(name: impl Into<String>, v: &ScVal) -> StellarArg {
-    StellarArg { name: name.into(), kind: scval::kind(v).to_string(), value: scval::text(v) }
+    typed_arg(name, None, v)
+}
+
+/// An argument the contract spec types as `spec_type`.
+fn typed_arg(name: impl Into<String>, spec_type: Option<&str>, v: &ScVal) -> StellarArg {
+    StellarArg { name: name.into(), kind: arg_kind(spec_type, scval::kind(v)), value: scval::text(v) }
 }
 
 fn matched(args: &[StellarArg], indexed: impl Fn(usize) -> bool) -> Vec<MatchedArg> {
@@ -84,7 +88,13 @@ pub fn call_args(
     let args = values
         .iter()
         .enumerate()
-        .map(|(i, v)| arg(if same_arity { f.inputs[i].0.clone() } else { i.to_string() }, v))
+        .map(|(i, v)| {
+            if fits {
+                typed_arg(f.inputs[i].0.clone(), Some(&f.inputs[i].1), v)
+            } else {
+                arg(if same_arity { f.inputs[i].0.clone() } else { i.to_string() }, v)
+            }
+        })
         .collect();
     Some((format!("{function}({})", types.join(",")), args))
 }
@@ -101,7 +111,7 @@ pub fn event_args(
         let mut data_index = 0;
         let mut args = Vec::new();
         let mut ok = true;
-        for (name, _, location) in &es.params {
+        for (name, ty, location) in &es.params {
             let value = match location {
                 ParamLocation::TopicList => topics.next().cloned(),
                 ParamLocation::Data => {
@@ -124,7 +134,7 @@ pub fn event_args(
                 }
             };
             match value {
-                Some(v) => args.push(arg(name.clone(), &v)),
+                Some(v) => args.push(typed_arg(name.clone(), Some(ty), &v)),
                 None => {
                     ok = false;
                     break;

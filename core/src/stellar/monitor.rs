@@ -6,10 +6,10 @@ use std::sync::Arc;
 use chainwatch_crds::{MonitorSpec, TransactionStatus};
 
 use super::compare::{StellarExpr, compile as compile_expr};
-use super::spec::ContractSpec;
+use super::spec::{ContractSpec, normalize_signature};
 use crate::expr;
 use crate::monitor::{AbiCache, CompileError, reasons};
-use crate::signature::{check_signature, normalize_signature};
+use crate::signature::check_signature;
 
 /// A function or event condition.
 #[derive(Debug)]
@@ -50,6 +50,17 @@ pub fn tx_params() -> Vec<(String, String)> {
 
 fn spec_signature(name: &str, types: impl Iterator<Item = String>) -> String {
     format!("{name}({})", types.collect::<Vec<_>>().join(","))
+}
+
+/// Whether an event without a spec can carry `signature`: its parameters named by the kinds of
+/// its topics and value (`transfer(Address,Address,I128)`), never by spec types such as
+/// `Bytes32` or `Map<String,String>`.
+fn positional_can_name(signature: &str) -> bool {
+    let Some(params) = signature.trim().split_once('(').and_then(|(_, r)| r.strip_suffix(')')) else {
+        return true; // a syntax error is reported on its own
+    };
+    params.trim().is_empty()
+        || params.split(',').all(|t| super::scval::KINDS.iter().any(|k| k.eq_ignore_ascii_case(t.trim())))
 }
 
 /// Compiles the Stellar part of a monitor.
@@ -120,6 +131,13 @@ pub fn compile(
                 warnings.push(format!(
                     "{field}.signature: no contract spec of this monitor declares `{}`; Stellar functions only match when the called contract's spec declares them (put the spec in contractSpec or contractSpecFrom)",
                     cond.signature.trim()
+                ));
+            }
+            if kind == "events" && known.is_none() && !positional_can_name(&cond.signature) {
+                warnings.push(format!(
+                    "{field}.signature: no contract spec of this monitor declares `{}`, and an event without one is named by its values' kinds ({}), so this condition matches nothing; put the contract's spec in contractSpec or contractSpecFrom",
+                    cond.signature.trim(),
+                    super::scval::KINDS.join(", ")
                 ));
             }
             let expr = match &cond.expression {

@@ -5,6 +5,29 @@
 use serde_json::{Map, Value as Json, json};
 use stellar_xdr::{Limits, ReadXdr, ScVal};
 
+/// Every kind [`kind`] names (what a positional event signature, one without a spec, is made of).
+pub const KINDS: [&str; 19] = [
+    "Bool",
+    "Void",
+    "Error",
+    "U32",
+    "I32",
+    "U64",
+    "I64",
+    "Timepoint",
+    "Duration",
+    "U128",
+    "I128",
+    "U256",
+    "I256",
+    "Bytes",
+    "String",
+    "Symbol",
+    "Vec",
+    "Map",
+    "Address",
+];
+
 /// The upstream kind name of a value.
 pub fn kind(v: &ScVal) -> &'static str {
     match v {
@@ -40,12 +63,12 @@ pub fn text_of(v: &ScVal) -> Option<String> {
     }
 }
 
-/// The text value of a parameter: numbers in decimal, addresses as strkeys, bytes as hex,
-/// strings as they are, vectors and maps as JSON.
+/// The text value of a parameter (upstream's): numbers in decimal, addresses as strkeys, bytes as
+/// hex, strings as they are, `Void` as the empty string, vectors and maps as JSON.
 pub fn text(v: &ScVal) -> String {
     match v {
         ScVal::Bool(b) => b.to_string(),
-        ScVal::Void => "null".into(),
+        ScVal::Void => String::new(),
         ScVal::U32(n) => n.to_string(),
         ScVal::I32(n) => n.to_string(),
         ScVal::U64(n) => n.to_string(),

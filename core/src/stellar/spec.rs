@@ -95,7 +95,7 @@ pub fn format_type(t: &Json) -> Result<String, SpecError> {
                     let parts = types.iter().map(format_type).collect::<Result<Vec<_>, _>>()?;
                     format!("Tuple<{}>", parts.join(","))
                 }
-                "bytes_n" => format!("BytesN<{}>", field("n")?),
+                "bytes_n" => format!("Bytes{}", field("n")?), // upstream's name: BytesN<32> is Bytes32
                 "udt" => field("name")?
                     .as_str()
                     .ok_or_else(|| SpecError("udt name is not a string".into()))?
@@ -112,6 +112,9 @@ pub fn format_type(t: &Json) -> Result<String, SpecError> {
 /// or T, user types and `Val` anything.
 pub fn kind_fits(spec_type: &str, runtime_kind: &str) -> bool {
     let base = spec_type.split('<').next().unwrap_or(spec_type);
+    if fixed_bytes_len(spec_type).is_some() {
+        return runtime_kind == "Bytes";
+    }
     match base {
         "Map" => runtime_kind == "Map",
         "Vec" | "Tuple" => runtime_kind == "Vec",
@@ -128,6 +131,52 @@ pub fn kind_fits(spec_type: &str, runtime_kind: &str) -> bool {
         b if b.chars().next().is_some_and(|c| c.is_uppercase()) && !is_builtin(b) => true, // a user-defined type
         b => b.eq_ignore_ascii_case(runtime_kind),
     }
+}
+
+/// `n` of a fixed-length bytes type, in upstream's spelling (`Bytes32`) or ours (`BytesN<32>`).
+pub fn fixed_bytes_len(spec_type: &str) -> Option<u32> {
+    let t = spec_type.trim();
+    let digits = t
+        .strip_prefix("BytesN<")
+        .and_then(|r| r.strip_suffix('>'))
+        .or_else(|| t.strip_prefix("Bytes"))
+        .or_else(|| t.strip_prefix("bytesn<").and_then(|r| r.strip_suffix('>')))
+        .or_else(|| t.strip_prefix("bytes"))?;
+    digits.trim().parse().ok()
+}
+
+/// The kind a monitor sees for an argument the spec types as `spec_type`: upstream's name for
+/// fixed-length bytes (`Bytes32`), otherwise the value's own kind.
+pub fn arg_kind(spec_type: Option<&str>, runtime_kind: &str) -> String {
+    match spec_type.and_then(fixed_bytes_len) {
+        Some(n) if runtime_kind == "Bytes" => format!("Bytes{n}"),
+        _ => runtime_kind.to_string(),
+    }
+}
+
+/// A Stellar signature as conditions and calls are compared: without whitespace, lower-case, and
+/// fixed-length bytes in one spelling (`BytesN<32>` and upstream's `Bytes32` are the same type).
+pub fn normalize_signature(signature: &str) -> String {
+    let s = crate::signature::normalize_signature(signature);
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s.as_str();
+    while let Some(at) = rest.find("bytesn<") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "bytesn<".len()..];
+        match after.find('>') {
+            Some(close) if after[..close].bytes().all(|b| b.is_ascii_digit()) && close > 0 => {
+                out.push_str("bytes");
+                out.push_str(&after[..close]);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push_str("bytesn<");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn is_builtin(t: &str) -> bool {
@@ -272,7 +321,7 @@ mod tests {
             format_type(&json!({"vec": {"element_type": {"udt": {"name": "User"}}}})).unwrap(),
             "Vec<User>"
         );
-        assert_eq!(format_type(&json!({"bytes_n": {"n": 32}})).unwrap(), "BytesN<32>");
+        assert_eq!(format_type(&json!({"bytes_n": {"n": 32}})).unwrap(), "Bytes32", "upstream's name");
         assert_eq!(
             format_type(&json!({"tuple": {"value_types": ["u32", "symbol"]}})).unwrap(),
             "Tuple<U32,Symbol>"
@@ -288,5 +337,22 @@ mod tests {
         assert!(kind_fits("User", "Map"));
         assert!(kind_fits("I128", "I128"));
         assert!(!kind_fits("I128", "U128"));
+        assert!(kind_fits("Bytes32", "Bytes") && kind_fits("BytesN<128>", "Bytes"));
+        assert!(!kind_fits("Bytes32", "String"));
+    }
+
+    #[test]
+    fn fixed_length_bytes_have_two_spellings_and_one_meaning() {
+        assert_eq!(
+            normalize_signature("contract_called(Address, String,String, BytesN<32>, BytesN<128>)"),
+            normalize_signature("contract_called(Address,String,String,Bytes32,Bytes128)")
+        );
+        assert_eq!(normalize_signature("f(Bytes, BytesN<x>)"), "f(bytes,bytesn<x>)");
+        assert_eq!(fixed_bytes_len("Bytes32"), Some(32));
+        assert_eq!(fixed_bytes_len("BytesN<128>"), Some(128));
+        assert_eq!(fixed_bytes_len("Bytes"), None);
+        assert_eq!(arg_kind(Some("Bytes32"), "Bytes"), "Bytes32");
+        assert_eq!(arg_kind(Some("Map<String,String>"), "Map"), "Map");
+        assert_eq!(arg_kind(None, "Bytes"), "Bytes");
     }
 }

@@ -394,3 +394,100 @@ fn transaction_conditions_see_payments_per_operation() {
     let miss = run(&[compile_stellar("pay", &spec(format!("value > {max}")))], &ledgers);
     assert!(!miss.iter().any(|m| m.transaction_hash().starts_with("5dc68f8a0f")));
 }
+
+/// Upstream names a `BytesN<32>` parameter `Bytes32` (and `BytesN<128>` `Bytes128`) in signatures
+/// and kinds; a condition may use that spelling or `BytesN<32>`, and both match.
+#[test]
+fn fixed_length_bytes_are_named_as_upstream_names_them() {
+    const CONTRACT: &str = "CDMZ6LU66KEMLKI3EJBIGXTZ4KZ2CRTSHZETMY3QQZBWRKVKB5EIOHTX";
+    let ledgers = fixture_ledgers();
+    let Block::Stellar(mut ledger) = ledgers.into_iter().find(|l| l.number() == 808663).unwrap() else {
+        unreachable!()
+    };
+    let tx_hash = ledger.transactions.iter().find(|t| t.hash.starts_with("80fec04b")).unwrap().hash.clone();
+    let b64 = |v: &ScVal| v.to_xdr_base64(Limits::none()).unwrap();
+    let bytes = |n: usize| ScVal::Bytes(stellar_xdr::ScBytes(vec![0xab; n].try_into().unwrap()));
+    let value = ScVal::Vec(Some(stellar_xdr::ScVec(
+        vec![string("ping"), string("pong"), bytes(32), bytes(128)].try_into().unwrap(),
+    )));
+    ledger.events.push(StellarEvent {
+        event_type: "contract".into(),
+        contract_id: CONTRACT.into(),
+        id: "0003473148903411712-0000000001".into(),
+        tx_hash,
+        topics: [sym("contract_called"), sym("caller")].iter().map(b64).collect(),
+        value: b64(&value),
+        in_successful_contract_call: true,
+    });
+    let ledger = Block::Stellar(ledger);
+    let param = |name: &str, ty: Value, location: &str| json!({"doc": "", "name": name, "type_": ty, "location": location});
+    let contract_spec = json!([{"event_v0": {"doc": "", "lib": "", "name": "contract_called", "prefix_topics": ["contract_called"],
+        "params": [param("caller", json!("symbol"), "topic_list"), param("a", json!("string"), "data"), param("b", json!("string"), "data"),
+                   param("digest", json!({"bytes_n": {"n": 32}}), "data"), param("blob", json!({"bytes_n": {"n": 128}}), "data")],
+        "data_format": "vec"}}]);
+    let monitor = |signature: &str, expression: Option<&str>| -> MonitorSpec {
+        serde_json::from_value(json!({
+            "networks": ["stellar-testnet"],
+            "addresses": [{"address": CONTRACT, "contractSpec": contract_spec}],
+            "matchConditions": {"events": [{"signature": signature, "expression": expression}]},
+        }))
+        .unwrap()
+    };
+    for signature in [
+        "contract_called(Symbol,String,String,Bytes32,Bytes128)",
+        "contract_called(Symbol, String, String, BytesN<32>, BytesN<128>)",
+    ] {
+        let matches =
+            run(&[compile_stellar("bytes", &monitor(signature, None))], std::slice::from_ref(&ledger));
+        assert_eq!(matches.len(), 1, "{signature}");
+        let e = &matches[0].matched_on_args.events[0];
+        assert_eq!(e.signature, "contract_called(Symbol,String,String,Bytes32,Bytes128)");
+        assert_eq!(
+            matches[0].matched_on.events[0].signature, e.signature,
+            "matched_on: the canonical signature"
+        );
+        let kinds: Vec<&str> = e.args.iter().map(|a| a.kind.as_str()).collect();
+        assert_eq!(kinds, ["Symbol", "String", "String", "Bytes32", "Bytes128"]);
+    }
+    // the bytes compare as text (hex)
+    let expr = format!("digest == '{}'", "ab".repeat(32));
+    let with = monitor("contract_called(Symbol,String,String,Bytes32,Bytes128)", Some(&expr));
+    assert_eq!(run(&[compile_stellar("bytes-expr", &with)], std::slice::from_ref(&ledger)).len(), 1);
+    // a signature that neither the spec nor an event without one can produce is a warning
+    let spec = monitor("contract_called(Symbol,String,String,Bytes64,Bytes128)", None);
+    let compiled = compile_stellar("typo", &spec);
+    assert!(
+        compiled.warnings.iter().any(|w| w.contains("events[0].signature") && w.contains("matches nothing")),
+        "{:?}",
+        compiled.warnings
+    );
+    assert!(
+        compile_stellar("ok", &monitor("contract_called(Symbol,String,String,Bytes32,Bytes128)", None))
+            .warnings
+            .is_empty()
+    );
+}
+
+/// Upstream: comparing a `String` with a number literal is a type error (the condition never
+/// matches), so `name != 1` matches nothing; chainwatch reports it when compiling.
+#[test]
+fn a_string_compared_with_a_number_is_a_type_error() {
+    use Outcome::*;
+    let args = [a("name", "String", "Alice")];
+    assert_eq!(stellar_outcome("name == 1", &args), Runtime);
+    assert_eq!(stellar_outcome("name != 1", &args), Runtime);
+    assert_eq!(stellar_outcome("name != '1'", &args), True);
+    let known = [("name".to_string(), "String".to_string())];
+    for src in ["name == 1", "name != 1", "name contains 1"] {
+        let err = compile_expr(src, &parse(src).unwrap(), Some(&known)).unwrap_err();
+        assert!(err.to_string().contains("not a number"), "{src}: {err}");
+    }
+    assert!(compile_expr("name == '1'", &parse("name == '1'").unwrap(), Some(&known)).is_ok());
+}
+
+/// Upstream renders `Void` as the empty string (its JSON form stays `null`).
+#[test]
+fn void_renders_as_the_empty_string() {
+    assert_eq!(chainwatch_core::stellar::scval::text(&ScVal::Void), "");
+    assert_eq!(chainwatch_core::stellar::scval::to_json(&ScVal::Void), Value::Null);
+}
