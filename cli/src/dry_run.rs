@@ -33,14 +33,19 @@ pub struct TestArgs {
     /// Which monitor, when the files hold several (`name` or `namespace/name`).
     #[arg(long)]
     pub name: Option<String>,
-    /// Block (EVM) or ledger (Stellar) number.
-    #[arg(short, long)]
-    pub block: u64,
+    /// Block (EVM) or ledger (Stellar) number. Without it and without --blocks: the latest
+    /// block (the endpoint's head, or the newest block recorded under --replay).
+    #[arg(short, long, conflicts_with = "blocks")]
+    pub block: Option<u64>,
+    /// A range of blocks, both ends included: `--blocks 18000000..18000009`.
+    #[arg(long, value_name = "FROM..TO", value_parser = parse_range)]
+    pub blocks: Option<(u64, u64)>,
     /// Fetch the block from this JSON-RPC endpoint (default: the Network's endpoints).
     #[arg(long, conflicts_with = "replay")]
     pub rpc: Option<String>,
-    /// Read the block from recorded JSON-RPC exchanges (`[{request, response}]` files, as in
-    /// tests fixtures): eth_getBlockByNumber with eth_getBlockReceipts or eth_getTransactionReceipt.
+    /// Read the blocks from recorded JSON-RPC exchanges (`[{request, response}]` files, as in
+    /// tests fixtures): EVM eth_getBlockByNumber with eth_getBlockReceipts or
+    /// eth_getTransactionReceipt; Stellar getLedgers with getTransactions and getEvents.
     #[arg(long)]
     pub replay: Option<PathBuf>,
     /// Namespace of objects that do not set one.
@@ -51,10 +56,35 @@ pub struct TestArgs {
     pub output: crate::check::Format,
 }
 
+/// The most blocks one `chainwatch test` reads.
+const MAX_BLOCKS: u64 = 10_000;
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (from, to) = s
+        .split_once("..")
+        .ok_or_else(|| format!("`{s}` is not a range: write FROM..TO, e.g. 18000000..18000009"))?;
+    let number = |t: &str| {
+        t.trim_start_matches('=')
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("`{t}` in `{s}` is not a block number"))
+    };
+    let (from, to) = (number(from)?, number(to)?);
+    if to < from {
+        return Err(format!("`{s}` ends before it starts: write FROM..TO with FROM <= TO"));
+    }
+    if to - from >= MAX_BLOCKS {
+        return Err(format!("`{s}` is {} blocks; one run reads at most {MAX_BLOCKS}", to - from + 1));
+    }
+    Ok((from, to))
+}
+
 /// What a dry run found.
 pub struct Outcome {
     pub network: String,
-    pub block: u64,
+    /// The blocks read, both ends included.
+    pub from: u64,
+    pub to: u64,
     pub matches: Vec<MonitorMatch>,
     /// (trigger, channel, title, body) per match and trigger.
     pub notifications: Vec<(String, String, String, String)>,
@@ -78,9 +108,10 @@ fn pick_monitor(o: &Objects, name: Option<&str>) -> anyhow::Result<chainwatch_cr
     }
 }
 
-/// Recorded JSON-RPC results by method and first parameter (block numbers normalized).
-fn replay_index(dir: &PathBuf) -> anyhow::Result<HashMap<(String, String), Value>> {
-    let mut index = HashMap::new();
+/// Recorded JSON-RPC results: (method, first positional parameter with block numbers in
+/// decimal, result), in file order.
+fn recorded(dir: &PathBuf) -> anyhow::Result<Vec<(String, String, Value)>> {
+    let mut out = Vec::new();
     let files = manifests::files(std::slice::from_ref(dir), true).map_err(|e| anyhow::anyhow!("{e}"))?;
     for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "json")) {
         let Ok(v) = serde_json::from_str::<Value>(&std::fs::read_to_string(f)?) else { continue };
@@ -95,18 +126,101 @@ fn replay_index(dir: &PathBuf) -> anyhow::Result<HashMap<(String, String), Value
                 other => other.to_string(),
             };
             if !ex["response"]["result"].is_null() {
-                index.insert((method, key), ex["response"]["result"].clone());
+                out.push((method, key, ex["response"]["result"].clone()));
             }
         }
     }
-    Ok(index)
+    Ok(out)
 }
 
-fn replay_block(dir: &PathBuf, chain: ChainType, n: u64) -> anyhow::Result<Block> {
-    if chain != ChainType::Evm {
-        bail!("--replay reads EVM exchanges; for {chain} networks use --rpc");
+/// Recorded exchanges: EVM results by (method, first parameter), Stellar entries by ledger.
+struct Replay {
+    evm: HashMap<(String, String), Value>,
+    stellar: Stellar,
+}
+
+/// Stellar results of recorded getLedgers / getTransactions / getEvents, by ledger.
+#[derive(Default)]
+struct Stellar {
+    ledgers: HashMap<u64, Value>,
+    transactions: HashMap<u64, Vec<Value>>,
+    events: HashMap<u64, Vec<Value>>,
+}
+
+impl Replay {
+    fn read(dir: &PathBuf) -> anyhow::Result<Self> {
+        let all = recorded(dir)?;
+        let mut stellar = Stellar::default();
+        for (method, _, result) in &all {
+            let (field, key) = match method.as_str() {
+                "getLedgers" => ("ledgers", "sequence"),
+                "getTransactions" => ("transactions", "ledger"),
+                "getEvents" => ("events", "ledger"),
+                _ => continue,
+            };
+            for item in result[field].as_array().into_iter().flatten() {
+                let Some(n) = item[key].as_u64() else { continue };
+                match field {
+                    "ledgers" => {
+                        stellar.ledgers.insert(n, item.clone());
+                    }
+                    "transactions" => push_once(stellar.transactions.entry(n).or_default(), item, "txHash"),
+                    _ => push_once(stellar.events.entry(n).or_default(), item, "id"),
+                }
+            }
+        }
+        let evm = all.into_iter().map(|(method, key, result)| ((method, key), result)).collect();
+        Ok(Self { evm, stellar })
     }
-    let index = replay_index(dir)?;
+
+    /// The newest block recorded whole for `chain` (an EVM block with its receipts).
+    fn latest(&self, dir: &std::path::Path, chain: ChainType) -> Option<u64> {
+        match chain {
+            ChainType::Stellar => self.stellar.ledgers.keys().max().copied(),
+            _ => {
+                let mut numbers: Vec<u64> = self
+                    .evm
+                    .keys()
+                    .filter(|(m, _)| m == "eth_getBlockByNumber")
+                    .filter_map(|(_, n)| n.parse().ok())
+                    .collect();
+                numbers.sort_unstable_by(|a, b| b.cmp(a));
+                numbers.into_iter().find(|n| evm_replay_block(&self.evm, dir, *n).is_ok())
+            }
+        }
+    }
+
+    fn block(&self, dir: &std::path::Path, chain: ChainType, n: u64) -> anyhow::Result<Block> {
+        match chain {
+            ChainType::Evm => evm_replay_block(&self.evm, dir, n),
+            ChainType::Stellar => {
+                let ledger = self.stellar.ledgers.get(&n).with_context(|| {
+                    format!("no getLedgers result for ledger {n} under {}", dir.display())
+                })?;
+                let none = Vec::new();
+                let txs = self.stellar.transactions.get(&n).unwrap_or(&none);
+                let events = self.stellar.events.get(&n).unwrap_or(&none);
+                let parsed = chainwatch_core::block::StellarLedger::from_rpc(ledger, txs, events)
+                    .map_err(|e| anyhow::anyhow!("ledger {n}: {e}"))?;
+                Ok(Block::Stellar(parsed))
+            }
+            other => bail!("--replay reads EVM and Stellar exchanges; {other} networks are not ingested yet"),
+        }
+    }
+}
+
+/// Adds `item` unless one with the same `id_field` is there (pages recorded twice).
+fn push_once(list: &mut Vec<Value>, item: &Value, id_field: &str) {
+    if !list.iter().any(|x| x[id_field] == item[id_field]) {
+        list.push(item.clone());
+    }
+}
+
+fn evm_replay_block(
+    index: &HashMap<(String, String), Value>,
+    dir: &std::path::Path,
+    n: u64,
+) -> anyhow::Result<Block> {
     let block = index
         .get(&("eth_getBlockByNumber".to_string(), n.to_string()))
         .with_context(|| format!("no eth_getBlockByNumber for block {n} under {}", dir.display()))?;
@@ -128,7 +242,11 @@ fn replay_block(dir: &PathBuf, chain: ChainType, n: u64) -> anyhow::Result<Block
     Ok(Block::Evm(EvmBlock::from_rpc(block, &receipts).map_err(|e| anyhow::anyhow!("block {n}: {e}"))?))
 }
 
-async fn rpc_block(network: &Network, rpc: Option<&str>, n: u64) -> anyhow::Result<Block> {
+/// The ingester's own source for the Network (or for `--rpc`).
+fn rpc_source(
+    network: &Network,
+    rpc: Option<&str>,
+) -> anyhow::Result<Arc<dyn chainwatch_ingester::source::BlockSource>> {
     let mut spec = network.spec.clone();
     if let Some(url) = rpc {
         spec.rpc = vec![chainwatch_crds::RpcEndpoint {
@@ -148,9 +266,7 @@ async fn rpc_block(network: &Network, rpc: Option<&str>, n: u64) -> anyhow::Resu
         .map_err(|e| anyhow::anyhow!("Network {}: {e}", network.name_any()))?;
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = chainwatch_ingester::rpc::RpcMetrics::register(&mut registry);
-    let source = chainwatch_ingester::build_source(&network.name_any(), &rt, metrics, None)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    source.block(n).await.map_err(|e| anyhow::anyhow!("fetching block {n}: {e}"))
+    chainwatch_ingester::build_source(&network.name_any(), &rt, metrics, None).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Renders what each trigger of the monitor would send for each match.
@@ -226,20 +342,66 @@ pub async fn dry_run(args: &TestArgs) -> anyhow::Result<(Outcome, Objects)> {
             errs.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
         )
     })?;
-    let block = match &args.replay {
-        Some(dir) => replay_block(dir, network.spec.chain_type, args.block)?,
-        None => rpc_block(&network, args.rpc.as_deref(), args.block).await?,
-    };
+    let chain = network.spec.chain_type;
     let index = NetworkIndex::build(&network.name_any(), [Arc::new(compiled)]);
-    let (matches, _) = index.match_block(&block);
+    let mut matches = Vec::new();
+    let (from, to) = match &args.replay {
+        Some(dir) => {
+            let replay = Replay::read(dir)?;
+            let (from, to) = match blocks_asked(args) {
+                Some(r) => r,
+                None => {
+                    let n = replay.latest(dir, chain).with_context(|| {
+                        format!("no {chain} block is recorded under {}: pass --block", dir.display())
+                    })?;
+                    (n, n)
+                }
+            };
+            for n in from..=to {
+                matches.extend(index.match_block(&replay.block(dir, chain, n)?).0);
+            }
+            (from, to)
+        }
+        None => {
+            let source = rpc_source(&network, args.rpc.as_deref())?;
+            let (from, to) = match blocks_asked(args) {
+                Some(r) => r,
+                None => {
+                    let head =
+                        source.head().await.map_err(|e| anyhow::anyhow!("asking for the head: {e}"))?;
+                    (head.latest, head.latest)
+                }
+            };
+            for n in from..=to {
+                let block = source.block(n).await.map_err(|e| anyhow::anyhow!("fetching block {n}: {e}"))?;
+                matches.extend(index.match_block(&block).0);
+            }
+            (from, to)
+        }
+    };
     let notifications = notifications(&o, &matches);
-    Ok((Outcome { network: network.name_any(), block: args.block, matches, notifications }, o))
+    Ok((Outcome { network: network.name_any(), from, to, matches, notifications }, o))
+}
+
+/// `--block N` or `--blocks FROM..TO`, as a range; `None`: the latest.
+fn blocks_asked(args: &TestArgs) -> Option<(u64, u64)> {
+    args.blocks.or(args.block.map(|n| (n, n)))
 }
 
 fn human(out: &Outcome) -> String {
-    let mut s = format!("block {} on {}: {} match(es)\n", out.block, out.network, out.matches.len());
+    let blocks = if out.from == out.to {
+        format!("block {}", out.from)
+    } else {
+        format!("blocks {}..{} ({})", out.from, out.to, out.to - out.from + 1)
+    };
+    let mut s = format!("{blocks} on {}: {} match(es)\n", out.network, out.matches.len());
     for m in &out.matches {
-        s.push_str(&format!("\n  {} matched tx {}\n", m.monitor.display_name, m.transaction_hash()));
+        s.push_str(&format!(
+            "\n  {} matched tx {} in block {}\n",
+            m.monitor.display_name,
+            m.transaction_hash(),
+            m.block.number
+        ));
         for f in &m.matched_on_args.functions {
             let args: Vec<String> = f.args.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
             s.push_str(&format!(
@@ -285,7 +447,8 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
         crate::check::Format::Json => {
             let v = json!({
                 "network": out.network,
-                "block": out.block,
+                "from": out.from,
+                "to": out.to,
                 "matches": out.matches.iter().map(|m| m.upstream_json()).collect::<Vec<_>>(),
                 "notifications": out.notifications.iter().map(|(t, c, title, body)| json!({"trigger": t, "channel": c, "title": title, "body": body})).collect::<Vec<_>>(),
             });

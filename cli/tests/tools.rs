@@ -327,7 +327,14 @@ fn upstream_config(root: &Path) -> PathBuf {
 fn matches_of(o: &Output) -> Vec<Value> {
     assert!(o.status.success(), "{}", text(o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["matches"].as_array().unwrap().iter().map(|m| json!({"tx": m["transaction"]["hash"], "matched_on": m["matched_on"], "args": m["matched_on_args"]})).collect()
+    v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["EVM"])
+        .map(|m| json!({"tx": m["transaction"]["hash"], "matched_on": m["matched_on"], "args": m["matched_on_args"]}))
+        .inspect(|m| assert!(m["tx"].is_string() && m["matched_on"].is_object(), "upstream's EVM match shape: {m}"))
+        .collect()
 }
 
 #[test]
@@ -484,4 +491,182 @@ fn dev_says_when_a_networks_endpoints_fail() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.lines().any(|l| l.starts_with("network down: RPC") && l.contains("127.0.0.1:1")), "{t}");
+}
+
+/// `chainwatch test --replay` on Stellar: real recorded `getLedgers`, `getTransactions` and
+/// `getEvents` results (upstream's fixtures; ledger 808663 has its header and its transactions),
+/// the latest recorded ledger by default, and a ledger without a recorded header named.
+#[test]
+fn test_replays_stellar_ledgers_and_takes_the_latest_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |rel: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join(rel)).unwrap()).unwrap()
+    };
+    let ledgers: Vec<Value> = read("oz-monitor/stellar/blocks.json")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["Stellar"].clone())
+        .collect();
+    let exchange = |method: &str, params: Value, result: Value| json!({"request": {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, "response": {"jsonrpc": "2.0", "id": 1, "result": result}});
+    let exchanges = json!([
+        exchange("getLedgers", json!({"startLedger": 172627}), json!({"ledgers": ledgers})),
+        exchange(
+            "getTransactions",
+            json!({"startLedger": 317598}),
+            json!({"transactions": read("oz-monitor/stellar/transactions.json")})
+        ),
+        exchange(
+            "getEvents",
+            json!({"startLedger": 317598}),
+            json!({"events": read("oz-monitor/stellar/events.json")})
+        ),
+    ]);
+    let replay = dir.path().join("replay");
+    std::fs::create_dir_all(&replay).unwrap();
+    std::fs::write(replay.join("stellar.json"), exchanges.to_string()).unwrap();
+    let monitor = dir.path().join("m.yaml");
+    std::fs::write(
+        &monitor,
+        r#"
+apiVersion: chainwatch.io/v1alpha1
+kind: Monitor
+metadata: {name: counter, namespace: acme}
+spec:
+  networks: [stellar-mainnet]
+  addresses: [{address: "CDMZ6LU66KEMLKI3EJBIGXTZ4KZ2CRTSHZETMY3QQZBWRKVKB5EIOHTX"}]
+  matchConditions: {transactions: [{status: Success}]}
+  triggers: []
+"#,
+    )
+    .unwrap();
+    let test = |extra: &[&str]| {
+        let mut args = vec![
+            "test",
+            "--monitor",
+            monitor.to_str().unwrap(),
+            "--network",
+            "examples/11-network-stellar-mainnet.yaml",
+            "--replay",
+            replay.to_str().unwrap(),
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        chainwatch(&args)
+    };
+    // 808663 is the newest recorded ledger: the default
+    let latest = test(&[]);
+    assert!(latest.status.success(), "{}", text(&latest));
+    let v: Value = serde_json::from_slice(&latest.stdout).unwrap();
+    assert_eq!((v["from"].as_u64(), v["to"].as_u64()), (Some(808663), Some(808663)), "{v:#}");
+    let hashes: Vec<&str> = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Stellar"]["transaction"]["txHash"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(hashes, ["80fec04b989895a4222d9985fbf153d253e3e2cbc1da45ef414db96a277b99be"], "{v:#}");
+    // a range: the two ledgers before have headers and no transaction of the contract
+    let range = test(&["--blocks", "172627..172628"]);
+    assert!(range.status.success(), "{}", text(&range));
+    let v: Value = serde_json::from_slice(&range.stdout).unwrap();
+    assert_eq!(v["matches"].as_array().unwrap().len(), 0, "{v:#}");
+    // ledger 317598 has transactions recorded but no header: said, not guessed
+    let missing = test(&["--block", "317598"]);
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("no getLedgers result for ledger 317598"), "{}", text(&missing));
+}
+
+/// `chainwatch test --blocks FROM..TO` against a live endpoint (anvil): every block of the range,
+/// both ends included, and the head when no block is given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reads_a_range_of_blocks_and_the_head_by_default() {
+    let bin = std::env::var("ANVIL_BIN")
+        .expect("ANVIL_BIN is not set: start the test bed (`scripts/testbed.sh up`) or run `just test`");
+    let anvil = chainwatch_devkit::devnet::Anvil::spawn(&bin, &[]).await.unwrap();
+    let accounts = anvil.accounts().await.unwrap();
+    let supply = alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(24));
+    let token = anvil.deploy_token(accounts[0], supply).await.unwrap();
+    let mut transfers = Vec::new();
+    for i in 1..=3u64 {
+        let hash =
+            anvil.transfer(token, accounts[0], accounts[1], alloy_primitives::U256::from(i)).await.unwrap();
+        let receipt = loop {
+            let r = anvil.rpc("eth_getTransactionReceipt", json!([hash])).await.unwrap();
+            if !r.is_null() {
+                break r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let block =
+            u64::from_str_radix(receipt["blockNumber"].as_str().unwrap().trim_start_matches("0x"), 16)
+                .unwrap();
+        transfers.push((hash, block));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("local.yaml");
+    std::fs::write(
+        &files,
+        format!(
+            r#"
+apiVersion: chainwatch.io/v1alpha1
+kind: Network
+metadata: {{name: local}}
+spec: {{type: evm, chainId: 31337, rpc: [{{url: "{url}"}}], confirmations: 0, blockTime: 1s}}
+---
+apiVersion: chainwatch.io/v1alpha1
+kind: Monitor
+metadata: {{name: transfers, namespace: acme}}
+spec:
+  networks: [local]
+  addresses:
+    - address: "{token:#x}"
+      contractSpec:
+        - {{type: event, name: Transfer, anonymous: false, inputs: [{{indexed: true, name: from, type: address}}, {{indexed: true, name: to, type: address}}, {{indexed: false, name: value, type: uint256}}]}}
+  matchConditions:
+    events: [{{signature: "Transfer(address,address,uint256)", expression: "value > 0"}}]
+  triggers: []
+"#,
+            url = anvil.url
+        ),
+    )
+    .unwrap();
+    let test = |extra: Vec<String>| {
+        let files = files.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut args: Vec<String> =
+                    ["test", "--monitor", files.to_str().unwrap(), "--output", "json"]
+                        .map(String::from)
+                        .to_vec();
+                args.extend(extra);
+                chainwatch(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let hashes = |o: &Output| -> Vec<String> {
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(o)));
+        v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["EVM"]["transaction"]["hash"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (first, last) = (transfers[0].1, transfers[2].1);
+    let range = test(vec!["--blocks".into(), format!("{first}..{last}")]).await;
+    assert!(range.status.success(), "{}", text(&range));
+    assert_eq!(hashes(&range), transfers.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>());
+    let head = test(vec![]).await;
+    assert!(head.status.success(), "{}", text(&head));
+    assert_eq!(hashes(&head), [transfers[2].0.clone()], "the head block holds the last transfer");
+    let backwards = test(vec!["--blocks".into(), format!("{last}..{first}")]).await;
+    assert!(
+        !backwards.status.success() && text(&backwards).contains("ends before it starts"),
+        "{}",
+        text(&backwards)
+    );
 }

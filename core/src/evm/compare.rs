@@ -105,6 +105,33 @@ pub fn compile(source: &str, expr: &Expr, params: &[ParamShape]) -> Result<EvmEx
     expr.try_map(&mut |cmp: &Comparison| compile_leaf(source, cmp, params))
 }
 
+/// Compiles an expression for one contract of a monitor whose other contracts declare the same
+/// signature with other parameter names: a comparison on a name only `elsewhere` knows fails when
+/// evaluated here (upstream's "Base parameter not found"), as upstream evaluates each contract on
+/// its own. Returns the names this contract lacks; a name no contract knows is still an error.
+pub fn compile_for_one_of(
+    source: &str,
+    expr: &Expr,
+    params: &[ParamShape],
+    elsewhere: &dyn Fn(&str) -> bool,
+) -> Result<(EvmExpr, Vec<String>), TypeError> {
+    let mut absent = Vec::new();
+    let compiled = expr.try_map(&mut |cmp: &Comparison| {
+        if !params.iter().any(|p| p.name == cmp.lhs.base) && elsewhere(&cmp.lhs.base) {
+            if !absent.contains(&cmp.lhs.base) {
+                absent.push(cmp.lhs.base.clone());
+            }
+            let rhs = Rhs::new(&cmp.rhs);
+            return Ok(EvmLeaf { param: ABSENT, path: cmp.lhs.accessors.clone(), op: cmp.op, rhs });
+        }
+        compile_leaf(source, cmp, params)
+    })?;
+    Ok((compiled, absent))
+}
+
+/// The parameter index of a comparison on a parameter the contract does not have.
+const ABSENT: usize = usize::MAX;
+
 fn compile_leaf(source: &str, cmp: &Comparison, params: &[ParamShape]) -> Result<EvmLeaf, TypeError> {
     let Some(index) = params.iter().position(|p| p.name == cmp.lhs.base) else {
         let known: Vec<&str> = params.iter().map(|p| p.name.as_str()).filter(|n| !n.is_empty()).collect();

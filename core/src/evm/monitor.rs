@@ -9,7 +9,7 @@ use alloy_primitives::{Address, B256};
 use chainwatch_crds::{MonitorSpec, TransactionStatus};
 
 use super::abi::{ContractAbi, ParamShape};
-use super::compare::{EvmExpr, compile as compile_expr};
+use super::compare::{EvmExpr, compile as compile_expr, compile_for_one_of};
 use super::txparams;
 use crate::expr::{self, Expr};
 use crate::monitor::{AbiCache, CompileError, reasons};
@@ -52,6 +52,10 @@ fn parse_expr(source: &str, field: &str) -> Result<Expr, CompileError> {
     expr::parse(source)
         .map_err(|e| CompileError::new(field, reasons::EXPRESSION_SYNTAX, format!("`{source}`: {e}")))
 }
+
+/// A contract that declares a condition's signature: its address, the function's selector (`Ok`)
+/// or the event's topic0 (`Err`), and the parameters there.
+type Declaring<'a> = (&'a Address, Result<[u8; 4], B256>, Vec<ParamShape>);
 
 /// Compiles the EVM part of a monitor. `specs[i]` is the contract spec of `spec.addresses[i]`
 /// (inline or read from its ConfigMap), if it has one.
@@ -125,26 +129,42 @@ pub fn compile(
                 _ => None,
             };
             let wanted = normalize_signature(&cond.signature);
-            let mut found = false;
-            for (address, abi) in &with_abi {
-                let params: Vec<ParamShape>;
-                let key: Result<[u8; 4], B256> = if kind == "functions" {
-                    let Some((selector, f)) = abi.function_by_signature(&wanted) else { continue };
-                    params = f.inputs.clone();
-                    Ok(*selector)
-                } else {
-                    let Some((topic0, e)) = abi.event_by_signature(&wanted) else { continue };
-                    params = e.arg_shapes.clone();
-                    Err(*topic0)
-                };
-                found = true;
+            // the contracts that declare it, with their parameters
+            let declaring: Vec<Declaring<'_>> = with_abi
+                .iter()
+                .filter_map(|(address, abi)| {
+                    if kind == "functions" {
+                        let (selector, f) = abi.function_by_signature(&wanted)?;
+                        Some((address, Ok(*selector), f.inputs.clone()))
+                    } else {
+                        let (topic0, e) = abi.event_by_signature(&wanted)?;
+                        Some((address, Err(*topic0), e.arg_shapes.clone()))
+                    }
+                })
+                .collect();
+            let found = !declaring.is_empty();
+            let known_somewhere =
+                |name: &str| declaring.iter().any(|(_, _, params)| params.iter().any(|p| p.name == name));
+            // compiled per contract, as upstream evaluates it per contract
+            let mut fits = Vec::new();
+            let mut misfits = Vec::new();
+            for (address, key, params) in &declaring {
                 let expr = match &parsed {
-                    Some((src, e)) => match compile_expr(src, e, &params) {
-                        Ok(c) => Some(c),
+                    Some((src, e)) => match compile_for_one_of(src, e, params, &known_somewhere) {
+                        Ok((c, absent)) => {
+                            if !absent.is_empty() {
+                                warnings.push(format!(
+                                    "{field}.expression: {} of {address:#x} has no parameter {} (its parameters: {}): a comparison on it fails there, so the expression matches there only when AND/OR is decided without it, as upstream",
+                                    cond.signature.trim(),
+                                    absent.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                                    params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                                ));
+                            }
+                            Some(c)
+                        }
                         Err(te) => {
-                            errors.push(CompileError::new(
-                                format!("{field}.expression"),
-                                reasons::EXPRESSION_TYPE,
+                            misfits.push((
+                                address,
                                 format!("`{src}` {te} (for {} of {address:#x})", cond.signature.trim()),
                             ));
                             continue;
@@ -152,7 +172,22 @@ pub fn compile(
                     },
                     None => None,
                 };
-                let entry = contracts.get_mut(address).expect("every contract with an ABI has an entry");
+                fits.push((address, *key, expr));
+            }
+            if fits.is_empty() {
+                // fits none of the contracts that declare it: a mistake, not a difference of ABIs
+                errors.extend(misfits.into_iter().map(|(_, message)| {
+                    CompileError::new(format!("{field}.expression"), reasons::EXPRESSION_TYPE, message)
+                }));
+            } else {
+                for (address, message) in misfits {
+                    warnings.push(format!(
+                        "{field}.expression does not apply to {address:#x}, so the condition never matches there: {message}"
+                    ));
+                }
+            }
+            for (address, key, expr) in fits {
+                let entry = contracts.get_mut(*address).expect("every contract with an ABI has an entry");
                 match key {
                     Ok(selector) => {
                         entry.functions.entry(selector).or_default().push(CondRef { index: ci, expr })

@@ -338,3 +338,103 @@ fn matches_are_ordered_by_transaction_then_monitor() {
         .map(|(h, n)| (h.to_string(), n.to_string()))
     );
 }
+
+/// One monitor over USDC (`Transfer(from, to, value)`) and WETH (`Transfer(src, dst, wad)`):
+/// upstream evaluates the expression per contract, a comparison on a parameter the contract does
+/// not have fails there ("Base parameter not found"), and AND/OR decide left to right as always.
+/// Expected matches are read off the raw receipts of block 18,000,000 here, not from chainwatch.
+#[test]
+fn an_expression_that_fits_some_of_the_monitors_contracts_applies_to_those() {
+    const USDC: &str = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48";
+    const WETH: &str = "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2";
+    const TRANSFER: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+    const USDC_MIN: u128 = 1_000_000_000; // 1,000 USDC
+    const WETH_MIN: u128 = 400_000_000_000_000_000; // 0.4 WETH
+    let transfer = |names: [&str; 3]| {
+        json!([{"type": "event", "name": "Transfer", "anonymous": false, "inputs": [
+            {"indexed": true, "name": names[0], "type": "address"},
+            {"indexed": true, "name": names[1], "type": "address"},
+            {"indexed": false, "name": names[2], "type": "uint256"}]}])
+    };
+    let monitor = |expression: &str| -> MonitorSpec {
+        serde_json::from_value(json!({
+            "networks": ["ethereum-mainnet"],
+            "addresses": [{"address": USDC, "contractSpec": transfer(["from", "to", "value"])},
+                          {"address": WETH, "contractSpec": transfer(["src", "dst", "wad"])}],
+            "matchConditions": {"events": [{"signature": "Transfer(address,address,uint256)", "expression": expression}]},
+            "triggers": ["t"],
+        }))
+        .unwrap()
+    };
+    // transactions with a Transfer log of `contract` above `min`, from the receipts
+    let receipts = fixtures::rpc_result("eth_getBlockReceipts/test_02.json");
+    let above = |contract: &str, min: u128| -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in receipts.as_array().unwrap() {
+            let big = r["logs"].as_array().unwrap().iter().any(|l| {
+                l["address"].as_str().unwrap().eq_ignore_ascii_case(contract)
+                    && l["topics"][0] == TRANSFER
+                    && l["topics"].as_array().unwrap().len() == 3
+                    && u128::from_str_radix(l["data"].as_str().unwrap().trim_start_matches("0x"), 16)
+                        .is_ok_and(|v| v > min)
+            });
+            let hash = r["transactionHash"].as_str().unwrap().to_string();
+            if big && !out.contains(&hash) {
+                out.push(hash);
+            }
+        }
+        out
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let (usdc_big, weth_big) = (above(USDC, USDC_MIN), above(WETH, WETH_MIN));
+    assert!(!usdc_big.is_empty() && !weth_big.is_empty(), "the block has large transfers of both");
+
+    // USDC decides `value > …` first; on WETH `value` fails before `wad` is reached
+    let usdc_first = compile_evm("usdc-first", &monitor(&format!("value > {USDC_MIN} OR wad > {WETH_MIN}")));
+    assert!(
+        usdc_first.warnings.iter().any(|w| w.contains(WETH) && w.contains("no parameter `value`")),
+        "{:?}",
+        usdc_first.warnings
+    );
+    assert!(usdc_first.warnings.iter().any(|w| w.contains(USDC) && w.contains("no parameter `wad`")));
+    assert_eq!(sorted(hashes(&run(&[usdc_first], &[block_18m()]))), sorted(usdc_big.clone()));
+    // and the other way round
+    let weth_first = compile_evm("weth-first", &monitor(&format!("wad > {WETH_MIN} OR value > {USDC_MIN}")));
+    assert_eq!(sorted(hashes(&run(&[weth_first], &[block_18m()]))), sorted(weth_big));
+
+    // a name no contract of the monitor has is still a typo, and an error
+    let no_config_maps = |r: &chainwatch_crds::ConfigMapKeyRef| Err(format!("no ConfigMap {}", r.name));
+    let typo = monitor(&format!("value > {USDC_MIN} OR wda > {WETH_MIN}"));
+    let source = MonitorSource {
+        key: MonitorKey::new("t", "typo"),
+        generation: None,
+        spec: &typo,
+        config_maps: &no_config_maps,
+    };
+    let errors = compile(&source, ChainType::Evm, &AbiCache::default()).unwrap_err();
+    assert!(errors.iter().all(|e| e.message.contains("unknown parameter `wda`")), "{errors:?}");
+    // a path that fits one contract's tuple applies there; the other is named in a warning
+    let order = |component: &str| {
+        json!([{"type": "function", "name": "place", "stateMutability": "nonpayable", "outputs": [], "inputs": [
+            {"name": "o", "type": "tuple", "components": [{"name": component, "type": "uint256"}]}]}])
+    };
+    let mixed: MonitorSpec = serde_json::from_value(json!({
+        "networks": ["ethereum-mainnet"],
+        "addresses": [{"address": USDC, "contractSpec": order("amount")}, {"address": WETH, "contractSpec": order("qty")}],
+        "matchConditions": {"functions": [{"signature": "place((uint256))", "expression": "o.amount > 5"}]},
+        "triggers": ["t"],
+    }))
+    .unwrap();
+    let mixed = compile_evm("mixed", &mixed);
+    assert!(
+        mixed
+            .warnings
+            .iter()
+            .any(|w| w.contains("does not apply to") && w.contains(WETH) && w.contains("amount")),
+        "{:?}",
+        mixed.warnings
+    );
+}
