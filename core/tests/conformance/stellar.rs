@@ -273,15 +273,30 @@ fn string(s: &str) -> ScVal {
     ScVal::String(stellar_xdr::ScString(s.try_into().unwrap()))
 }
 
-#[test]
-fn protocol_23_event_specs_name_and_type_parameters() {
-    const CONTRACT: &str = "CDMZ6LU66KEMLKI3EJBIGXTZ4KZ2CRTSHZETMY3QQZBWRKVKB5EIOHTX";
-    let ledgers = fixture_ledgers();
-    let Block::Stellar(mut ledger) = ledgers.into_iter().find(|l| l.number() == 808663).unwrap() else {
+/// Ledger 808663 of upstream's fixtures with one more contract event of CDMZ6LU6… emitted by its
+/// transaction 80fec04b… (upstream's fixtures have no Protocol-23 events of their own).
+fn ledger_808663_with_event(id: &str, topics: &[ScVal], value: &ScVal) -> StellarLedger {
+    let Block::Stellar(mut ledger) = fixture_ledgers().into_iter().find(|l| l.number() == 808663).unwrap()
+    else {
         unreachable!()
     };
     let tx_hash = ledger.transactions.iter().find(|t| t.hash.starts_with("80fec04b")).unwrap().hash.clone();
     let b64 = |v: &ScVal| v.to_xdr_base64(Limits::none()).unwrap();
+    ledger.events.push(StellarEvent {
+        event_type: "contract".into(),
+        contract_id: "CDMZ6LU66KEMLKI3EJBIGXTZ4KZ2CRTSHZETMY3QQZBWRKVKB5EIOHTX".into(),
+        id: id.into(),
+        tx_hash,
+        topics: topics.iter().map(b64).collect(),
+        value: b64(value),
+        in_successful_contract_call: true,
+    });
+    ledger
+}
+
+#[test]
+fn protocol_23_event_specs_name_and_type_parameters() {
+    const CONTRACT: &str = "CDMZ6LU66KEMLKI3EJBIGXTZ4KZ2CRTSHZETMY3QQZBWRKVKB5EIOHTX";
     let value = ScVal::Map(Some(ScMap(
         vec![
             ScMapEntry { key: sym("age"), val: ScVal::U32(30) },
@@ -291,15 +306,11 @@ fn protocol_23_event_specs_name_and_type_parameters() {
         .try_into()
         .unwrap(),
     )));
-    ledger.events.push(StellarEvent {
-        event_type: "contract".into(),
-        contract_id: CONTRACT.into(),
-        id: "0003473148903411712-0000000000".into(),
-        tx_hash,
-        topics: [sym("user"), sym("add"), sym("u42")].iter().map(b64).collect(),
-        value: b64(&value),
-        in_successful_contract_call: true,
-    });
+    let ledger = ledger_808663_with_event(
+        "0003473148903411712-0000000000",
+        &[sym("user"), sym("add"), sym("u42")],
+        &value,
+    );
     let spec: MonitorSpec = serde_json::from_value(json!({
         "networks": ["stellar-testnet"],
         "addresses": [{"address": CONTRACT, "contractSpec": fixtures::json("oz-monitor/stellar/contract_specs/contract_spec_with_events.json")}],
@@ -400,26 +411,15 @@ fn transaction_conditions_see_payments_per_operation() {
 #[test]
 fn fixed_length_bytes_are_named_as_upstream_names_them() {
     const CONTRACT: &str = "CDMZ6LU66KEMLKI3EJBIGXTZ4KZ2CRTSHZETMY3QQZBWRKVKB5EIOHTX";
-    let ledgers = fixture_ledgers();
-    let Block::Stellar(mut ledger) = ledgers.into_iter().find(|l| l.number() == 808663).unwrap() else {
-        unreachable!()
-    };
-    let tx_hash = ledger.transactions.iter().find(|t| t.hash.starts_with("80fec04b")).unwrap().hash.clone();
-    let b64 = |v: &ScVal| v.to_xdr_base64(Limits::none()).unwrap();
     let bytes = |n: usize| ScVal::Bytes(stellar_xdr::ScBytes(vec![0xab; n].try_into().unwrap()));
     let value = ScVal::Vec(Some(stellar_xdr::ScVec(
         vec![string("ping"), string("pong"), bytes(32), bytes(128)].try_into().unwrap(),
     )));
-    ledger.events.push(StellarEvent {
-        event_type: "contract".into(),
-        contract_id: CONTRACT.into(),
-        id: "0003473148903411712-0000000001".into(),
-        tx_hash,
-        topics: [sym("contract_called"), sym("caller")].iter().map(b64).collect(),
-        value: b64(&value),
-        in_successful_contract_call: true,
-    });
-    let ledger = Block::Stellar(ledger);
+    let ledger = Block::Stellar(ledger_808663_with_event(
+        "0003473148903411712-0000000001",
+        &[sym("contract_called"), sym("caller")],
+        &value,
+    ));
     let param = |name: &str, ty: Value, location: &str| json!({"doc": "", "name": name, "type_": ty, "location": location});
     let contract_spec = json!([{"event_v0": {"doc": "", "lib": "", "name": "contract_called", "prefix_topics": ["contract_called"],
         "params": [param("caller", json!("symbol"), "topic_list"), param("a", json!("string"), "data"), param("b", json!("string"), "data"),
