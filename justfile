@@ -41,11 +41,15 @@ testbed-down:
     scripts/testbed.sh down
 
 # all benchmarks (release builds; the operator and pipeline ones need `just testbed-up`)
-bench: bench-match bench-operator bench-ingester bench-script bench-fairness
+bench: bench-match bench-match-hot bench-operator bench-ingester bench-script bench-fairness
 
-# matching engine: per-block cost with 1,000 and 10,000 monitors, expressions
+# matching engine: per-block cost with 1,000 and 10,000 monitors, expressions (cold contracts)
 bench-match:
     cargo bench -p chainwatch-core --bench match
+
+# matching at platform scale: 1k/10k/100k monitors all on the contracts the block uses (BENCH_SIZES=…)
+bench-match-hot:
+    cargo bench -p chainwatch-worker --bench match_hot
 
 # operator: time to admit 1,000 Monitors from a cold start, reconciles per second
 bench-operator:

@@ -12,6 +12,6 @@ command -v cargo >/dev/null || { echo "cargo is not installed: see https://rustu
 "$REPO/scripts/testbed.sh" install-demo
 ANVIL_BIN=$("$REPO/scripts/testbed.sh" anvil-path)
 export ANVIL_BIN
-echo "[demo] building chainwatch (the first build takes a few minutes)" >&2
+echo "[demo] building chainwatch (the first build takes about 15 minutes on 2 cores; cached after, then seconds)" >&2
 cargo build --release --locked --quiet -p chainwatch-cli --manifest-path "$REPO/Cargo.toml"
 exec "$CARGO_TARGET_DIR/release/chainwatch" dev --demo "$@"

@@ -21,7 +21,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn chainwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chainwatch"))
+    Command::new(chainwatch_devkit::testbed::chainwatch_bin(env!("CARGO_BIN_EXE_chainwatch")))
         .args(args)
         .current_dir(repo())
         .env("NO_COLOR", "1")
@@ -342,7 +342,7 @@ fn an_upstream_shaped_config_round_trips_through_import_check_and_test() {
     let root = tempfile::tempdir().unwrap();
     let config = upstream_config(root.path());
     let out_dir = root.path().join("out");
-    let out = Command::new(env!("CARGO_BIN_EXE_chainwatch"))
+    let out = Command::new(chainwatch_devkit::testbed::chainwatch_bin(env!("CARGO_BIN_EXE_chainwatch")))
         .args(["import", config.to_str().unwrap(), "-n", "acme", "-o", out_dir.to_str().unwrap()])
         .env("CW_TEST_SMTP_PASSWORD", "hunter2")
         .env_remove("CW_TEST_ALCHEMY_URL")
@@ -459,11 +459,13 @@ spec:
     };
     std::fs::write(dir.path().join("network.yaml"), format!("apiVersion: chainwatch.io/v1alpha1\nkind: Network\nmetadata: {{name: devnet}}\nspec: {{type: evm, rpc: [{{url: \"{}\"}}], confirmations: 0, pollInterval: 100ms}}\n", anvil.url)).unwrap();
     std::fs::write(dir.path().join("monitor.yaml"), monitor("1000000")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chainwatch"))
-        .args(["dev", "-f", dir.path().to_str().unwrap(), "--duration", "60s", "--exit-after-matches", "1"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = std::process::Command::new(chainwatch_devkit::testbed::chainwatch_bin(env!(
+        "CARGO_BIN_EXE_chainwatch"
+    )))
+    .args(["dev", "-f", dir.path().to_str().unwrap(), "--duration", "60s", "--exit-after-matches", "1"])
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert!(lines.next().unwrap().unwrap().starts_with("chainwatch dev: 1 network(s), 1 monitor(s)"));
     // below both thresholds: never a match, whichever configuration evaluates its block

@@ -116,3 +116,10 @@ pub fn free_port() -> u16 {
     }
     panic!("no free port in {low}..{high}");
 }
+
+/// The `chainwatch` binary a test runs: nextest's `NEXTEST_BIN_EXE_chainwatch` when set (the
+/// binary extracted from an archive, which a build in the shared target dir cannot replace under
+/// a running loop), otherwise `compiled` (the test's `env!("CARGO_BIN_EXE_chainwatch")`).
+pub fn chainwatch_bin(compiled: &str) -> String {
+    std::env::var("NEXTEST_BIN_EXE_chainwatch").unwrap_or_else(|_| compiled.to_string())
+}

@@ -54,21 +54,23 @@ impl Proc {
         let port = free_port();
         let log = dir.join(format!("{name}-{}.log", unique("run")));
         let file = std::fs::File::create(&log).unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chainwatch"))
-            .args(args)
-            .arg(format!("--admin-addr=127.0.0.1:{port}"))
-            .args(
-                (!args.iter().any(|a| a.starts_with("--kafka-bootstrap=")))
-                    .then(|| format!("--kafka-bootstrap={}", kafka_bootstrap())),
-            )
-            .env("CHAINWATCH_LOG", "info,kube=warn,rdkafka=warn")
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting chainwatch");
+        let child = tokio::process::Command::new(chainwatch_devkit::testbed::chainwatch_bin(env!(
+            "CARGO_BIN_EXE_chainwatch"
+        )))
+        .args(args)
+        .arg(format!("--admin-addr=127.0.0.1:{port}"))
+        .args(
+            (!args.iter().any(|a| a.starts_with("--kafka-bootstrap=")))
+                .then(|| format!("--kafka-bootstrap={}", kafka_bootstrap())),
+        )
+        .env("CHAINWATCH_LOG", "info,kube=warn,rdkafka=warn")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting chainwatch");
         Proc { child, name: name.into(), log, admin: format!("127.0.0.1:{port}") }
     }
 

@@ -87,12 +87,14 @@ async fn an_outage_of_the_receiver_is_waited_out_and_every_notification_arrives(
 
 /// `chainwatch redeliver` for this test's namespace.
 async fn redeliver(ns: &str) -> String {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chainwatch"))
-        .args(["redeliver", "--namespace", ns, &format!("--kafka-bootstrap={}", kafka_bootstrap())])
-        .env("CHAINWATCH_LOG", "warn")
-        .output()
-        .await
-        .expect("running chainwatch redeliver");
+    let out = tokio::process::Command::new(chainwatch_devkit::testbed::chainwatch_bin(env!(
+        "CARGO_BIN_EXE_chainwatch"
+    )))
+    .args(["redeliver", "--namespace", ns, &format!("--kafka-bootstrap={}", kafka_bootstrap())])
+    .env("CHAINWATCH_LOG", "warn")
+    .output()
+    .await
+    .expect("running chainwatch redeliver");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "chainwatch redeliver: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     stdout

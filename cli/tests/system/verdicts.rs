@@ -191,10 +191,12 @@ async fn operator_worker_and_check_agree_on_every_verdict() {
     let operator = operator_verdicts(&client, expected).await;
 
     // chainwatch check, over the same files
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chainwatch"))
-        .args(["check", dir.path().to_str().unwrap(), "--output", "json"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(chainwatch_devkit::testbed::chainwatch_bin(env!(
+        "CARGO_BIN_EXE_chainwatch"
+    )))
+    .args(["check", dir.path().to_str().unwrap(), "--output", "json"])
+    .output()
+    .unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let check: BTreeMap<String, (bool, String)> = report["verdicts"]
         .as_array()
