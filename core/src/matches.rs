@@ -1,6 +1,8 @@
 //! A match of one monitor on one transaction, as the filter stage produces it and the notify stage
 //! consumes it; plus OpenZeppelin Monitor's JSON shape of it for raw webhooks and scripts.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
@@ -11,7 +13,8 @@ use chainwatch_crds::{SignatureCondition, TransactionCondition, TransactionStatu
 /// One match per (monitor, transaction).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct MonitorMatch {
-    pub monitor: MatchedMonitor,
+    /// Shared by every match of the monitor (serialized as the object itself).
+    pub monitor: Arc<MatchedMonitor>,
     /// Network name (the Network object; upstream's `network_slug`).
     pub network: String,
     pub block: MatchedBlock,
@@ -33,7 +36,7 @@ pub struct MatchedMonitor {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trigger_conditions: Vec<ResolvedScript>,
     /// OpenZeppelin Monitor's JSON of the monitor (contract specs stripped).
-    pub upstream: Json,
+    pub upstream: Arc<Json>,
 }
 
 /// Where the match happened.
@@ -49,7 +52,8 @@ pub struct MatchedBlock {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "chain", rename_all = "lowercase")]
 pub enum MatchedTransaction {
-    Evm(EvmTransaction),
+    /// Shared by every match on the transaction.
+    Evm(Arc<EvmTransaction>),
     Stellar(StellarMatchedTransaction),
 }
 
@@ -108,7 +112,8 @@ pub struct MatchedOnArgs {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct MatchedCall {
     pub signature: String,
-    pub args: Vec<MatchedArg>,
+    /// Shared by every match on the same call or log.
+    pub args: Arc<[MatchedArg]>,
 }
 
 /// A matched event.
@@ -121,7 +126,8 @@ pub struct MatchedEvent {
     /// EVM log index in the block / Stellar event id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_index: Option<u64>,
-    pub args: Vec<MatchedArg>,
+    /// Shared by every match on the same call or log.
+    pub args: Arc<[MatchedArg]>,
 }
 
 /// A decoded argument as upstream shows it.

@@ -56,7 +56,7 @@ pub fn variables(m: &MonitorMatch) -> Variables {
     }
     for (i, f) in m.matched_on_args.functions.iter().enumerate() {
         v.set(format!("functions.{i}.signature"), &f.signature);
-        for a in &f.args {
+        for a in f.args.iter() {
             v.set(format!("functions.{i}.args.{}", a.name), &a.value);
         }
     }
@@ -65,7 +65,7 @@ pub fn variables(m: &MonitorMatch) -> Variables {
         if let Some(li) = e.log_index {
             v.set(format!("events.{i}.log_index"), li.to_string());
         }
-        for a in &e.args {
+        for a in e.args.iter() {
             v.set(format!("events.{i}.args.{}", a.name), &a.value);
         }
     }

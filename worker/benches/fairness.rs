@@ -91,8 +91,8 @@ fn config(a: &HttpReceiver, b: &HttpReceiver) -> ConfigStore {
 
 fn record(template: &MonitorMatch, tenant: &str, n: usize) -> MatchRecord {
     let mut m = template.clone();
-    m.monitor.key = chainwatch_core::monitor::MonitorKey::new(tenant, "m");
-    m.monitor.triggers = vec!["hook".into()];
+    Arc::make_mut(&mut m.monitor).key = chainwatch_core::monitor::MonitorKey::new(tenant, "m");
+    Arc::make_mut(&mut m.monitor).triggers = vec!["hook".into()];
     m.block.hash = format!("{tenant}-{n}-{}", unique("run")); // its own idempotency key
     MatchRecord { matched: m, block_published_at_ms: now_ms(), produced_at_ms: now_ms() }
 }

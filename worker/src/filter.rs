@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chainwatch_platform::Backoff;
 use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, Message, Producer};
-use chainwatch_platform::codec::{BlockTopicRecord, DeadLetterRecord, MatchRecord, now_ms};
+use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, DeadLetterRecord, MatchRecord, now_ms};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -118,46 +118,50 @@ impl FilterStage {
         let number = block.block.number();
         let backoff = Backoff::default();
         let mut last_error = BlockFailure::Evaluation(String::new());
+        let mut pending: Option<Vec<(String, Vec<u8>)>> = None;
         for attempt in 0..self.attempts.max(1) {
             if attempt > 0 {
                 tokio::time::sleep(backoff.delay(attempt - 1)).await;
             }
-            let snapshot = self.config.borrow().clone();
-            let Some(index) = snapshot.indexes.get(&self.network).cloned() else {
-                // no monitor knows this network (yet): nothing can match
-                self.metrics.block(&self.network, Duration::ZERO, &Default::default());
-                return;
+            // evaluated once, with the snapshot current when the block was first taken up; a retry
+            // re-sends only the records the broker has not acknowledged, so a produce failure
+            // mid-block gives no duplicate match record
+            let records = match pending.take() {
+                Some(records) => records,
+                None => match self.evaluate(&block) {
+                    Ok(records) => records,
+                    Err(e) => {
+                        last_error = e;
+                        continue;
+                    }
+                },
             };
-            let started = Instant::now();
-            let evaluated =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| index.match_block(&block.block)));
-            let (matches, stats) = match evaluated {
-                Ok(r) => r,
-                Err(panic) => {
-                    last_error =
-                        BlockFailure::Evaluation(format!("evaluation panicked: {}", panic_message(&panic)));
-                    continue;
-                }
-            };
-            self.metrics.block(&self.network, started.elapsed(), &stats);
-            let sends = matches.into_iter().map(|m| {
-                // keyed by tenant: one notify worker owns each tenant's notifications and limits
-                let ns = &m.monitor.key.namespace;
-                let key = snapshot.tenant_of(ns).map_or_else(|| ns.clone(), |t| t.name.clone());
-                let record = MatchRecord {
-                    matched: m,
-                    block_published_at_ms: block.published_at_ms,
-                    produced_at_ms: now_ms(),
-                };
+            let sends = records.into_iter().map(|(key, payload)| {
                 let producer = self.producer.clone();
-                async move { producer.send(MATCHES_TOPIC, &key, record.encode()).await }
+                async move {
+                    match producer.send(MATCHES_TOPIC, &key, payload.clone()).await {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err((key, payload, e)),
+                    }
+                }
             });
             let results = futures::future::join_all(sends).await;
-            match results.into_iter().find_map(Result::err) {
+            let mut unsent = Vec::new();
+            let mut first_error = None;
+            for (key, payload, e) in results.into_iter().filter_map(Result::err) {
+                first_error.get_or_insert(e);
+                unsent.push((key, payload));
+            }
+            match first_error {
                 None => return,
                 Some(e) => {
-                    last_error = BlockFailure::Produce(format!("producing matches failed: {e}"));
-                    tracing::warn!(network = %self.network, block = number, attempt, error = %e, "retrying the block");
+                    self.metrics.match_resends(&self.network, unsent.len() as u64);
+                    last_error = BlockFailure::Produce(format!(
+                        "producing {} match records failed: {e}",
+                        unsent.len()
+                    ));
+                    tracing::warn!(network = %self.network, block = number, attempt, unsent = unsent.len(), error = %e, "re-sending the unacknowledged match records");
+                    pending = Some(unsent);
                 }
             }
         }
@@ -169,6 +173,35 @@ impl FilterStage {
             self.attempts,
         )
         .await;
+    }
+
+    /// Evaluates every monitor on the block and encodes the matches, each with its record key.
+    fn evaluate(&self, block: &BlockRecord) -> Result<Vec<(String, Vec<u8>)>, BlockFailure> {
+        let snapshot = self.config.borrow().clone();
+        let Some(index) = snapshot.indexes.get(&self.network).cloned() else {
+            // no monitor knows this network (yet): nothing can match
+            self.metrics.block(&self.network, Duration::ZERO, &Default::default());
+            return Ok(Vec::new());
+        };
+        let started = Instant::now();
+        let evaluated =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| index.match_block(&block.block)));
+        let (matches, stats) = evaluated.map_err(|panic| {
+            BlockFailure::Evaluation(format!("evaluation panicked: {}", panic_message(&panic)))
+        })?;
+        self.metrics.block(&self.network, started.elapsed(), &stats);
+        let produced_at_ms = now_ms();
+        Ok(matches
+            .into_iter()
+            .map(|m| {
+                // keyed by tenant: one notify worker owns each tenant's notifications and limits
+                let ns = &m.monitor.key.namespace;
+                let key = snapshot.tenant_of(ns).map_or_else(|| ns.clone(), |t| t.name.clone());
+                let record =
+                    MatchRecord { matched: m, block_published_at_ms: block.published_at_ms, produced_at_ms };
+                (key, record.encode())
+            })
+            .collect())
     }
 }
 

@@ -57,6 +57,7 @@ pub struct WorkerMetrics {
     eval_errors: Family<Net, Counter>,
     decode_errors: Family<Net, Counter>,
     reorgs: Family<Net, Counter>,
+    match_resends: Family<Net, Counter>,
     dead_letters: Family<StageReason, Counter>,
     deliveries: Family<Delivery, Counter>,
     retries: Family<Channel, Counter>,
@@ -83,6 +84,7 @@ impl Default for WorkerMetrics {
             eval_errors: Family::default(),
             decode_errors: Family::default(),
             reorgs: Family::default(),
+            match_resends: Family::default(),
             dead_letters: Family::default(),
             deliveries: Family::default(),
             retries: Family::default(),
@@ -128,6 +130,11 @@ impl WorkerMetrics {
         );
         r.register("decode_errors", "Calls, logs and XDR that did not decode", m.decode_errors.clone());
         r.register("reorg_records", "Reorg records received", m.reorgs.clone());
+        r.register(
+            "match_resends",
+            "Match records sent again because the broker did not acknowledge them",
+            m.match_resends.clone(),
+        );
         r.register(
             "dead_letters",
             "Records sent to the dead-letter topic, by stage and reason",
@@ -207,6 +214,9 @@ impl WorkerMetrics {
         self.evaluation.get_or_create(&l).observe(took.as_secs_f64());
         self.eval_errors.get_or_create(&l).inc_by(stats.eval_errors);
         self.decode_errors.get_or_create(&l).inc_by(stats.decode_errors);
+    }
+    pub fn match_resends(&self, network: &str, n: u64) {
+        self.match_resends.get_or_create(&Net { network: network.into() }).inc_by(n);
     }
     pub fn reorg(&self, network: &str) {
         self.reorgs.get_or_create(&Net { network: network.into() }).inc();

@@ -30,12 +30,18 @@ use crate::matches::{MatchedArg, MatchedCall, MatchedEvent, MatchedOn, MatchedOn
 
 type Decoded = Rc<Result<Vec<DynSolValue>, String>>;
 
+/// Something per call or log and ABI: keyed by (transaction or log index, the ABI's address).
+type PerAbi<T> = RefCell<HashMap<(u64, usize), T>>;
+
 /// Decoded calls and logs of one block, shared by every monitor evaluated on it.
 #[derive(Default)]
 pub struct DecodeCache {
-    calls: RefCell<HashMap<(u64, usize), Decoded>>,
-    logs: RefCell<HashMap<(u64, usize), Decoded>>,
+    calls: PerAbi<Decoded>,
+    logs: PerAbi<Decoded>,
     tx_params: RefCell<HashMap<u64, Rc<[Option<DynSolValue>; 12]>>>,
+    /// Rendered arguments of matched calls and logs, shared by every match on them.
+    call_args: PerAbi<Arc<[MatchedArg]>>,
+    log_args: PerAbi<Arc<[MatchedArg]>>,
     /// Expressions that failed to evaluate (the condition then does not match, as upstream).
     pub eval_errors: std::cell::Cell<u64>,
     /// Calls and logs that did not decode with the ABI that claims them.
@@ -74,6 +80,34 @@ impl DecodeCache {
                 }
                 Rc::new(r)
             })
+            .clone()
+    }
+
+    fn call_args(
+        &self,
+        tx: &EvmTransaction,
+        abi: &Arc<ContractAbi>,
+        f: &super::abi::AbiFunction,
+        values: &[DynSolValue],
+    ) -> Arc<[MatchedArg]> {
+        self.call_args
+            .borrow_mut()
+            .entry((tx.index, abi_id(abi)))
+            .or_insert_with(|| matched_args(f.inputs.iter().map(|s| (s, false)), values).into())
+            .clone()
+    }
+
+    fn log_args(
+        &self,
+        log: &crate::block::EvmLog,
+        abi: &Arc<ContractAbi>,
+        e: &super::abi::AbiEvent,
+        values: &[DynSolValue],
+    ) -> Arc<[MatchedArg]> {
+        self.log_args
+            .borrow_mut()
+            .entry((log.log_index, abi_id(abi)))
+            .or_insert_with(|| matched_args(e.inputs.iter().map(|(p, indexed)| (p, *indexed)), values).into())
             .clone()
     }
 
@@ -165,10 +199,9 @@ pub fn match_transaction(
                 let arg_list = args_of(f.inputs.iter(), values);
                 if let Some(c) = conds.iter().find(|c| cache.eval(&c.expr, &arg_list)) {
                     on.function(&conditions.functions[c.index], &f.signature);
-                    let shapes = f.inputs.iter().map(|s| (s, false));
                     args.functions.push(MatchedCall {
                         signature: f.signature.clone(),
-                        args: matched_args(shapes, values),
+                        args: cache.call_args(tx, &contract.abi, f, values),
                     });
                     fn_matched = true;
                 }
@@ -193,7 +226,7 @@ pub fn match_transaction(
                     signature: e.signature.clone(),
                     hex_signature: Some(e.hex_signature.clone()),
                     log_index: Some(log.log_index),
-                    args: matched_args(e.inputs.iter().map(|(p, indexed)| (p, *indexed)), values),
+                    args: cache.log_args(log, &contract.abi, e, values),
                 });
                 ev_matched = true;
             }

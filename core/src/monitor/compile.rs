@@ -172,14 +172,23 @@ pub fn compile(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let display_name = spec.display_name.clone().unwrap_or_else(|| source.key.name.clone());
+    let matched = Arc::new(crate::matches::MatchedMonitor {
+        key: source.key.clone(),
+        generation: source.generation,
+        display_name: display_name.clone(),
+        triggers: spec.triggers.clone(),
+        trigger_conditions: trigger_conditions.clone(),
+        upstream: Arc::new(upstream_monitor_json(&source.key, spec, &trigger_conditions)),
+    });
     Ok(CompiledMonitor {
         key: source.key.clone(),
         generation: source.generation,
-        display_name: spec.display_name.clone().unwrap_or_else(|| source.key.name.clone()),
+        display_name,
         networks: spec.networks.clone(),
         paused: spec.paused,
         triggers: spec.triggers.clone(),
-        upstream_json: Arc::new(upstream_monitor_json(&source.key, spec, &trigger_conditions)),
+        matched,
         trigger_conditions,
         match_conditions: spec.match_conditions.clone(),
         chain: chain_matcher.expect("no errors means a matcher"),

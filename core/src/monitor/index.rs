@@ -13,11 +13,9 @@ use alloy_primitives::Address;
 
 pub use super::stats::MatchStats;
 use super::{ChainMatcher, CompiledMonitor};
-use crate::block::{Block, EvmBlock, StellarLedger};
+use crate::block::{Block, EvmBlock, EvmTransaction, StellarLedger};
 use crate::evm::{DecodeCache, match_transaction};
-use crate::matches::{
-    MatchedBlock, MatchedMonitor, MatchedTransaction, MonitorMatch, StellarMatchedTransaction,
-};
+use crate::matches::{MatchedBlock, MatchedTransaction, MonitorMatch, StellarMatchedTransaction};
 
 /// The admitted, unpaused monitors of one network.
 #[derive(Debug, Default)]
@@ -74,17 +72,6 @@ impl NetworkIndex {
         }
     }
 
-    fn matched_monitor(m: &CompiledMonitor) -> MatchedMonitor {
-        MatchedMonitor {
-            key: m.key.clone(),
-            generation: m.generation,
-            display_name: m.display_name.clone(),
-            triggers: m.triggers.clone(),
-            trigger_conditions: m.trigger_conditions.clone(),
-            upstream: (*m.upstream_json).clone(),
-        }
-    }
-
     fn match_evm(&self, block: &EvmBlock) -> (Vec<MonitorMatch>, MatchStats) {
         let mut stats = MatchStats { transactions: block.transactions.len() as u64, ..Default::default() };
         let mut matches = Vec::new();
@@ -117,16 +104,19 @@ impl NetworkIndex {
             }
             candidates.sort_unstable();
             candidates.dedup();
+            // one copy of the transaction, shared by every match on it
+            let mut shared: Option<Arc<EvmTransaction>> = None;
             for &i in &candidates {
                 let m = &self.monitors[i as usize];
                 let ChainMatcher::Evm(evm) = &m.chain else { continue };
                 stats.evaluations += 1;
                 if let Some((on, args)) = match_transaction(evm, &m.match_conditions, tx, &cache) {
+                    let tx = shared.get_or_insert_with(|| Arc::new(tx.clone())).clone();
                     matches.push(MonitorMatch {
-                        monitor: Self::matched_monitor(m),
+                        monitor: m.matched.clone(),
                         network: self.network.clone(),
                         block: block_ref.clone(),
-                        transaction: MatchedTransaction::Evm(tx.clone()),
+                        transaction: MatchedTransaction::Evm(tx),
                         matched_on: on,
                         matched_on_args: args,
                     });
@@ -150,7 +140,7 @@ impl NetworkIndex {
         let matches = raw
             .into_iter()
             .map(|(i, tx, on, args)| MonitorMatch {
-                monitor: Self::matched_monitor(&self.monitors[i as usize]),
+                monitor: self.monitors[i as usize].matched.clone(),
                 network: self.network.clone(),
                 block: block.clone(),
                 transaction: MatchedTransaction::Stellar(StellarMatchedTransaction {

@@ -95,9 +95,9 @@ pub struct CompiledMonitor {
     pub trigger_conditions: Vec<ResolvedScript>,
     /// The conditions as written (copied into matches as `matched_on`).
     pub match_conditions: chainwatch_crds::MatchConditions,
-    /// The monitor in OpenZeppelin Monitor's JSON shape (contract specs stripped), for raw
-    /// payloads and scripts.
-    pub upstream_json: Arc<serde_json::Value>,
+    /// What every match of this monitor carries about it (with the monitor in OpenZeppelin
+    /// Monitor's JSON shape for raw payloads and scripts), built once and shared by its matches.
+    pub matched: Arc<crate::matches::MatchedMonitor>,
     pub chain: ChainMatcher,
     /// Things that do not stop admission but probably are mistakes (a signature no ABI declares).
     pub warnings: Vec<String>,

@@ -236,7 +236,7 @@ fn match_transaction(
             };
             if let Some(c) = first_passing(&m.functions, &signature, &named, stats) {
                 on.function(&conditions.functions[c.index], &signature);
-                out.functions.push(MatchedCall { signature, args: matched(&named, |_| false) });
+                out.functions.push(MatchedCall { signature, args: matched(&named, |_| false).into() });
                 fn_matched = true;
             }
         }
@@ -257,7 +257,7 @@ fn match_transaction(
                         signature: signature.clone(),
                         hex_signature: None,
                         log_index: None,
-                        args: matched(&named, |i| i < topics),
+                        args: matched(&named, |i| i < topics).into(),
                     });
                     ev_matched = true;
                 }

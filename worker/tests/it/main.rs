@@ -11,10 +11,10 @@ use chainwatch_crds::{Monitor, Tenant, Trigger};
 use chainwatch_devkit::receivers::{HttpReceiver, SmtpReceiver};
 use chainwatch_platform::bus::memory::MemoryBus;
 use chainwatch_platform::bus::{
-    Consumer, DEADLETTER_TOPIC, DEFERRED_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer, blocks_topic,
-    filter_group,
+    BusError, Consumer, DEADLETTER_TOPIC, DEFERRED_TOPIC, MATCHES_TOPIC, NOTIFY_GROUP, Producer,
+    blocks_topic, filter_group,
 };
-use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, DeadLetterRecord, now_ms};
+use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, DeadLetterRecord, MatchRecord, now_ms};
 use chainwatch_worker::config::{Admission, ConfigStore};
 use chainwatch_worker::metrics::WorkerMetrics;
 use chainwatch_worker::notify::destination::DestinationPolicy;
@@ -119,12 +119,22 @@ impl Harness {
     }
 
     fn start_with(store: ConfigStore, policy: DestinationPolicy, status: Arc<dyn StatusSink>) -> Self {
+        Self::start_on(store, policy, status, |bus| Arc::new(bus.clone()))
+    }
+
+    /// The stages producing through `producer` (made from the bus).
+    fn start_on(
+        store: ConfigStore,
+        policy: DestinationPolicy,
+        status: Arc<dyn StatusSink>,
+        producer: impl FnOnce(&MemoryBus) -> Arc<dyn Producer>,
+    ) -> Self {
         store.rebuild_now();
         let bus = MemoryBus::new();
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = WorkerMetrics::register(&mut registry);
         let stop = CancellationToken::new();
-        let producer: Arc<dyn Producer> = Arc::new(bus.clone());
+        let producer = producer(&bus);
         let settings = StageSettings {
             filter_concurrency: 2,
             filter_attempts: 3,
@@ -188,6 +198,30 @@ impl Harness {
         for t in self.tasks {
             t.await.unwrap();
         }
+    }
+}
+
+/// A producer whose `nth` send to the matches topic fails (a produce failure in the middle of a
+/// block's matches); every other send reaches the bus.
+struct FailsOnce {
+    bus: MemoryBus,
+    nth: usize,
+    sent: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Producer for FailsOnce {
+    async fn send(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        if topic == MATCHES_TOPIC
+            && self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == self.nth
+        {
+            return Err(BusError::Other("injected: the broker did not acknowledge the record".into()));
+        }
+        self.bus.send(topic, key, payload).await
+    }
+
+    async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
+        self.bus.flush(timeout).await
     }
 }
 
@@ -500,5 +534,49 @@ async fn a_changed_monitor_applies_to_the_next_block() {
         bodies.contains(&"0x07299f40780ea95a029aa3f2d368f78274fcfc128f3664972f7414704f642803".to_string())
     );
     let _ = got;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_produce_failure_mid_block_leaves_exactly_one_record_per_match() {
+    let hooks = HttpReceiver::start().await;
+    let store = base_store(false);
+    store.apply_trigger(trigger("hook", json!({"webhook": {"url": hooks.url("/hook")}, "message": {"title": "t", "body": "${transaction.hash}"}})));
+    // every USDT transfer: one match per transaction with a USDT Transfer log
+    let mut m = usdt_monitor(&["hook"], json!({}));
+    m.spec.match_conditions.events[0].expression = None;
+    store.apply_monitor(m);
+    let block = block_18m();
+    let Block::Evm(evm) = &block else { unreachable!() };
+    // keccak256("Transfer(address,address,uint256)")
+    let transfer_topic = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+    let expected: std::collections::BTreeSet<String> = evm
+        .transactions
+        .iter()
+        .filter(|tx| {
+            tx.logs().iter().any(|l| {
+                format!("{:#x}", l.address) == USDT
+                    && l.topics.first().is_some_and(|t| format!("{t:#x}") == transfer_topic)
+            })
+        })
+        .map(|tx| format!("{:#x}", tx.hash))
+        .collect();
+    assert!(expected.len() >= 5, "the block has {} USDT transfers", expected.len());
+    let h = Harness::start_on(store, local(), Arc::new(NoStatus), |bus| {
+        Arc::new(FailsOnce { bus: bus.clone(), nth: 3, sent: Default::default() })
+    });
+    h.publish_block(block).await;
+    hooks.wait_for(expected.len(), Duration::from_secs(20)).await;
+    let records: Vec<String> = h
+        .bus
+        .records(MATCHES_TOPIC)
+        .iter()
+        .map(|(_, v)| MatchRecord::decode(v).unwrap().matched.transaction_hash())
+        .collect();
+    let distinct: std::collections::BTreeSet<String> = records.iter().cloned().collect();
+    assert_eq!(distinct, expected, "one record for each transaction with a USDT transfer");
+    assert_eq!(records.len(), expected.len(), "no record twice: {} records", records.len());
+    assert_eq!(h.metric("chainwatch_worker_match_resends_total"), 1.0);
+    assert!(h.dead_letters().is_empty());
     h.stop().await;
 }
