@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
 use crate::block::EvmTransaction;
-use crate::monitor::{MonitorKey, ResolvedScript};
+pub use crate::monitor::MatchedMonitor;
 use chainwatch_crds::{SignatureCondition, TransactionCondition, TransactionStatus};
 
 /// One match per (monitor, transaction).
@@ -23,20 +23,6 @@ pub struct MonitorMatch {
     pub matched_on: MatchedOn,
     /// The decoded arguments of the matched functions and events, index-aligned with `matched_on`.
     pub matched_on_args: MatchedOnArgs,
-}
-
-/// The monitor as it was when it matched.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct MatchedMonitor {
-    pub key: MonitorKey,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<i64>,
-    pub display_name: String,
-    pub triggers: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub trigger_conditions: Vec<ResolvedScript>,
-    /// OpenZeppelin Monitor's JSON of the monitor (contract specs stripped).
-    pub upstream: Arc<Json>,
 }
 
 /// Where the match happened.

@@ -173,7 +173,7 @@ pub fn compile(
         return Err(errors);
     }
     let display_name = spec.display_name.clone().unwrap_or_else(|| source.key.name.clone());
-    let matched = Arc::new(crate::matches::MatchedMonitor {
+    let matched = Arc::new(super::MatchedMonitor {
         key: source.key.clone(),
         generation: source.generation,
         display_name: display_name.clone(),

@@ -79,6 +79,20 @@ pub struct ResolvedScript {
     pub timeout_ms: u64,
 }
 
+/// The monitor as it was when it matched.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MatchedMonitor {
+    pub key: MonitorKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    pub display_name: String,
+    pub triggers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trigger_conditions: Vec<ResolvedScript>,
+    /// OpenZeppelin Monitor's JSON of the monitor (contract specs stripped).
+    pub upstream: Arc<serde_json::Value>,
+}
+
 /// A monitor ready for evaluation on networks of one chain type.
 #[derive(Debug)]
 pub struct CompiledMonitor {
@@ -97,7 +111,7 @@ pub struct CompiledMonitor {
     pub match_conditions: chainwatch_crds::MatchConditions,
     /// What every match of this monitor carries about it (with the monitor in OpenZeppelin
     /// Monitor's JSON shape for raw payloads and scripts), built once and shared by its matches.
-    pub matched: Arc<crate::matches::MatchedMonitor>,
+    pub matched: Arc<MatchedMonitor>,
     pub chain: ChainMatcher,
     /// Things that do not stop admission but probably are mistakes (a signature no ABI declares).
     pub warnings: Vec<String>,
