@@ -85,7 +85,7 @@ kind-up:
 
 # the container image
 image TAG="chainwatch:dev":
-    docker build -t {{TAG}} .
+    docker build --build-arg CHAINWATCH_COMMIT=$(git rev-parse --short=12 HEAD) -t {{TAG}} .
 
 # build, load and deploy to the kind cluster (CRDs, RBAC, operator, a single-node Kafka)
 deploy: kind-up image

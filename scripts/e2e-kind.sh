@@ -13,7 +13,7 @@ command -v docker >/dev/null && docker info >/dev/null 2>&1 || die "no Docker en
 kind get clusters | grep -qx "$CLUSTER" || kind create cluster --config "$REPO/kind-cluster.yaml"
 kubectl config use-context "kind-$CLUSTER" >/dev/null
 log "building the image"
-docker build -t chainwatch:dev "$REPO"
+docker build --build-arg CHAINWATCH_COMMIT="$(git -C "$REPO" rev-parse --short=12 HEAD)" -t chainwatch:dev "$REPO"
 kind load docker-image chainwatch:dev --name "$CLUSTER"
 log "deploying"
 kubectl apply --server-side -k "$REPO/config/kind"

@@ -38,14 +38,16 @@ install_system_packages() {
   command -v cmake >/dev/null || missing+=(cmake)
   [ -f /usr/include/curl/curl.h ] || [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
   command -v kubectl >/dev/null || missing+=(kubectl)
+  # librdkafka's TLS and SASL SCRAM
+  [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
-    # a fresh machine's package lists are often stale: the first try may fail, quietly
+    # a fresh machine's package lists are stale: refresh them first (output in the log)
     local aptlog="$TOOLS/apt.log"
     mkdir -p "$TOOLS"
     export DEBIAN_FRONTEND=noninteractive
-    { apt-get install -y -qq "${missing[@]}" \
-      || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }; } >"$aptlog" 2>&1 \
+    { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; } >"$aptlog" 2>&1 \
       || { tail -n 20 "$aptlog" >&2; die "could not install ${missing[*]} (full log: $aptlog)"; }
   fi
 }

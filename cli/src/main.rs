@@ -15,9 +15,28 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+/// The version and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CHAINWATCH_COMMIT"), ")");
+
+const EXAMPLES: &str = "\
+Examples:
+  chainwatch dev --demo                          a local chain, example monitors and a receiver
+  chainwatch dev -f monitors/ -R --rpc https://…  your monitors on a real chain, on this machine
+  chainwatch import ./oz-monitor-config -o cw/   OpenZeppelin Monitor's config → manifests
+  chainwatch check -R cw/                        validate manifests offline (exit 1 on errors)
+  chainwatch test -m cw/monitor.yaml -f cw/ --block 18000000 --rpc https://…
+                                                 dry-run a monitor on one block
+  kubectl apply -f cw/ && kubectl get monitors   run them in a cluster";
+
 /// Kubernetes-native blockchain monitoring with OpenZeppelin Monitor semantics.
 #[derive(Parser)]
-#[command(name = "chainwatch", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "chainwatch",
+    version = VERSION,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = EXAMPLES
+)]
 struct Cli {
     #[command(flatten)]
     log: chainwatch_platform::telemetry::LogArgs,

@@ -33,6 +33,42 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// `--version` names a commit of this repository (the build stamps `git rev-parse`'s), and
+/// `--help` ends with examples whose subcommands and flags exist.
+#[test]
+fn version_names_the_commit_and_help_shows_working_examples() {
+    let out = chainwatch(&["--version"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let commit = version
+        .strip_prefix(&format!("chainwatch {} (commit ", env!("CARGO_PKG_VERSION")))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{version}"));
+    assert!(commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()), "{version}");
+    let known = Command::new("git")
+        .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+        .current_dir(repo())
+        .status();
+    assert!(known.is_ok_and(|s| s.success()), "{commit} is not a commit of this repository");
+
+    let help = String::from_utf8_lossy(&chainwatch(&["--help"]).stdout).into_owned();
+    let examples = help.split_once("Examples:\n").map(|(_, e)| e).unwrap_or_else(|| panic!("{help}"));
+    let mut checked = 0;
+    for line in examples.lines().map(str::trim).filter(|l| l.starts_with("chainwatch ")) {
+        let words: Vec<&str> = line.split_whitespace().take_while(|w| w.len() > 1 || *w == "-").collect();
+        let (sub, flags) = (words[1], words.iter().filter(|w| w.starts_with('-')).collect::<Vec<_>>());
+        let sub_help = text(&chainwatch(&[sub, "--help"]));
+        for flag in flags {
+            assert!(
+                sub_help.contains(&format!("{flag} ")) || sub_help.contains(&format!("{flag},")),
+                "`{line}`: {sub} has no {flag}"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "{examples}");
+}
+
 #[test]
 fn check_passes_the_examples_and_rejects_each_invalid_one_with_the_api_servers_message() {
     let ok = chainwatch(&["check", "examples/"]);

@@ -19,6 +19,7 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod monitor;
+pub mod netpol;
 pub mod network;
 pub mod supervise;
 pub mod tenant;
@@ -65,6 +66,15 @@ pub struct OperatorArgs {
     /// ServiceAccount of the worker pods.
     #[arg(long, env = "CHAINWATCH_WORKER_SERVICE_ACCOUNT", default_value = "chainwatch-worker")]
     pub worker_service_account: String,
+    /// Ports pods reach the API server on, after the Service's translation (NetworkPolicies
+    /// allow them): 443 for most managed clusters, 6443 for kubeadm and kind.
+    #[arg(long = "api-server-port", env = "CHAINWATCH_API_SERVER_PORTS", value_delimiter = ',', default_values_t = [443u16, 6443])]
+    pub api_server_ports: Vec<u16>,
+    /// A Secret of `--namespace` with the Kafka credentials (SASL username and password, TLS
+    /// certificates): mounted into every ingester and worker, whose pods roll when it changes.
+    /// Mount it into the operator too and point `--kafka-credentials-dir` at it.
+    #[arg(long, env = "CHAINWATCH_KAFKA_SECRET")]
+    pub kafka_secret: Option<String>,
     /// Internal destinations workers may notify (passed to them).
     #[arg(long = "allow-destination", env = "CHAINWATCH_ALLOW_DESTINATIONS")]
     pub allow_destinations: Option<String>,
@@ -165,6 +175,11 @@ pub async fn context(
             }),
             allow_destinations: args.allow_destinations.clone(),
             worker_service_account: args.worker_service_account.clone(),
+            api_server_ports: args.api_server_ports.clone(),
+            kafka_secret: args
+                .kafka_secret
+                .clone()
+                .map(|name| network::build::KafkaSecret { name, version: None }),
         },
         kafka: (!args.no_kafka).then(|| args.kafka.clone()),
         metrics,
@@ -182,15 +197,30 @@ pub async fn context(
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runs `controllers` until they finish after `stop`, or until [`DRAIN_LIMIT`] after it: a stop
-/// must not hang on a reconcile stuck on a slow API server. A reconcile cut short is harmless:
-/// they are idempotent, and the next leader runs them again.
-async fn drain(controllers: impl std::future::Future<Output = ()>, stop: &CancellationToken) {
+/// must not hang on a reconcile stuck on a slow API server. When the leader lease was `lost`, the
+/// limit is the election's (shorter: a new leader may soon take over). A reconcile cut short is
+/// harmless: they are idempotent, and the next leader runs them again.
+async fn drain(
+    controllers: impl std::future::Future<Output = ()>,
+    stop: &CancellationToken,
+    lost: Option<(CancellationToken, Duration)>,
+) {
+    let after_loss = async {
+        match lost {
+            Some((lost, limit)) => {
+                lost.cancelled().await;
+                tokio::time::sleep(limit).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         () = controllers => {}
         () = async {
             stop.cancelled().await;
             tokio::time::sleep(DRAIN_LIMIT).await;
         } => tracing::warn!(limit = ?DRAIN_LIMIT, "controllers did not drain in time: stopped"),
+        () = after_loss => tracing::warn!("controllers did not stop in time after the lease was lost: stopped"),
     }
 }
 
@@ -210,24 +240,25 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
 
     loop {
         let leading = if args.leader_election {
-            let election = leader::LeaderElection {
-                api: Api::<Lease>::namespaced(client.clone(), &args.namespace),
-                name: args.lease_name.clone(),
-                identity: identity.clone(),
-                lease_duration: Duration::from_secs(args.lease_seconds.max(3)),
-            };
+            let election = leader::LeaderElection::new(
+                Api::<Lease>::namespaced(client.clone(), &args.namespace),
+                &args.lease_name,
+                &identity,
+                Duration::from_secs(args.lease_seconds.max(3)),
+            );
             match election.lead(shutdown.clone()).await {
                 None => break,
-                Some((token, renewer)) => Some((token, renewer, election)),
+                Some(leadership) => Some((leadership, election.drain_after_loss())),
             }
         } else {
             None
         };
         metrics.leader(true);
         let stop = match &leading {
-            Some((token, _, _)) => token.clone(),
+            Some((leadership, _)) => leadership.stop.clone(),
             None => shutdown.child_token(),
         };
+        let lost = leading.as_ref().map(|(l, after)| (l.lost.clone(), *after));
         let mut tasks = tokio::task::JoinSet::new();
         let (undecodable_tx, undecodable_rx) = tokio::sync::mpsc::unbounded_channel();
         let hooks = CacheHooks { metrics: metrics.cache.clone(), undecodable: Some(undecodable_tx) };
@@ -241,16 +272,14 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
             kafka = ctx.kafka.is_some(),
             "controllers starting"
         );
-        drain(run_controllers(ctx, stop.clone()), &stop).await;
+        drain(run_controllers(ctx, stop.clone()), &stop, lost).await;
         stop.cancel();
+        tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         metrics.leader(false);
-        if let Some((_, renewer, election)) = leading {
-            let _ = renewer.await;
+        if let Some((leadership, _)) = leading {
             // only now that nothing reconciles any more: a standby takes over at once
-            if shutdown.is_cancelled() {
-                election.release().await;
-            }
+            leadership.step_down(shutdown.is_cancelled()).await;
         }
         if shutdown.is_cancelled() {
             break;

@@ -7,19 +7,37 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
+/// The scheme and `host[:port]` of a URL (userinfo, path, query and fragment dropped).
+fn authority(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    Some((scheme, authority.rsplit_once('@').map_or(authority, |(_, h)| h)))
+}
+
 /// `scheme://host[:port]` of a URL (userinfo, path, query and fragment dropped); `"invalid URL"`
 /// when it is none.
 pub fn endpoint(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest))
-            if !scheme.is_empty()
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) =>
-        {
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}")
-        }
-        _ => "invalid URL".into(),
+    match authority(url) {
+        Some((scheme, host)) => format!("{scheme}://{host}"),
+        None => "invalid URL".into(),
+    }
+}
+
+/// The TCP port a URL connects to: its explicit port, or its scheme's (http/ws 80, https/wss 443).
+pub fn port(url: &str) -> Option<u16> {
+    let (scheme, host) = authority(url)?;
+    // after an IPv6 literal's `]`, or after the last `:` of a name or IPv4 address
+    let tail = host.rsplit_once(']').map_or(host, |(_, t)| t);
+    match tail.rsplit_once(':') {
+        Some((_, p)) if !p.is_empty() => p.parse().ok(),
+        _ => match scheme.to_ascii_lowercase().as_str() {
+            "http" | "ws" => Some(80),
+            "https" | "wss" => Some(443),
+            _ => None,
+        },
     }
 }
 
@@ -51,6 +69,18 @@ pub fn scrub<'a>(text: &str, secrets: impl IntoIterator<Item = &'a str>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_are_explicit_or_the_schemes() {
+        assert_eq!(port("https://eth.example/v2/KEY"), Some(443));
+        assert_eq!(port("http://user:pw@10.0.0.7:8545/"), Some(8545));
+        assert_eq!(port("wss://[2001:db8::1]:8546"), Some(8546));
+        assert_eq!(port("http://[2001:db8::1]/rpc"), Some(80));
+        assert_eq!(port("ws://node"), Some(80));
+        assert_eq!(port("https://node:99999"), None, "not a port");
+        assert_eq!(port("ftp://node"), None);
+        assert_eq!(port("node:8545"), None, "not a URL");
+    }
 
     #[test]
     fn endpoints_keep_only_scheme_host_and_port() {

@@ -212,7 +212,7 @@ async fn every_part_works_with_its_own_service_account_and_no_more() {
             format!("--namespace={system}"),
             "--image=chainwatch:test".into(),
             "--identity=op-rbac".into(),
-            "--lease-seconds=4".into(),
+            "--lease-seconds=6".into(),
             "--allow-destination=127.0.0.1/32".into(),
         ],
         dir.path(),

@@ -1,7 +1,8 @@
 //! The objects a Network becomes, as pure functions of the Network and the operator's settings:
 //! the ingester StatefulSet (one replica, a volume for its checkpoint) with its Service,
 //! ServiceAccount and least-privilege RBAC, the worker Deployment, and its autoscaler (an
-//! autoscaling/v2 HPA on CPU, or a KEDA ScaledObject on consumer lag).
+//! autoscaling/v2 HPA on CPU, or a KEDA ScaledObject on consumer lag). Disruption budgets and
+//! network policies are in [`super::policies`].
 
 use std::collections::BTreeMap;
 
@@ -15,8 +16,9 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext,
+    Service, ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -42,6 +44,59 @@ pub struct PodSettings {
     pub allow_destinations: Option<String>,
     /// ServiceAccount of the workers (shared, from the install manifests).
     pub worker_service_account: String,
+    /// Ports the API server is reached on from pods (NetworkPolicies allow them).
+    pub api_server_ports: Vec<u16>,
+    /// The Secret (in `namespace`) with the Kafka credentials, mounted into every pod.
+    pub kafka_secret: Option<KafkaSecret>,
+}
+
+/// The Secret with the Kafka credentials (SASL, TLS certificates: `credentials` in the platform
+/// crate says which keys count).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaSecret {
+    pub name: String,
+    /// Its resourceVersion when last read: written into the pod templates, so a changed Secret
+    /// rolls the pods (their clients read the credentials when they start).
+    pub version: Option<String>,
+}
+
+/// Where the Kafka credentials Secret is mounted.
+pub const KAFKA_CREDENTIALS_DIR: &str = "/etc/chainwatch/kafka";
+/// The pod template annotation that carries [`KafkaSecret::version`].
+pub const KAFKA_CREDENTIALS_VERSION: &str = "chainwatch.io/kafka-credentials-version";
+
+/// Mounts the Kafka credentials Secret, if any, into a pod template's chainwatch container: read
+/// only, readable by the pod's group only, never copied into the spec.
+fn mount_kafka_credentials(template: &mut PodTemplateSpec, s: &PodSettings) {
+    let Some(secret) = &s.kafka_secret else { return };
+    let Some(pod) = template.spec.as_mut() else { return };
+    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: "kafka-credentials".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.name.clone()),
+            default_mode: Some(0o440),
+            optional: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    for c in &mut pod.containers {
+        c.env.get_or_insert_with(Vec::new).push(env("KAFKA_CREDENTIALS_DIR", KAFKA_CREDENTIALS_DIR));
+        c.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+            name: "kafka-credentials".into(),
+            mount_path: KAFKA_CREDENTIALS_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    if let Some(version) = &secret.version {
+        template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(KAFKA_CREDENTIALS_VERSION.into(), version.clone());
+    }
 }
 
 /// Defaults of the worker scaling.
@@ -63,7 +118,7 @@ fn owner(network: &Network) -> OwnerReference {
     network.controller_owner_ref(&()).expect("a Network read from the API server has a name and uid")
 }
 
-fn meta(network: &Network, name: &str, namespace: Option<&str>, component: &str) -> ObjectMeta {
+pub(crate) fn meta(network: &Network, name: &str, namespace: Option<&str>, component: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: namespace.map(str::to_string),
@@ -259,31 +314,33 @@ pub fn ingester_statefulset(network: &Network, s: &PodSettings) -> StatefulSet {
         env("CHAINWATCH_CHECKPOINT_DIR", "/var/lib/chainwatch"),
         env("CHAINWATCH_SECRETS_NAMESPACE", &s.namespace),
     ]);
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels::child(&net, labels::INGESTER)),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(name.clone()),
+            security_context: Some(pod_security()),
+            termination_grace_period_seconds: Some(60),
+            containers: vec![container(
+                s,
+                "ingester",
+                vars,
+                resources(spec_ingester.resources.as_ref(), "100m", "128Mi", "512Mi"),
+                ("checkpoint", "/var/lib/chainwatch"),
+            )],
+            ..Default::default()
+        }),
+    };
+    mount_kafka_credentials(&mut template, s);
     StatefulSet {
         metadata: meta(network, &name, Some(&s.namespace), labels::INGESTER),
         spec: Some(StatefulSetSpec {
             replicas: Some(1),
             service_name: Some(name.clone()),
             selector: LabelSelector { match_labels: Some(selector.clone()), ..Default::default() },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels::child(&net, labels::INGESTER)),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(name.clone()),
-                    security_context: Some(pod_security()),
-                    termination_grace_period_seconds: Some(60),
-                    containers: vec![container(
-                        s,
-                        "ingester",
-                        vars,
-                        resources(spec_ingester.resources.as_ref(), "100m", "128Mi", "512Mi"),
-                        ("checkpoint", "/var/lib/chainwatch"),
-                    )],
-                    ..Default::default()
-                }),
-            },
+            template,
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
                 metadata: ObjectMeta {
                     name: Some("checkpoint".into()),
@@ -377,6 +434,33 @@ pub fn worker_deployment(network: &Network, s: &PodSettings, partitions: i32, sc
     }
     // tenant scripts run in the tenant's runner pod, never next to the worker's token
     vars.push(env("CHAINWATCH_SCRIPT_RUNNER", chainwatch_platform::runner::URL));
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels::child(&net, labels::WORKER)),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(s.worker_service_account.clone()),
+            topology_spread_constraints: Some(worker_spread(network)),
+            security_context: Some(pod_security()),
+            termination_grace_period_seconds: Some(60),
+            // scripts run with /tmp as their working directory
+            containers: vec![container(
+                s,
+                "worker",
+                vars,
+                resources(workers.resources.as_ref(), "250m", "256Mi", "1Gi"),
+                ("tmp", "/tmp"),
+            )],
+            volumes: Some(vec![Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    };
+    mount_kafka_credentials(&mut template, s);
     Deployment {
         metadata: meta(network, &worker_name(&net), Some(&s.namespace), labels::WORKER),
         spec: Some(DeploymentSpec {
@@ -385,35 +469,28 @@ pub fn worker_deployment(network: &Network, s: &PodSettings, partitions: i32, sc
                 match_labels: Some(labels::selector(&net, labels::WORKER)),
                 ..Default::default()
             },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels::child(&net, labels::WORKER)),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(s.worker_service_account.clone()),
-                    security_context: Some(pod_security()),
-                    termination_grace_period_seconds: Some(60),
-                    // scripts run with /tmp as their working directory
-                    containers: vec![container(
-                        s,
-                        "worker",
-                        vars,
-                        resources(workers.resources.as_ref(), "250m", "256Mi", "1Gi"),
-                        ("tmp", "/tmp"),
-                    )],
-                    volumes: Some(vec![Volume {
-                        name: "tmp".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
-                }),
-            },
+            template,
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// Workers spread over nodes and zones where the scheduler can (never left Pending for it).
+fn worker_spread(network: &Network) -> Vec<TopologySpreadConstraint> {
+    ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+        .iter()
+        .map(|key| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: (*key).into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(labels::selector(&network.name_any(), labels::WORKER)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// An autoscaling/v2 HPA on CPU.
@@ -500,6 +577,8 @@ mod tests {
             kafka_options: None,
             allow_destinations: None,
             worker_service_account: "chainwatch-worker".into(),
+            api_server_ports: vec![443, 6443],
+            kafka_secret: None,
         }
     }
 

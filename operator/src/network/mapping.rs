@@ -9,12 +9,20 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::labels;
 
-/// A Secret of the operator's namespace changed: the Networks whose endpoints read it.
-pub fn for_secret(networks: &[Arc<Network>], secret: &Secret) -> Vec<ObjectRef<Network>> {
+/// A Secret of the operator's namespace changed: the Networks whose endpoints read it, or all of
+/// them when it is the Kafka credentials Secret (`kafka_secret`) every pipeline mounts.
+pub fn for_secret(
+    networks: &[Arc<Network>],
+    secret: &Secret,
+    kafka_secret: Option<&str>,
+) -> Vec<ObjectRef<Network>> {
     let name = secret.metadata.name.clone().unwrap_or_default();
+    let everyone = kafka_secret == Some(name.as_str());
     networks
         .iter()
-        .filter(|n| n.spec.rpc.iter().any(|e| e.url_secret_ref.as_ref().is_some_and(|r| r.name == name)))
+        .filter(|n| {
+            everyone || n.spec.rpc.iter().any(|e| e.url_secret_ref.as_ref().is_some_and(|r| r.name == name))
+        })
         .map(|n| ObjectRef::from_obj(n.as_ref()))
         .collect()
 }
@@ -44,7 +52,12 @@ mod tests {
             n("b", json!([{"url": "https://x"}])),
         ];
         let alchemy: Secret = serde_json::from_value(json!({"metadata": {"name": "alchemy"}})).unwrap();
-        assert_eq!(for_secret(&all, &alchemy).into_iter().map(|r| r.name).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(for_secret(&all, &alchemy, None).into_iter().map(|r| r.name).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(
+            for_secret(&all, &alchemy, Some("alchemy")).into_iter().map(|r| r.name).collect::<Vec<_>>(),
+            ["a", "b"],
+            "the Kafka credentials: every pipeline"
+        );
         let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(
             json!({"metadata": {"name": "x", "labels": {"chainwatch.io/network": "b"}}}),
         )

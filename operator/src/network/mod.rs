@@ -6,13 +6,14 @@
 
 pub mod build;
 pub mod mapping;
+pub mod policies;
 pub mod status;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chainwatch_core::config::{Catalog, NetworkSettings, SpecError, network_settings};
+use chainwatch_core::config::{Catalog, Lookup, NetworkSettings, SpecError, network_settings};
 use chainwatch_crds::Network;
 use chainwatch_crds::network::TopicDeletionPolicy;
 use chainwatch_crds::network::conditions::{PROGRESSING, TOPIC_READY};
@@ -22,6 +23,8 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -40,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::events::Level;
 use crate::labels::{self, MANAGER};
 use crate::supervise::supervised;
-use build::Scaler;
+use build::{PodSettings, Scaler};
 
 /// Finalizer that deletes (or keeps) the Kafka topic.
 pub const FINALIZER: &str = "chainwatch.io/kafka-topic";
@@ -75,6 +78,7 @@ pub async fn controller(ctx: Ctx, stop: CancellationToken) {
     let store = c.networks.store();
     let by_secret = store.clone();
     let own_ns = ns.clone();
+    let kafka_secret = ctx.pods.kafka_secret.as_ref().map(|k| k.name.clone());
     let children = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, MANAGER));
     Controller::for_stream(futures::stream::pending(), store.clone())
         .reconcile_on(own(changed(c.networks.subscribe(), reacts_to)))
@@ -83,7 +87,7 @@ pub async fn controller(ctx: Ctx, stop: CancellationToken) {
             changed(c.secrets.subscribe(), |s| (s.data.clone(), s.string_data.clone())),
             move |ch| {
                 if ch.object().metadata.namespace.as_deref() == Some(own_ns.as_str()) {
-                    mapping::for_secret(&by_secret.state(), ch.object())
+                    mapping::for_secret(&by_secret.state(), ch.object(), kafka_secret.as_deref())
                 } else {
                     Vec::new()
                 }
@@ -94,9 +98,11 @@ pub async fn controller(ctx: Ctx, stop: CancellationToken) {
         .watches(Api::<Service>::namespaced(client.clone(), &ns), children.clone(), mapping::network_of)
         .watches(
             Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns),
-            children,
+            children.clone(),
             mapping::network_of,
         )
+        .watches(Api::<NetworkPolicy>::namespaced(client.clone(), &ns), children.clone(), mapping::network_of)
+        .watches(Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), children, mapping::network_of)
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconciler, on_error, Arc::new(ctx))
         .for_each(|_| async {})
@@ -112,18 +118,22 @@ enum Child {
     StatefulSet,
     Service,
     ServiceAccount,
+    DisruptionBudget,
+    NetworkPolicy,
     RoleBinding,
     Role,
 }
 
 impl Child {
-    const ALL: [Child; 8] = [
+    const ALL: [Child; 10] = [
         Child::Deployment,
         Child::Hpa,
         Child::ScaledObject,
         Child::StatefulSet,
         Child::Service,
         Child::ServiceAccount,
+        Child::DisruptionBudget,
+        Child::NetworkPolicy,
         Child::RoleBinding,
         Child::Role,
     ];
@@ -165,6 +175,12 @@ async fn prune(ctx: &Ctx, network: &str, kinds: &[Child], keep: &BTreeSet<String
             }
             Child::ServiceAccount => {
                 delete_others(&Api::<ServiceAccount>::namespaced(client.clone(), ns), &sel, keep).await?
+            }
+            Child::DisruptionBudget => {
+                delete_others(&Api::<PodDisruptionBudget>::namespaced(client.clone(), ns), &sel, keep).await?
+            }
+            Child::NetworkPolicy => {
+                delete_others(&Api::<NetworkPolicy>::namespaced(client.clone(), ns), &sel, keep).await?
             }
             Child::RoleBinding => {
                 delete_others(&Api::<RoleBinding>::namespaced(client.clone(), ns), &sel, keep).await?
@@ -248,6 +264,37 @@ fn read_settings(n: &Network, ctx: &Ctx) -> (std::result::Result<NetworkSettings
     (settings, problems)
 }
 
+/// The pod settings with the Kafka credentials Secret's current version, and a problem when the
+/// Secret `--kafka-secret` names does not exist (the pods could not start: their volume is
+/// required).
+fn kafka_credentials(ctx: &Ctx) -> (PodSettings, Option<Check>) {
+    let mut pods = ctx.pods.clone();
+    let Some(secret) = pods.kafka_secret.as_mut() else { return (pods, None) };
+    let ns = &ctx.pods.namespace;
+    let problem = match ctx.caches.secret(ns, &secret.name) {
+        Lookup::Found(s) => {
+            secret.version = s.metadata.resource_version.clone();
+            None
+        }
+        Lookup::Missing => Some(Check::new(
+            "Ready",
+            false,
+            "KafkaCredentialsNotFound",
+            format!(
+                "Secret {ns}/{} (the operator's --kafka-secret) does not exist: create it with the Kafka credentials (docs/install.md, Kafka)",
+                secret.name
+            ),
+        )),
+        Lookup::Unknown(why) => Some(Check::new(
+            "Ready",
+            false,
+            conditions::REFERENCE_PENDING,
+            format!("Secret {ns}/{} (--kafka-secret): {why}", secret.name),
+        )),
+    };
+    (pods, problem)
+}
+
 /// Step 2: the block topic; returns its condition and the partitions it has.
 async fn ensure_topic(n: &Network, settings: Option<&NetworkSettings>, ctx: &Ctx) -> (Check, i32) {
     let topic = blocks_topic(&n.name_any());
@@ -284,11 +331,16 @@ async fn ensure_topic(n: &Network, settings: Option<&NetworkSettings>, ctx: &Ctx
 
 /// Steps 3 and 4: the children, built and applied, and the stale ones deleted. Returns a note on
 /// autoscaling when what was asked for is not possible.
-async fn apply_children(n: &Network, partitions: i32, ctx: &Ctx) -> Result<Option<Check>> {
+async fn apply_children(
+    n: &Network,
+    settings: Option<&NetworkSettings>,
+    p: &PodSettings,
+    partitions: i32,
+    ctx: &Ctx,
+) -> Result<Option<Check>> {
     let name = n.name_any();
     let ns = ctx.pods.namespace.clone();
     let client = ctx.client.clone();
-    let p = &ctx.pods;
     let workers = n.spec.workers.clone().unwrap_or_default();
     let mode = workers.autoscaling.as_ref().and_then(|a| a.mode).unwrap_or_default();
     let scaler = build::scaler(mode, ctx.keda_installed);
@@ -317,6 +369,13 @@ async fn apply_children(n: &Network, partitions: i32, ctx: &Ctx) -> Result<Optio
         }
     }
     apply(&Api::<Service>::namespaced(client.clone(), &ns), &build::ingester_service(n, p)).await?;
+    // contained before they run: the policies and budgets come before the pods' controllers
+    let netpols: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+    apply(&netpols, &policies::ingester_policy(n, p, settings)).await?;
+    apply(&netpols, &policies::worker_policy(n, p)).await?;
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    apply(&pdbs, &policies::ingester_budget(n, p)).await?;
+    apply(&pdbs, &policies::worker_budget(n, p)).await?;
     apply(&Api::<StatefulSet>::namespaced(client.clone(), &ns), &build::ingester_statefulset(n, p)).await?;
     apply(
         &Api::<Deployment>::namespaced(client.clone(), &ns),
@@ -360,9 +419,11 @@ async fn apply_children(n: &Network, partitions: i32, ctx: &Ctx) -> Result<Optio
 
 async fn apply_network(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
     let name = n.name_any();
-    let (settings, problems) = read_settings(&n, &ctx);
+    let (settings, mut problems) = read_settings(&n, &ctx);
+    let (pods, kafka_problem) = kafka_credentials(&ctx);
+    problems.extend(kafka_problem);
     let (topic, partitions) = ensure_topic(&n, settings.as_ref().ok(), &ctx).await;
-    let note = apply_children(&n, partitions, &ctx).await?;
+    let note = apply_children(&n, settings.as_ref().ok(), &pods, partitions, &ctx).await?;
 
     // step 5: status
     let ingester = n.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == PROGRESSING));

@@ -25,8 +25,7 @@ use k8s_openapi::api::core::v1::{
     Probe, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
-    NetworkPolicyPort, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
 };
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -34,8 +33,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::labels;
 use crate::network::build::{PodSettings, env, pod_security, resources, restricted};
+use crate::{labels, netpol};
 
 /// The ClusterRole tenants are bound to (installed by `config/rbac`).
 pub const EDITOR_ROLE: &str = "chainwatch-tenant-editor";
@@ -244,10 +243,6 @@ pub fn runner_service(tenant: &Tenant, namespace: &str) -> Service {
     }
 }
 
-/// Internal ranges a script with the network still may not reach.
-pub const INTERNAL_RANGES: [&str; 5] =
-    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"];
-
 /// Only the workers (pods of component `worker` in the platform's namespace) reach the runner;
 /// the runner reaches nothing — or, when the Tenant allows scripts the network, the public
 /// internet and DNS, never cluster or metadata addresses.
@@ -267,52 +262,19 @@ pub fn runner_network_policy(tenant: &Tenant, namespace: &str, platform_namespac
         ..Default::default()
     };
     let egress = if tenant.spec.limits.script_network {
-        let dns = NetworkPolicyEgressRule {
-            ports: Some(
-                ["UDP", "TCP"]
-                    .iter()
-                    .map(|p| NetworkPolicyPort {
-                        protocol: Some((*p).into()),
-                        port: Some(IntOrString::Int(53)),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            to: None,
-        };
-        let internet = NetworkPolicyEgressRule {
-            to: Some(vec![NetworkPolicyPeer {
-                ip_block: Some(IPBlock {
-                    cidr: "0.0.0.0/0".into(),
-                    except: Some(INTERNAL_RANGES.iter().map(|r| (*r).into()).collect()),
-                }),
-                ..Default::default()
-            }]),
-            ports: None,
-        };
-        vec![dns, internet]
+        vec![netpol::dns(), netpol::public_internet()]
     } else {
         Vec::new()
     };
-    NetworkPolicy {
-        metadata: runner_meta(tenant, namespace),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(runner_selector(tenant)),
-                ..Default::default()
-            }),
-            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![workers]),
-                ports: Some(vec![NetworkPolicyPort {
-                    protocol: Some("TCP".into()),
-                    port: Some(IntOrString::Int(i32::from(runner::PORT))),
-                    ..Default::default()
-                }]),
-            }]),
-            egress: Some(egress),
-        }),
-    }
+    let ingress = NetworkPolicyIngressRule {
+        from: Some(vec![workers]),
+        ports: Some(vec![NetworkPolicyPort {
+            protocol: Some("TCP".into()),
+            port: Some(IntOrString::Int(i32::from(runner::PORT))),
+            ..Default::default()
+        }]),
+    };
+    netpol::policy(runner_meta(tenant, namespace), runner_selector(tenant), vec![ingress], egress)
 }
 
 /// A namespace created for a tenant (never deleted with it: the data inside is the tenant's).
@@ -365,6 +327,8 @@ mod tests {
             kafka_options: None,
             allow_destinations: None,
             worker_service_account: "chainwatch-worker".into(),
+            api_server_ports: vec![443],
+            kafka_secret: None,
         }
     }
 

@@ -276,7 +276,7 @@ impl Operator {
             format!("--kafka-bootstrap={kafka}"),
             format!("--admin-addr={admin}"),
             format!("--identity={identity}"),
-            "--lease-seconds=4".into(),
+            "--lease-seconds=6".into(),
         ];
         if !extra.contains(&"--image-from-pod") {
             argv.push("--image=chainwatch:test".into());

@@ -7,4 +7,5 @@ mod harness;
 mod keda;
 mod leader;
 mod network;
+mod policies;
 mod tenant;

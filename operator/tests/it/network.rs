@@ -419,3 +419,78 @@ async fn the_operator_runs_pipelines_from_its_own_image() {
     op.stop().await;
     harness::reset(&client).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_credentials_come_from_a_secret_that_rolls_the_pods_when_it_changes() {
+    let client = harness::clean_slate().await;
+    let ns = harness::new_namespace(&client, "cw-op").await;
+    let op = Operator::start(&ns, "op-a", &["--no-kafka", "--kafka-secret=kafka-creds"]).await;
+    let net = unique("sasl");
+    network_yaml(&client, &net, json!({})).await;
+    let networks: Api<Network> = Api::all(client.clone());
+    let ready = eventually("Ready=False while the Secret is missing", T, || async {
+        condition(&get(&networks, &net).await, "Ready").filter(|c| c.1 == "KafkaCredentialsNotFound")
+    })
+    .await;
+    assert!(ready.2.contains(&format!("Secret {ns}/kafka-creds")), "{}", ready.2);
+
+    let password = "hunter2-kafka-password";
+    harness::apply_value(&client, &harness::secret(&ns, "kafka-creds", "sasl.password", password))
+        .await
+        .unwrap();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let version = |v: Option<String>| v.unwrap();
+    let first = version(get(&secrets, "kafka-creds").await.metadata.resource_version);
+    let templates = || async {
+        let sts: StatefulSet =
+            get(&Api::namespaced(client.clone(), &ns), &format!("chainwatch-ingester-{net}")).await;
+        let dep: Deployment =
+            get(&Api::namespaced(client.clone(), &ns), &format!("chainwatch-worker-{net}")).await;
+        [sts.spec.unwrap().template, dep.spec.unwrap().template]
+    };
+    let annotation = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
+        t.metadata.as_ref()?.annotations.as_ref()?.get("chainwatch.io/kafka-credentials-version").cloned()
+    };
+    eventually("both pod templates carry the Secret's version", T, || async {
+        templates().await.iter().all(|t| annotation(t).as_deref() == Some(first.as_str())).then_some(())
+    })
+    .await;
+    for t in templates().await {
+        let pod = t.spec.unwrap();
+        let volume = pod.volumes.unwrap().into_iter().find(|v| v.name == "kafka-credentials").unwrap();
+        let source = volume.secret.unwrap();
+        assert_eq!(
+            (source.secret_name.as_deref(), source.default_mode, source.optional),
+            (Some("kafka-creds"), Some(0o440), Some(false))
+        );
+        let c = &pod.containers[0];
+        let mount = c.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "kafka-credentials").unwrap();
+        assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/etc/chainwatch/kafka", Some(true)));
+        assert_eq!(env_of(c)["KAFKA_CREDENTIALS_DIR"], "/etc/chainwatch/kafka");
+    }
+    // the status is written after the children
+    eventually("Ready no longer says the Secret is missing", T, || async {
+        condition(&get(&networks, &net).await, "Ready").filter(|c| c.1 != "KafkaCredentialsNotFound")
+    })
+    .await;
+
+    // rotated: the pods roll
+    harness::apply_value(&client, &harness::secret(&ns, "kafka-creds", "sasl.password", "rotated-password"))
+        .await
+        .unwrap();
+    let second = version(get(&secrets, "kafka-creds").await.metadata.resource_version);
+    assert_ne!(first, second);
+    eventually("both pod templates carry the new version", T, || async {
+        templates().await.iter().all(|t| annotation(t).as_deref() == Some(second.as_str())).then_some(())
+    })
+    .await;
+
+    // the password is nowhere but in its Secret
+    let mut written = serde_json::to_string(&templates().await).unwrap();
+    written += &serde_json::to_string(&get(&networks, &net).await).unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    written += &serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap();
+    assert!(!written.contains(password) && !written.contains("rotated-password"));
+    op.stop().await;
+    harness::reset(&client).await;
+}

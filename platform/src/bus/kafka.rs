@@ -33,6 +33,10 @@ pub struct KafkaArgs {
     /// Extra librdkafka properties, `key=value` (repeatable), e.g. `client.rack=eu-west-1a`.
     #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_option)]
     pub options: Vec<(String, String)>,
+    /// A directory of librdkafka properties, one file each: a mounted Secret with the SASL
+    /// credentials and TLS certificates (see `credentials`). Read for every new client.
+    #[arg(long = "kafka-credentials-dir", env = "KAFKA_CREDENTIALS_DIR")]
+    pub credentials_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_option(s: &str) -> Result<(String, String), String> {
@@ -43,14 +47,27 @@ fn parse_option(s: &str) -> Result<(String, String), String> {
 
 impl KafkaArgs {
     pub fn new(bootstrap: impl Into<String>) -> Self {
-        Self { bootstrap: bootstrap.into(), options: vec![] }
+        Self { bootstrap: bootstrap.into(), options: vec![], credentials_dir: None }
+    }
+
+    /// The operator's properties: `--kafka-option`s, then the credentials directory's.
+    fn own(&self) -> Vec<(String, String)> {
+        let mut own = self.options.clone();
+        if let Some(dir) = &self.credentials_dir {
+            match super::credentials::read(dir) {
+                Ok(c) => own.extend(c),
+                // the client then fails to authenticate, and says so where it is used
+                Err(e) => tracing::error!(error = %e, "Kafka credentials"),
+            }
+        }
+        own
     }
 
     fn base(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);
         c.set("socket.keepalive.enable", "true");
-        for (k, v) in &self.options {
+        for (k, v) in self.own() {
             c.set(k, v);
         }
         c
@@ -68,7 +85,7 @@ impl KafkaArgs {
             .set("message.timeout.ms", "60000")
             .set("queue.buffering.max.kbytes", "262144");
         // the caller's options win
-        for (k, v) in &self.options {
+        for (k, v) in self.own() {
             c.set(k, v);
         }
         c
@@ -87,7 +104,7 @@ impl KafkaArgs {
             .set("receive.message.max.bytes", (MAX_MESSAGE_BYTES * 4 + 65536).to_string())
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
-        for (k, v) in &self.options {
+        for (k, v) in self.own() {
             c.set(k, v);
         }
         c

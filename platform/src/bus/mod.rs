@@ -4,6 +4,7 @@
 //! order per partition, and a consumer's position only moves past a record after `done` was called
 //! for it and every earlier record of its partition ([`offsets::OffsetTracker`]).
 
+pub mod credentials;
 pub mod health;
 pub mod kafka;
 pub mod memory;
