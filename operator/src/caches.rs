@@ -2,8 +2,8 @@
 //! reads through them.
 //!
 //! Monitors, Triggers, Networks and Tenants are watched cluster-wide. Secrets and ConfigMaps are
-//! watched only in the namespaces Tenants list (and Secrets in the operator's own namespace, where
-//! endpoint URLs live): the operator may read nothing else, and the set follows the Tenants.
+//! watched only in the namespaces Tenants list and the operator's own (endpoint URLs, the Kafka
+//! settings and credentials): the operator may read nothing else, and the set follows the Tenants.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub struct Caches {
     pub tenants: Cache<Tenant>,
     /// In tenant namespaces and the operator's.
     pub secrets: Cache<Secret>,
-    /// In tenant namespaces.
+    /// In tenant namespaces and the operator's (the Kafka settings).
     pub config_maps: Cache<ConfigMap>,
     /// The operator's namespace.
     pub own_namespace: String,
@@ -85,11 +85,10 @@ impl Caches {
 
     /// Points the namespaced caches at the Tenants' namespaces.
     fn follow_tenants(&self) {
-        let namespaces = tenant_namespaces(&self.tenants.store().state());
+        let mut namespaces = tenant_namespaces(&self.tenants.store().state());
+        namespaces.insert(self.own_namespace.clone());
         self.config_maps.watch_namespaces(&namespaces);
-        let mut with_own = namespaces;
-        with_own.insert(self.own_namespace.clone());
-        self.secrets.watch_namespaces(&with_own);
+        self.secrets.watch_namespaces(&namespaces);
     }
 }
 

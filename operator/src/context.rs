@@ -18,8 +18,11 @@ pub struct Context {
     /// The operator's own ServiceAccount (granted reading tenant namespaces' Secrets and
     /// ConfigMaps, beside the workers').
     pub service_account: String,
-    /// Kafka administration (topics), if configured.
+    /// Kafka administration (topics), if configured: the flags (`network::kafka::current` gives
+    /// what is in effect).
     pub kafka: Option<KafkaArgs>,
+    /// The ConfigMap of the operator's namespace with the Kafka settings, if one is named.
+    pub kafka_config_map: Option<String>,
     pub metrics: OperatorMetrics,
     pub events: Events,
     pub abis: AbiCache,

@@ -75,6 +75,11 @@ pub struct OperatorArgs {
     /// Mount it into the operator too and point `--kafka-credentials-dir` at it.
     #[arg(long, env = "CHAINWATCH_KAFKA_SECRET")]
     pub kafka_secret: Option<String>,
+    /// A ConfigMap of `--namespace` whose `kafka-bootstrap` and `kafka-options` override the flags
+    /// of the same meaning, read at every reconcile: an edit reaches the topic administration at
+    /// once and rolls the pipelines, without restarting the operator.
+    #[arg(long, env = "CHAINWATCH_KAFKA_CONFIG_MAP")]
+    pub kafka_config_map: Option<String>,
     /// Internal destinations workers may notify (passed to them).
     #[arg(long = "allow-destination", env = "CHAINWATCH_ALLOW_DESTINATIONS")]
     pub allow_destinations: Option<String>,
@@ -180,7 +185,9 @@ pub async fn context(
                 .kafka_secret
                 .clone()
                 .map(|name| network::build::KafkaSecret { name, version: None }),
+            kafka_settings_version: None,
         },
+        kafka_config_map: args.kafka_config_map.clone(),
         kafka: (!args.no_kafka).then(|| args.kafka.clone()),
         metrics,
         events: Events::new(client.clone(), &args.namespace, identity),

@@ -48,6 +48,9 @@ pub struct PodSettings {
     pub api_server_ports: Vec<u16>,
     /// The Secret (in `namespace`) with the Kafka credentials, mounted into every pod.
     pub kafka_secret: Option<KafkaSecret>,
+    /// The resourceVersion of the ConfigMap the Kafka settings came from, if they did: written
+    /// into the pod templates beside the settings, so that what rolled the pods is visible.
+    pub kafka_settings_version: Option<String>,
 }
 
 /// The Secret with the Kafka credentials (SASL, TLS certificates: `credentials` in the platform
@@ -64,10 +67,24 @@ pub struct KafkaSecret {
 pub const KAFKA_CREDENTIALS_DIR: &str = "/etc/chainwatch/kafka";
 /// The pod template annotation that carries [`KafkaSecret::version`].
 pub const KAFKA_CREDENTIALS_VERSION: &str = "chainwatch.io/kafka-credentials-version";
+/// The pod template annotation that carries [`PodSettings::kafka_settings_version`].
+pub const KAFKA_SETTINGS_VERSION: &str = "chainwatch.io/kafka-settings-version";
 
-/// Mounts the Kafka credentials Secret, if any, into a pod template's chainwatch container: read
-/// only, readable by the pod's group only, never copied into the spec.
-fn mount_kafka_credentials(template: &mut PodTemplateSpec, s: &PodSettings) {
+fn annotate(template: &mut PodTemplateSpec, key: &str, value: &str) {
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(key.into(), value.into());
+}
+
+/// The Kafka settings' version, and the credentials Secret, if any, mounted into a pod template's
+/// chainwatch container: read only, readable by the pod's group only, never copied into the spec.
+fn kafka_template(template: &mut PodTemplateSpec, s: &PodSettings) {
+    if let Some(version) = &s.kafka_settings_version {
+        annotate(template, KAFKA_SETTINGS_VERSION, version);
+    }
     let Some(secret) = &s.kafka_secret else { return };
     let Some(pod) = template.spec.as_mut() else { return };
     pod.volumes.get_or_insert_with(Vec::new).push(Volume {
@@ -90,12 +107,7 @@ fn mount_kafka_credentials(template: &mut PodTemplateSpec, s: &PodSettings) {
         });
     }
     if let Some(version) = &secret.version {
-        template
-            .metadata
-            .get_or_insert_with(Default::default)
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(KAFKA_CREDENTIALS_VERSION.into(), version.clone());
+        annotate(template, KAFKA_CREDENTIALS_VERSION, version);
     }
 }
 
@@ -333,7 +345,7 @@ pub fn ingester_statefulset(network: &Network, s: &PodSettings) -> StatefulSet {
             ..Default::default()
         }),
     };
-    mount_kafka_credentials(&mut template, s);
+    kafka_template(&mut template, s);
     StatefulSet {
         metadata: meta(network, &name, Some(&s.namespace), labels::INGESTER),
         spec: Some(StatefulSetSpec {
@@ -460,7 +472,7 @@ pub fn worker_deployment(network: &Network, s: &PodSettings, partitions: i32, sc
             ..Default::default()
         }),
     };
-    mount_kafka_credentials(&mut template, s);
+    kafka_template(&mut template, s);
     Deployment {
         metadata: meta(network, &worker_name(&net), Some(&s.namespace), labels::WORKER),
         spec: Some(DeploymentSpec {
@@ -579,6 +591,7 @@ mod tests {
             worker_service_account: "chainwatch-worker".into(),
             api_server_ports: vec![443, 6443],
             kafka_secret: None,
+            kafka_settings_version: None,
         }
     }
 

@@ -27,6 +27,11 @@ pub fn for_secret(
         .collect()
 }
 
+/// Every Network (a setting all pipelines share changed).
+pub fn all(networks: &[Arc<Network>]) -> Vec<ObjectRef<Network>> {
+    networks.iter().map(|n| ObjectRef::from_obj(n.as_ref())).collect()
+}
+
 /// A child changed: its Network, by the child's label (not by owner reference: a namespaced
 /// child's owner reference to the cluster-scoped Network would give a namespaced reference).
 pub fn network_of<K: Resource>(child: K) -> Option<ObjectRef<Network>> {

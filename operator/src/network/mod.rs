@@ -5,6 +5,7 @@
 //! keeps) the topic per `kafka.deletionPolicy`.
 
 pub mod build;
+pub mod kafka;
 pub mod mapping;
 pub mod policies;
 pub mod status;
@@ -13,12 +14,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chainwatch_core::config::{Catalog, Lookup, NetworkSettings, SpecError, network_settings};
+use chainwatch_core::config::{Catalog, NetworkSettings, SpecError, network_settings};
 use chainwatch_crds::Network;
 use chainwatch_crds::network::TopicDeletionPolicy;
 use chainwatch_crds::network::conditions::{PROGRESSING, TOPIC_READY};
 use chainwatch_platform::bus::blocks_topic;
-use chainwatch_platform::bus::kafka::TopicSpec;
+use chainwatch_platform::bus::kafka::{KafkaArgs, TopicSpec};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -79,6 +80,7 @@ pub async fn controller(ctx: Ctx, stop: CancellationToken) {
     let by_secret = store.clone();
     let own_ns = ns.clone();
     let kafka_secret = ctx.pods.kafka_secret.as_ref().map(|k| k.name.clone());
+    let (by_config_map, cm_ns, kafka_config_map) = (store.clone(), ns.clone(), ctx.kafka_config_map.clone());
     let children = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, MANAGER));
     Controller::for_stream(futures::stream::pending(), store.clone())
         .reconcile_on(own(changed(c.networks.subscribe(), reacts_to)))
@@ -93,6 +95,18 @@ pub async fn controller(ctx: Ctx, stop: CancellationToken) {
                 }
             },
         ))
+        // the Kafka settings every pipeline is given
+        .reconcile_on(mapped(changed(c.config_maps.subscribe(), |m| m.data.clone()), move |ch| {
+            let m = &ch.object().metadata;
+            if m.namespace.as_deref() == Some(cm_ns.as_str())
+                && m.name.is_some()
+                && m.name == kafka_config_map
+            {
+                mapping::all(&by_config_map.state())
+            } else {
+                Vec::new()
+            }
+        }))
         .watches(Api::<StatefulSet>::namespaced(client.clone(), &ns), children.clone(), mapping::network_of)
         .watches(Api::<Deployment>::namespaced(client.clone(), &ns), children.clone(), mapping::network_of)
         .watches(Api::<Service>::namespaced(client.clone(), &ns), children.clone(), mapping::network_of)
@@ -264,42 +278,15 @@ fn read_settings(n: &Network, ctx: &Ctx) -> (std::result::Result<NetworkSettings
     (settings, problems)
 }
 
-/// The pod settings with the Kafka credentials Secret's current version, and a problem when the
-/// Secret `--kafka-secret` names does not exist (the pods could not start: their volume is
-/// required).
-fn kafka_credentials(ctx: &Ctx) -> (PodSettings, Option<Check>) {
-    let mut pods = ctx.pods.clone();
-    let Some(secret) = pods.kafka_secret.as_mut() else { return (pods, None) };
-    let ns = &ctx.pods.namespace;
-    let problem = match ctx.caches.secret(ns, &secret.name) {
-        Lookup::Found(s) => {
-            secret.version = s.metadata.resource_version.clone();
-            None
-        }
-        Lookup::Missing => Some(Check::new(
-            "Ready",
-            false,
-            "KafkaCredentialsNotFound",
-            format!(
-                "Secret {ns}/{} (the operator's --kafka-secret) does not exist: create it with the Kafka credentials (docs/install.md, Kafka)",
-                secret.name
-            ),
-        )),
-        Lookup::Unknown(why) => Some(Check::new(
-            "Ready",
-            false,
-            conditions::REFERENCE_PENDING,
-            format!("Secret {ns}/{} (--kafka-secret): {why}", secret.name),
-        )),
-    };
-    (pods, problem)
-}
-
 /// Step 2: the block topic; returns its condition and the partitions it has.
-async fn ensure_topic(n: &Network, settings: Option<&NetworkSettings>, ctx: &Ctx) -> (Check, i32) {
+async fn ensure_topic(
+    n: &Network,
+    settings: Option<&NetworkSettings>,
+    kafka: Option<&KafkaArgs>,
+) -> (Check, i32) {
     let topic = blocks_topic(&n.name_any());
     let wanted = settings.map(|s| s.partitions).unwrap_or(build::DEFAULT_MAX_REPLICAS);
-    let Some(kafka) = &ctx.kafka else {
+    let Some(kafka) = kafka else {
         return (
             Check::new(TOPIC_READY, false, "KafkaNotConfigured", "the operator has no --kafka-bootstrap"),
             wanted,
@@ -420,10 +407,27 @@ async fn apply_children(
 async fn apply_network(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
     let name = n.name_any();
     let (settings, mut problems) = read_settings(&n, &ctx);
-    let (pods, kafka_problem) = kafka_credentials(&ctx);
-    problems.extend(kafka_problem);
-    let (topic, partitions) = ensure_topic(&n, settings.as_ref().ok(), &ctx).await;
-    let note = apply_children(&n, settings.as_ref().ok(), &pods, partitions, &ctx).await?;
+    let kafka = kafka::current(&ctx);
+    if !kafka.problems.is_empty() {
+        // the pipelines keep the settings they run (or are not made yet): nothing is applied
+        // with settings known to be wrong; the topic's condition stays as it was last seen
+        problems.extend(kafka.problems);
+        if let Some(ready) = status::blocked(&problems) {
+            let mut desired = vec![ready];
+            // applied again as last seen (a condition left out of an apply would be removed)
+            desired.extend(
+                n.status
+                    .iter()
+                    .flat_map(|s| &s.conditions)
+                    .filter(|c| c.type_ == TOPIC_READY)
+                    .map(|c| Check::new(TOPIC_READY, c.status == "True", &c.reason, c.message.clone())),
+            );
+            write_status(&ctx, &n, &desired).await?;
+        }
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+    let (topic, partitions) = ensure_topic(&n, settings.as_ref().ok(), kafka.admin.as_ref()).await;
+    let note = apply_children(&n, settings.as_ref().ok(), &kafka.pods, partitions, &ctx).await?;
 
     // step 5: status
     let ingester = n.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == PROGRESSING));
@@ -474,7 +478,7 @@ async fn cleanup(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
 
     let topic = blocks_topic(&name);
     let policy = n.spec.kafka.as_ref().and_then(|k| k.deletion_policy).unwrap_or_default();
-    match (policy, &ctx.kafka) {
+    match (policy, kafka::current(&ctx).admin) {
         (TopicDeletionPolicy::Retain, _) => {
             ctx.events
                 .publish(

@@ -5,6 +5,17 @@ use chainwatch_crds::common::Condition;
 
 use crate::conditions::{Check, WAITING_FOR_INGESTER};
 
+/// `Ready=False` with the first problem's reason and every problem's message, if there is one.
+pub fn blocked(problems: &[Check]) -> Option<Check> {
+    let first = problems.first()?;
+    Some(Check::new(
+        "Ready",
+        false,
+        &first.reason,
+        problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "),
+    ))
+}
+
 /// `Ready`: the first spec problem, else the topic's failure, else the ingester's `Progressing`
 /// (`WaitingForIngester` until it reports).
 pub fn ready(
@@ -14,13 +25,8 @@ pub fn ready(
     ingester_name: &str,
     topic_name: &str,
 ) -> Check {
-    if let Some(p) = problems.first() {
-        return Check::new(
-            "Ready",
-            false,
-            &p.reason,
-            problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "),
-        );
+    if let Some(blocked) = blocked(problems) {
+        return blocked;
     }
     if !topic.ok {
         return Check::new("Ready", false, &topic.reason, topic.message.clone());

@@ -329,6 +329,7 @@ mod tests {
             worker_service_account: "chainwatch-worker".into(),
             api_server_ports: vec![443],
             kafka_secret: None,
+            kafka_settings_version: None,
         }
     }
 

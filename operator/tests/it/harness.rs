@@ -270,14 +270,15 @@ impl Operator {
     pub async fn start(namespace: &str, identity: &str, extra: &[&str]) -> Operator {
         let admin = free_port();
         let kafka = chainwatch_devkit::testbed::kafka_bootstrap();
-        let mut argv = vec![
-            "operator".to_string(),
-            format!("--namespace={namespace}"),
-            format!("--kafka-bootstrap={kafka}"),
+        let mut argv = vec!["operator".to_string(), format!("--namespace={namespace}")];
+        if !extra.iter().any(|a| a.starts_with("--kafka-bootstrap=")) {
+            argv.push(format!("--kafka-bootstrap={kafka}"));
+        }
+        argv.extend([
             format!("--admin-addr={admin}"),
             format!("--identity={identity}"),
             "--lease-seconds=6".into(),
-        ];
+        ]);
         if !extra.contains(&"--image-from-pod") {
             argv.push("--image=chainwatch:test".into());
         }

@@ -433,6 +433,9 @@ async fn kafka_credentials_come_from_a_secret_that_rolls_the_pods_when_it_change
     })
     .await;
     assert!(ready.2.contains(&format!("Secret {ns}/kafka-creds")), "{}", ready.2);
+    // no pipeline while the Secret is missing: its pods could not start
+    let sts_name = format!("chainwatch-ingester-{net}");
+    assert!(Api::<StatefulSet>::namespaced(client.clone(), &ns).get_opt(&sts_name).await.unwrap().is_none());
 
     let password = "hunter2-kafka-password";
     harness::apply_value(&client, &harness::secret(&ns, "kafka-creds", "sasl.password", password))
@@ -441,18 +444,22 @@ async fn kafka_credentials_come_from_a_secret_that_rolls_the_pods_when_it_change
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
     let version = |v: Option<String>| v.unwrap();
     let first = version(get(&secrets, "kafka-creds").await.metadata.resource_version);
+    let (sts_api, dep_api): (Api<StatefulSet>, Api<Deployment>) =
+        (Api::namespaced(client.clone(), &ns), Api::namespaced(client.clone(), &ns));
     let templates = || async {
-        let sts: StatefulSet =
-            get(&Api::namespaced(client.clone(), &ns), &format!("chainwatch-ingester-{net}")).await;
-        let dep: Deployment =
-            get(&Api::namespaced(client.clone(), &ns), &format!("chainwatch-worker-{net}")).await;
-        [sts.spec.unwrap().template, dep.spec.unwrap().template]
+        let sts = sts_api.get_opt(&format!("chainwatch-ingester-{net}")).await.unwrap();
+        let dep = dep_api.get_opt(&format!("chainwatch-worker-{net}")).await.unwrap();
+        match (sts, dep) {
+            (Some(s), Some(d)) => vec![s.spec.unwrap().template, d.spec.unwrap().template],
+            _ => Vec::new(),
+        }
     };
     let annotation = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
         t.metadata.as_ref()?.annotations.as_ref()?.get("chainwatch.io/kafka-credentials-version").cloned()
     };
     eventually("both pod templates carry the Secret's version", T, || async {
-        templates().await.iter().all(|t| annotation(t).as_deref() == Some(first.as_str())).then_some(())
+        let t = templates().await;
+        (t.len() == 2 && t.iter().all(|t| annotation(t).as_deref() == Some(first.as_str()))).then_some(())
     })
     .await;
     for t in templates().await {
@@ -491,6 +498,86 @@ async fn kafka_credentials_come_from_a_secret_that_rolls_the_pods_when_it_change
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
     written += &serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap();
     assert!(!written.contains(password) && !written.contains("rotated-password"));
+    op.stop().await;
+    harness::reset(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_settings_come_from_a_config_map_whose_edits_count_without_a_restart() {
+    let client = harness::clean_slate().await;
+    let ns = harness::new_namespace(&client, "cw-op").await;
+    let bootstrap = chainwatch_devkit::testbed::kafka_bootstrap();
+    let settings = |options: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kafka", "namespace": ns},
+            "data": {"kafka-bootstrap": bootstrap, "kafka-options": options}})
+    };
+    harness::apply_value(&client, &settings("client.rack=rack-a")).await.unwrap();
+    // the flag points nowhere: only the ConfigMap's bootstrap can make the topic
+    let op =
+        Operator::start(&ns, "op-a", &["--kafka-config-map=kafka", "--kafka-bootstrap=127.0.0.1:1"]).await;
+    let net = unique("kcm");
+    network_yaml(&client, &net, json!({})).await;
+    let networks: Api<Network> = Api::all(client.clone());
+    eventually("the topic, made through the ConfigMap's bootstrap", T, || async {
+        condition(&get(&networks, &net).await, "TopicReady").filter(|c| c.0 == "True")
+    })
+    .await;
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let version = || async { get(&configmaps, "kafka").await.metadata.resource_version.unwrap() };
+    let pods = || async {
+        let sts: StatefulSet =
+            get(&Api::namespaced(client.clone(), &ns), &format!("chainwatch-ingester-{net}")).await;
+        let dep: Deployment =
+            get(&Api::namespaced(client.clone(), &ns), &format!("chainwatch-worker-{net}")).await;
+        [sts.spec.unwrap().template, dep.spec.unwrap().template]
+            .map(|t| {
+                let annotations = t.metadata.and_then(|m| m.annotations).unwrap_or_default();
+                let env = env_of(&t.spec.unwrap().containers[0]);
+                (
+                    annotations.get("chainwatch.io/kafka-settings-version").cloned(),
+                    env.get("KAFKA_BOOTSTRAP").cloned(),
+                    env.get("KAFKA_OPTIONS").cloned(),
+                )
+            })
+            .to_vec()
+    };
+    let first = version().await;
+    let want =
+        |v: &str, options: &str| (Some(v.to_string()), Some(bootstrap.clone()), Some(options.to_string()));
+    eventually("the pipelines given the ConfigMap's settings", T, || async {
+        let p = pods().await;
+        p.iter().all(|x| *x == want(&first, "client.rack=rack-a")).then_some(())
+    })
+    .await;
+
+    // a broken edit: the Network says which entry, without quoting it
+    harness::apply_value(&client, &settings("client.rack=rack-b,sasl.password:hunter2")).await.unwrap();
+    let ready = eventually("Ready=False on unparsable options", T, || async {
+        condition(&get(&networks, &net).await, "Ready").filter(|c| c.1 == "InvalidKafkaSettings")
+    })
+    .await;
+    assert!(ready.2.contains("key kafka-options: entry 2 is not key=value"), "{}", ready.2);
+    assert!(!ready.2.contains("hunter2"), "{}", ready.2);
+
+    // fixed: the pods roll with the new settings, no restart
+    harness::apply_value(&client, &settings("client.rack=rack-b")).await.unwrap();
+    let second = version().await;
+    eventually("the pipelines given the edited settings", T, || async {
+        let p = pods().await;
+        p.iter().all(|x| *x == want(&second, "client.rack=rack-b")).then_some(())
+    })
+    .await;
+    eventually("Ready no longer says the settings are invalid", T, || async {
+        condition(&get(&networks, &net).await, "Ready").filter(|c| c.1 != "InvalidKafkaSettings")
+    })
+    .await;
+
+    configmaps.delete("kafka", &DeleteParams::default()).await.unwrap();
+    let ready = eventually("Ready=False without the ConfigMap", T, || async {
+        condition(&get(&networks, &net).await, "Ready").filter(|c| c.1 == "KafkaSettingsNotFound")
+    })
+    .await;
+    assert!(ready.2.contains(&format!("ConfigMap {ns}/kafka")), "{}", ready.2);
     op.stop().await;
     harness::reset(&client).await;
 }

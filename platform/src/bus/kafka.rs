@@ -42,7 +42,21 @@ pub struct KafkaArgs {
 fn parse_option(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("`{s}` is not key=value"))
+}
+
+/// A comma-separated list of librdkafka properties (`key=value,key=value`), as `--kafka-option`
+/// and `KAFKA_OPTIONS` take it; blank entries are skipped. The error gives the position of the
+/// first entry that is not `key=value`, not its text (it may hold a value that should have been
+/// a secret).
+pub fn parse_options(list: &str) -> Result<Vec<(String, String)>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .enumerate()
+        .map(|(i, o)| parse_option(o).map_err(|_| format!("entry {} is not key=value", i + 1)))
+        .collect()
 }
 
 impl KafkaArgs {
