@@ -82,6 +82,7 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     // as a kubectl plugin, help and errors say `kubectl chainwatch`
     let plugin = std::env::args().next().is_some_and(|a| a.ends_with("kubectl-chainwatch"));
+    chainwatch_platform::self_metrics::set_build(env!("CARGO_PKG_VERSION"), env!("CHAINWATCH_COMMIT"));
     let mut command = Cli::command();
     if plugin {
         command = command.name("kubectl chainwatch").bin_name("kubectl chainwatch");

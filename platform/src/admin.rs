@@ -39,6 +39,7 @@ impl Readiness {
 #[derive(Clone)]
 struct AppState {
     registry: Arc<Registry>,
+    process: crate::self_metrics::ProcessMetrics,
     ready: Readiness,
     shutdown: CancellationToken,
 }
@@ -51,6 +52,7 @@ pub fn encode(registry: &Registry) -> String {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    s.process.refresh();
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         encode(&s.registry),
@@ -71,20 +73,23 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Binds the admin server; serve it with the returned future until `shutdown`.
+/// Binds the admin server; serve it with the returned future until `shutdown`. The registry gets
+/// the build and process metrics every process exposes ([`crate::self_metrics`]).
 pub async fn serve(
     addr: SocketAddr,
-    registry: Arc<Registry>,
+    mut registry: Registry,
     ready: Readiness,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
+    let process = crate::self_metrics::ProcessMetrics::register(&mut registry);
+    let registry = Arc::new(registry);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .with_state(AppState { registry, ready, shutdown: shutdown.clone() });
+        .with_state(AppState { registry, process, ready, shutdown: shutdown.clone() });
     let fut = async move {
         axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
     };
@@ -109,7 +114,7 @@ impl AdminServer {
         shutdown: CancellationToken,
     ) -> std::io::Result<AdminServer> {
         let ready = Readiness::default();
-        let (addr, serving) = serve(args.addr, Arc::new(registry), ready.clone(), shutdown).await?;
+        let (addr, serving) = serve(args.addr, registry, ready.clone(), shutdown).await?;
         Ok(AdminServer { addr, ready, task: tokio::spawn(serving) })
     }
 

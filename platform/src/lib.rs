@@ -9,6 +9,7 @@ pub mod cache;
 pub mod codec;
 pub mod redact;
 pub mod runner;
+pub mod self_metrics;
 pub mod shutdown;
 pub mod telemetry;
 

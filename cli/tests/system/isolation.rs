@@ -325,6 +325,22 @@ async fn every_part_works_with_its_own_service_account_and_no_more() {
     );
     ingester.ready().await;
     worker.ready().await;
+    // each process says which build it runs: the one `chainwatch --version` names
+    let version = std::process::Command::new(chainwatch_devkit::testbed::chainwatch_bin(env!(
+        "CARGO_BIN_EXE_chainwatch"
+    )))
+    .arg("--version")
+    .output()
+    .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    let (release, commit) =
+        version.trim().strip_prefix("chainwatch ").and_then(|v| v.split_once(" (commit ")).unwrap();
+    let info =
+        format!("chainwatch_build_info{{version=\"{release}\",commit=\"{}\"}}", commit.trim_end_matches(')'));
+    for p in [&operator, &ingester, &worker] {
+        assert_eq!(p.metric(&info).await, Some(1.0), "{info} on {}", p.name);
+        assert!(p.metric("process_resident_memory_bytes").await.is_some_and(|b| b > 1e6), "{}", p.name);
+    }
     let tx =
         anvil.transfer(token, accounts[0], accounts[1], alloy_primitives::U256::from(5000u64)).await.unwrap();
     let got = eventually("the notification", T, || async {

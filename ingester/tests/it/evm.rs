@@ -6,6 +6,7 @@ use std::time::Duration;
 use alloy_primitives::U256;
 use chainwatch_core::block::Block;
 use chainwatch_crds::ChainType;
+use chainwatch_crds::network::Finality;
 use chainwatch_devkit::devnet::Anvil;
 use chainwatch_platform::codec::BlockTopicRecord;
 
@@ -140,4 +141,35 @@ async fn a_reorg_of_depth_three_is_recorded_with_the_replaced_blocks() {
     assert_gap_free(&after, 8, 12);
     assert_eq!(blocks(&after)[0].id().hash, reorg.replacement[0].hash);
     assert_eq!(status.last_reorg.map(|(from, depth, _)| (from, depth)), Some((8, 3)));
+}
+
+/// `finality: safe` and `finalized` follow the chain's own tags — on anvil 32 and 64 blocks behind
+/// the head (one and two epochs of 32 slots, as on Ethereum) — and never publish past them;
+/// `confirmations` are not subtracted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_and_finalized_heads_follow_the_chains_tags() {
+    for (finality, lag) in [(Finality::Safe, 32), (Finality::Finalized, 64)] {
+        let anvil = Anvil::spawn(&anvil_bin(), &[]).await.unwrap();
+        anvil.mine(100).await.unwrap();
+        let network = network_name("it-evm-final");
+        let dir = tempfile::tempdir().unwrap();
+        let mut rt = runtime_at_1(&network, &anvil.url);
+        rt.finality = finality;
+        rt.confirmations = 5;
+        let mut running = start(rt, dir.path()).await;
+        let at = |head: u64| {
+            move |s: &chainwatch_ingester::status::IngestStatus| {
+                s.head == Some(head) && s.target == Some(head - lag) && s.last_published == Some(head - lag)
+            }
+        };
+        running.wait_for(Duration::from_secs(60), &format!("{finality:?} at 100 - {lag}"), at(100)).await;
+        anvil.mine(20).await.unwrap();
+        running.wait_for(Duration::from_secs(60), &format!("{finality:?} at 120 - {lag}"), at(120)).await;
+        // a few more polls at that head: nothing beyond the tag
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        running.stop().await;
+        // everything the topic holds (read until it stays quiet), so a block past the tag shows
+        let records = read_topic(&network, Duration::from_secs(5), |_| false).await;
+        assert_gap_free(&records, 1, 120 - lag);
+    }
 }
