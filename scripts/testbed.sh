@@ -41,6 +41,8 @@ install_system_packages() {
   # librdkafka's TLS and SASL SCRAM
   [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
+  # the Argo CD health checks (config/argocd) are tested under a real Lua
+  command -v lua5.4 >/dev/null || missing+=(lua5.4)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     # a fresh machine's package lists are stale: refresh them first (output in the log)

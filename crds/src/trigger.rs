@@ -271,6 +271,9 @@ pub struct TriggerStatus {
     pub last_error_time: Option<Time>,
 }
 
+/// The channels a Trigger can notify through, as [`TriggerSpec::channel`] names them.
+pub const CHANNELS: [&str; 6] = ["slack", "discord", "telegram", "email", "webhook", "script"];
+
 impl TriggerSpec {
     /// Every Secret key this trigger names.
     pub fn secret_refs(&self) -> Vec<&SecretKeyRef> {
@@ -297,16 +300,15 @@ impl TriggerSpec {
 
     /// The configured channel kind.
     pub fn channel(&self) -> Option<&'static str> {
-        [
-            (self.slack.is_some(), "slack"),
-            (self.discord.is_some(), "discord"),
-            (self.telegram.is_some(), "telegram"),
-            (self.email.is_some(), "email"),
-            (self.webhook.is_some(), "webhook"),
-            (self.script.is_some(), "script"),
-        ]
-        .into_iter()
-        .find_map(|(set, name)| set.then_some(name))
+        let set = [
+            self.slack.is_some(),
+            self.discord.is_some(),
+            self.telegram.is_some(),
+            self.email.is_some(),
+            self.webhook.is_some(),
+            self.script.is_some(),
+        ];
+        CHANNELS.into_iter().zip(set).find_map(|(name, set)| set.then_some(name))
     }
 }
 

@@ -1,16 +1,18 @@
 //! The operator's caches: one per kind, shared by every controller, and the [`Catalog`] admission
 //! reads through them.
 //!
-//! Monitors, Triggers, Networks and Tenants are watched cluster-wide. Secrets and ConfigMaps are
-//! watched only in the namespaces Tenants list and the operator's own (endpoint URLs, the Kafka
-//! settings and credentials): the operator may read nothing else, and the set follows the Tenants.
+//! Networks and Tenants (cluster-scoped) are watched cluster-wide; Monitors and Triggers in every
+//! namespace, or only in the listed ones of a namespace-scoped install ([`WatchScope`]). Secrets and
+//! ConfigMaps are watched only in the namespaces Tenants list (and the install watches) and the
+//! operator's own (endpoint URLs, the Kafka settings and credentials): the operator may read nothing
+//! else, and the set follows the Tenants.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chainwatch_core::config::{Catalog, Lookup, Peer, Quota};
 use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
-use chainwatch_platform::cache::{Cache, CacheHooks, Readiness};
+use chainwatch_platform::cache::{Cache, CacheHooks, Readiness, WatchScope};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
@@ -30,6 +32,8 @@ pub struct Caches {
     pub config_maps: Cache<ConfigMap>,
     /// The operator's namespace.
     pub own_namespace: String,
+    /// The namespaces this install watches.
+    pub scope: WatchScope,
 }
 
 /// Namespaces listed by any Tenant.
@@ -44,18 +48,20 @@ impl Caches {
     pub async fn start(
         client: Client,
         own_namespace: &str,
+        scope: &WatchScope,
         hooks: CacheHooks,
         stop: CancellationToken,
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Caches {
         let caches = Caches {
-            monitors: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
-            triggers: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
+            monitors: scope.cache(client.clone(), hooks.clone(), stop.clone()),
+            triggers: scope.cache(client.clone(), hooks.clone(), stop.clone()),
             networks: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
             tenants: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
             secrets: Cache::namespaced(client.clone(), hooks.clone(), stop.clone()),
             config_maps: Cache::namespaced(client, hooks, stop.clone()),
             own_namespace: own_namespace.to_string(),
+            scope: scope.clone(),
         };
         caches.tenants.wait_settled().await;
         caches.follow_tenants();
@@ -83,16 +89,16 @@ impl Caches {
         caches
     }
 
-    /// Points the namespaced caches at the Tenants' namespaces.
+    /// Points the namespaced caches at the Tenants' namespaces (those the install watches).
     fn follow_tenants(&self) {
-        let mut namespaces = tenant_namespaces(&self.tenants.store().state());
+        let mut namespaces = self.scope.within(tenant_namespaces(&self.tenants.store().state()));
         namespaces.insert(self.own_namespace.clone());
         self.config_maps.watch_namespaces(&namespaces);
         self.secrets.watch_namespaces(&namespaces);
     }
 }
 
-fn lookup<K>(cache: &Cache<K>, namespace: &str, name: &str) -> Lookup<Arc<K>>
+fn lookup<K>(cache: &Cache<K>, scope: &WatchScope, namespace: &str, name: &str) -> Lookup<Arc<K>>
 where
     K: chainwatch_platform::cache::Cached,
 {
@@ -106,6 +112,9 @@ where
             Readiness::Failed(why) => {
                 Lookup::Unknown(format!("cannot be read yet: namespace {namespace}: {why}"))
             }
+            Readiness::NotWatched if !scope.watches(namespace) => Lookup::Unknown(format!(
+                "cannot be read: this installation watches only {scope} (--watch-namespace), not namespace {namespace}"
+            )),
             Readiness::NotWatched => Lookup::Unknown(format!(
                 "cannot be read: namespace {namespace} belongs to no Tenant, so chainwatch does not read it"
             )),
@@ -165,10 +174,10 @@ impl Catalog for Caches {
     }
 
     fn config_map(&self, namespace: &str, name: &str) -> Lookup<Arc<ConfigMap>> {
-        lookup(&self.config_maps, namespace, name)
+        lookup(&self.config_maps, &self.scope, namespace, name)
     }
 
     fn secret(&self, namespace: &str, name: &str) -> Lookup<Arc<Secret>> {
-        lookup(&self.secrets, namespace, name)
+        lookup(&self.secrets, &self.scope, namespace, name)
     }
 }

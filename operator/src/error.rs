@@ -22,6 +22,10 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every [`Error::category`] (metrics expose each at zero).
+    pub const CATEGORIES: [&'static str; 6] =
+        ["ApplyFailed", "DeleteFailed", "ReadFailed", "StatusFailed", "KafkaFailed", "FinalizerFailed"];
+
     /// Bounded category for metrics and events.
     pub fn category(&self) -> &'static str {
         match self {

@@ -33,7 +33,7 @@ use chainwatch_core::monitor::AbiCache;
 use chainwatch_platform::AdminArgs;
 use chainwatch_platform::admin::AdminServer;
 use chainwatch_platform::bus::kafka::KafkaArgs;
-use chainwatch_platform::cache::CacheHooks;
+use chainwatch_platform::cache::{CacheHooks, WatchArgs, WatchScope};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::Api;
@@ -98,6 +98,8 @@ pub struct OperatorArgs {
     /// Do not talk to Kafka (topics are then managed elsewhere).
     #[arg(long, env = "CHAINWATCH_NO_KAFKA", default_value_t = false)]
     pub no_kafka: bool,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -186,6 +188,7 @@ pub async fn context(
                 .clone()
                 .map(|name| network::build::KafkaSecret { name, version: None }),
             kafka_settings_version: None,
+            watch_namespaces: caches.scope.flag_value(),
         },
         kafka_config_map: args.kafka_config_map.clone(),
         kafka: (!args.no_kafka).then(|| args.kafka.clone()),
@@ -233,6 +236,7 @@ async fn drain(
 
 /// The operator process.
 pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), RunError> {
+    let scope = WatchScope::from_args(&args.watch).map_err(RunError::Config)?;
     let mut registry = Registry::default();
     let metrics = OperatorMetrics::register(&mut registry);
     let admin = AdminServer::start(&args.admin, registry, shutdown.clone()).await?;
@@ -242,7 +246,7 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
         std::env::var("HOSTNAME").unwrap_or_else(|_| format!("chainwatch-operator-{}", std::process::id()))
     });
     let image = own_image(&client, &args, &identity).await?;
-    tracing::info!(%admin_addr, %identity, namespace = %args.namespace, image = %image.0, "operator starting");
+    tracing::info!(%admin_addr, %identity, namespace = %args.namespace, image = %image.0, watching = %scope, "operator starting");
     ready.set(true); // a standby replica is healthy too
 
     loop {
@@ -269,7 +273,8 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
         let mut tasks = tokio::task::JoinSet::new();
         let (undecodable_tx, undecodable_rx) = tokio::sync::mpsc::unbounded_channel();
         let hooks = CacheHooks { metrics: metrics.cache.clone(), undecodable: Some(undecodable_tx) };
-        let caches = Caches::start(client.clone(), &args.namespace, hooks, stop.clone(), &mut tasks).await;
+        let caches =
+            Caches::start(client.clone(), &args.namespace, &scope, hooks, stop.clone(), &mut tasks).await;
         let ctx =
             Arc::new(context(client.clone(), &args, image.clone(), &identity, metrics.clone(), caches).await);
         tasks.spawn(undecodable::report(client.clone(), ctx.events.clone(), undecodable_rx, stop.clone()));

@@ -57,6 +57,11 @@ impl OperatorMetrics {
             let l = Ctl { controller: controller.into() };
             let _ = m.reconciles.get_or_create(&l);
             let _ = m.duration.get_or_create(&l);
+            for category in crate::error::Error::CATEGORIES {
+                let _ = m
+                    .errors
+                    .get_or_create(&CtlCat { controller: controller.into(), category: category.into() });
+            }
         }
         r.register("reconciles", "Reconciles by controller", m.reconciles.clone());
         r.register(
@@ -81,6 +86,10 @@ impl OperatorMetrics {
     }
 
     pub fn error(&self, controller: &str, category: &str) {
+        debug_assert!(
+            crate::error::Error::CATEGORIES.contains(&category),
+            "{category} is not in Error::CATEGORIES"
+        );
         self.errors.get_or_create(&CtlCat { controller: controller.into(), category: category.into() }).inc();
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Snapshot;
+use crate::dead_letters::Reason;
 use crate::metrics::WorkerMetrics;
 
 /// Why a block could not be processed.
@@ -27,10 +28,10 @@ enum BlockFailure {
 
 impl BlockFailure {
     /// The dead letter's reason (a bounded metric label).
-    fn reason(&self) -> &'static str {
+    fn reason(&self) -> Reason {
         match self {
-            BlockFailure::Evaluation(_) => "evaluation_failed",
-            BlockFailure::Produce(_) => "produce_failed",
+            BlockFailure::Evaluation(_) => Reason::EvaluationFailed,
+            BlockFailure::Produce(_) => Reason::ProduceFailed,
         }
     }
 }
@@ -66,7 +67,7 @@ impl FilterStage {
     async fn dead_letter(
         &self,
         msg: &Message,
-        reason: &str,
+        reason: Reason,
         detail: String,
         payload: serde_json::Value,
         attempts: u32,
@@ -102,7 +103,7 @@ impl FilterStage {
         let record = match BlockTopicRecord::decode(&msg.payload) {
             Ok(r) => r,
             Err(e) => {
-                self.dead_letter(msg, "undecodable", e.to_string(), json!({"key": msg.key}), 1).await;
+                self.dead_letter(msg, Reason::Undecodable, e.to_string(), json!({"key": msg.key}), 1).await;
                 return;
             }
         };

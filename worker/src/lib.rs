@@ -9,6 +9,7 @@
 //! * [`status`]: match and delivery counters on Monitors and Triggers.
 
 pub mod config;
+pub mod dead_letters;
 pub mod filter;
 pub mod metrics;
 pub mod notify;
@@ -30,7 +31,7 @@ use chainwatch_platform::bus::{
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use chainwatch_platform::cache::{CacheHooks, CacheMetrics};
+use chainwatch_platform::cache::{CacheHooks, CacheMetrics, WatchArgs, WatchScope};
 use config::{Admission, ConfigStore};
 use metrics::WorkerMetrics;
 use notify::dedup::DELIVERED_TOPIC;
@@ -89,6 +90,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "CHAINWATCH_DRAIN_TIMEOUT", default_value = "20s", value_parser = chainwatch_crds::common::parse_duration)]
     pub drain_timeout: Duration,
     #[command(flatten)]
+    pub watch: WatchArgs,
+    #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
@@ -136,6 +139,8 @@ pub enum RunError {
     Kube(#[from] kube::Error),
     #[error("Kafka: {0}")]
     Bus(#[from] chainwatch_platform::bus::BusError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Topics the worker writes to; created if missing.
@@ -184,12 +189,13 @@ pub fn worker_topics() -> Vec<TopicSpec> {
 
 /// The worker process: configuration from the API server, Kafka in and out.
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), RunError> {
+    let scope = WatchScope::from_args(&args.watch).map_err(RunError::Config)?;
     let mut registry = Registry::default();
     let metrics = WorkerMetrics::register(&mut registry);
     let cache_metrics = CacheMetrics::register(registry.sub_registry_with_prefix("chainwatch_worker"));
     let admin = AdminServer::start(&args.admin, registry, shutdown.clone()).await?;
     let (admin_addr, ready) = (admin.addr, admin.ready.clone());
-    tracing::info!(%admin_addr, network = ?args.network, notify = args.notify, "worker starting");
+    tracing::info!(%admin_addr, network = ?args.network, notify = args.notify, watching = %scope, "worker starting");
 
     let client = kube::Client::try_default().await?;
     let store = ConfigStore::new(args.admission);
@@ -200,7 +206,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
         async move { store.run(stop).await }
     });
     let caches = tokio::select! {
-        c = config::kube::Caches::start(client.clone(), CacheHooks { metrics: cache_metrics, undecodable: None }, background.clone()) => c,
+        c = config::kube::Caches::start(client.clone(), &scope, CacheHooks { metrics: cache_metrics, undecodable: None }, background.clone()) => c,
         _ = shutdown.cancelled() => {
             background.cancel();
             admin.stopped().await;

@@ -1,5 +1,6 @@
 //! Worker metrics. Labels are bounded: network (configured Networks), channel (six kinds), outcome,
-//! stage, reason (fixed sets), kind (six kinds), group (two consumer groups).
+//! stage, reason (fixed sets), kind (six kinds), group (two consumer groups). Families of fixed label
+//! sets are exposed at zero from the start (an alert sees the series before the first event).
 
 use std::time::Duration;
 
@@ -39,6 +40,24 @@ struct Reason {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Group {
     group: String,
+}
+
+/// How a delivery ended (`chainwatch_worker_deliveries_total{outcome}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    DeadLettered,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 2] = [Outcome::Delivered, Outcome::DeadLettered];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
 }
 
 fn latency() -> Histogram {
@@ -190,6 +209,22 @@ impl WorkerMetrics {
             "Partitions of the group's topics assigned to this worker",
             m.assigned.clone(),
         );
+        // the families alerts and dashboards query, at zero before the first event
+        for (stage, reasons) in crate::dead_letters::STAGES {
+            for reason in reasons {
+                let _ = m
+                    .dead_letters
+                    .get_or_create(&StageReason { stage: stage.into(), reason: reason.to_string() });
+            }
+        }
+        for channel in chainwatch_crds::trigger::CHANNELS {
+            let _ = m.retries.get_or_create(&Channel { channel: channel.into() });
+            for outcome in Outcome::ALL {
+                let _ = m
+                    .deliveries
+                    .get_or_create(&Delivery { channel: channel.into(), outcome: outcome.as_str().into() });
+            }
+        }
         m
     }
 
@@ -221,11 +256,15 @@ impl WorkerMetrics {
     pub fn reorg(&self, network: &str) {
         self.reorgs.get_or_create(&Net { network: network.into() }).inc();
     }
-    pub fn dead_letter(&self, stage: &str, reason: &str) {
-        self.dead_letters.get_or_create(&StageReason { stage: stage.into(), reason: reason.into() }).inc();
+    pub fn dead_letter(&self, stage: &str, reason: crate::dead_letters::Reason) {
+        self.dead_letters
+            .get_or_create(&StageReason { stage: stage.into(), reason: reason.to_string() })
+            .inc();
     }
-    pub fn delivery(&self, channel: &str, outcome: &str) {
-        self.deliveries.get_or_create(&Delivery { channel: channel.into(), outcome: outcome.into() }).inc();
+    pub fn delivery(&self, channel: &str, outcome: Outcome) {
+        self.deliveries
+            .get_or_create(&Delivery { channel: channel.into(), outcome: outcome.as_str().into() })
+            .inc();
     }
     pub fn retry(&self, channel: &str) {
         self.retries.get_or_create(&Channel { channel: channel.into() }).inc();

@@ -100,9 +100,17 @@ impl Proc {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// What /metrics serves now (empty when it does not answer).
+    pub async fn metrics(&self) -> String {
+        match reqwest::get(format!("http://{}/metrics", self.admin)).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
     /// The value of a metric sample (`name{labels}` as exposed), if present.
     pub async fn metric(&self, sample: &str) -> Option<f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.admin)).await.ok()?.text().await.ok()?;
+        let text = self.metrics().await;
         text.lines().find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
     }
 
@@ -128,6 +136,87 @@ impl Proc {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// The series names a scrape offers a query: each sample's, and each family's as Prometheus
+/// names its series (a counter `_total`, a histogram `_bucket`/`_sum`/`_count`) even before its
+/// first sample.
+pub fn series_names(exposition: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in exposition.lines() {
+        if let Some(t) = line.strip_prefix("# TYPE ") {
+            let mut parts = t.split_whitespace();
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else { continue };
+            match kind {
+                "counter" => {
+                    names.insert(format!("{}_total", name.trim_end_matches("_total")));
+                }
+                "histogram" => names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}"))),
+                _ => {
+                    names.insert(name.to_string());
+                }
+            }
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            names.insert(line[..end].to_string());
+        }
+    }
+    names
+}
+
+/// The metric names the shipped PromQL uses: the PrometheusRule's expressions and the Grafana
+/// dashboard's queries (`config/monitoring`), with where each is used.
+pub fn shipped_promql_names() -> Vec<(String, String)> {
+    let dir = harness::repo().join("config/monitoring");
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for doc in harness::documents(&std::fs::read_to_string(dir.join("prometheus-rule.yaml")).unwrap()) {
+        for group in doc["spec"]["groups"].as_array().unwrap() {
+            for rule in group["rules"].as_array().unwrap() {
+                queries.push((format!("alert {}", rule["alert"]), rule["expr"].as_str().unwrap().into()));
+            }
+        }
+    }
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("dashboard.json")).unwrap()).unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            queries.push((format!("panel {}", panel["title"]), t["expr"].as_str().unwrap().into()));
+        }
+    }
+    for v in dashboard["templating"]["list"].as_array().unwrap() {
+        if v["type"] == "query" {
+            queries.push((format!("variable {}", v["name"]), v["query"].as_str().unwrap().into()));
+        }
+    }
+    assert!(queries.len() > 10, "the shipped queries were found");
+    let mut names = Vec::new();
+    for (place, q) in queries {
+        let bytes = q.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+            if word(bytes[i]) && (i == 0 || !word(bytes[i - 1])) {
+                let start = i;
+                while i < bytes.len() && word(bytes[i]) {
+                    i += 1;
+                }
+                let token = &q[start..i];
+                if token.starts_with("chainwatch_") || token.starts_with("process_") {
+                    names.push((token.to_string(), place.clone()));
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+    names
+}
+
+/// A client with a kubeconfig of its own (a ServiceAccount's, say).
+pub async fn client_of(kubeconfig: &std::path::Path) -> Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    Client::try_from(config).unwrap()
 }
 
 /// The parts of one test.

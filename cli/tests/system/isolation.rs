@@ -11,10 +11,9 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::{Client, Config};
 use serde_json::{Value, json};
 
-use crate::bed::{Bed, Proc, T, TRANSFER_ABI};
+use crate::bed::{Bed, Proc, T, TRANSFER_ABI, client_of};
 use crate::harness::{self, condition, eventually, get};
 
 /// A JSON value nested `depth` objects deep (what the API server accepts and a decoder with a
@@ -184,12 +183,6 @@ async fn secrets_stay_out_of_status_logs_and_dead_letters_and_redirects_are_refu
     bed.stop().await;
 }
 
-async fn client_of(kubeconfig: &std::path::Path) -> Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
-    Client::try_from(config).unwrap()
-}
-
 /// The operator, the ingester and the worker, each with only its own ServiceAccount's
 /// permissions — `config/rbac` and what the operator grants — run a tenant's monitor end to end;
 /// none of them may read a Secret outside tenant namespaces, and the operator may not delete a
@@ -354,6 +347,14 @@ async fn every_part_works_with_its_own_service_account_and_no_more() {
     mac.update(&got.body);
     mac.update(ts.to_string().as_bytes());
     assert_eq!(got.header("X-Signature").unwrap(), hex::encode(mac.finalize().into_bytes()));
+    // every metric the shipped alerts and dashboard query is one these processes serve
+    let mut exposed = std::collections::BTreeSet::new();
+    for p in [&operator, &ingester, &worker] {
+        exposed.extend(crate::bed::series_names(&p.metrics().await));
+    }
+    let unknown: Vec<_> =
+        crate::bed::shipped_promql_names().into_iter().filter(|(name, _)| !exposed.contains(name)).collect();
+    assert!(unknown.is_empty(), "config/monitoring queries metrics no process serves: {unknown:?}");
     eventually("the ingester writes its Network's status", T, || async {
         get(&networks, &net).await.status.and_then(|s| s.last_block).filter(|b| *b > 0)
     })

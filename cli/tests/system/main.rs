@@ -16,4 +16,5 @@ mod crashes;
 mod isolation;
 mod notifications;
 mod outages;
+mod scoped_install;
 mod verdicts;

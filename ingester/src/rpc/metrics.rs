@@ -85,6 +85,19 @@ impl RpcMetrics {
         m
     }
 
+    /// An endpoint of the pool: its error and rate-limit series at zero, so an alert sees them
+    /// before the first error.
+    pub fn endpoint(&self, network: &str, endpoint: &str) {
+        for class in super::RpcError::CLASSES {
+            let _ = self.errors.get_or_create(&Err {
+                network: network.into(),
+                endpoint: endpoint.into(),
+                class: class.into(),
+            });
+        }
+        let _ = self.rate_limited.get_or_create(&Ep { network: network.into(), endpoint: endpoint.into() });
+    }
+
     pub fn request(&self, network: &str, endpoint: &str, method: &str) {
         self.requests
             .get_or_create(&Req { network: network.into(), endpoint: endpoint.into(), method: method.into() })

@@ -56,6 +56,20 @@ pub enum RpcError {
 }
 
 impl RpcError {
+    /// Every [`RpcError::class`] (metrics expose each at zero).
+    pub const CLASSES: [&'static str; 10] = [
+        "timeout",
+        "connect",
+        "rate_limited",
+        "http_5xx",
+        "http_4xx",
+        "jsonrpc",
+        "malformed",
+        "null_result",
+        "wrong_chain",
+        "no_endpoints",
+    ];
+
     /// Metric label of the error class.
     pub fn class(&self) -> &'static str {
         match self {
@@ -211,6 +225,7 @@ impl RpcPool {
                 let n = seen.entry(host.clone()).or_default();
                 *n += 1;
                 let label = if *n > 1 { format!("{host}#{n}") } else { host };
+                metrics.endpoint(network, &label);
                 Member {
                     config,
                     label,

@@ -51,6 +51,9 @@ pub struct PodSettings {
     /// The resourceVersion of the ConfigMap the Kafka settings came from, if they did: written
     /// into the pod templates beside the settings, so that what rolled the pods is visible.
     pub kafka_settings_version: Option<String>,
+    /// The namespaces a namespace-scoped install watches (`a,b`; `None`: every namespace): the
+    /// workers watch the same.
+    pub watch_namespaces: Option<String>,
 }
 
 /// The Secret with the Kafka credentials (SASL, TLS certificates: `credentials` in the platform
@@ -381,13 +384,16 @@ pub fn ingester_statefulset(network: &Network, s: &PodSettings) -> StatefulSet {
     }
 }
 
-/// The ingester's Service (metrics, and the StatefulSet's governing service).
-pub fn ingester_service(network: &Network, s: &PodSettings) -> Service {
+/// The metrics Service of a Network's ingester or workers (`component`): what a ServiceMonitor
+/// scrapes (`config/monitoring`), one endpoint per pod; the ingester's is also its StatefulSet's
+/// governing Service.
+pub fn metrics_service(network: &Network, s: &PodSettings, component: &str) -> Service {
     let net = network.name_any();
+    let name = if component == labels::WORKER { worker_name(&net) } else { ingester_name(&net) };
     Service {
-        metadata: meta(network, &ingester_name(&net), Some(&s.namespace), labels::INGESTER),
+        metadata: meta(network, &name, Some(&s.namespace), component),
         spec: Some(ServiceSpec {
-            selector: Some(labels::selector(&net, labels::INGESTER)),
+            selector: Some(labels::selector(&net, component)),
             ports: Some(vec![ServicePort {
                 name: Some("metrics".into()),
                 port: ADMIN_PORT,
@@ -443,6 +449,9 @@ pub fn worker_deployment(network: &Network, s: &PodSettings, partitions: i32, sc
     });
     if let Some(a) = &s.allow_destinations {
         vars.push(env("CHAINWATCH_ALLOW_DESTINATIONS", a));
+    }
+    if let Some(n) = &s.watch_namespaces {
+        vars.push(env("CHAINWATCH_WATCH_NAMESPACES", n));
     }
     // tenant scripts run in the tenant's runner pod, never next to the worker's token
     vars.push(env("CHAINWATCH_SCRIPT_RUNNER", chainwatch_platform::runner::URL));
@@ -592,6 +601,7 @@ mod tests {
             api_server_ports: vec![443, 6443],
             kafka_secret: None,
             kafka_settings_version: None,
+            watch_namespaces: None,
         }
     }
 

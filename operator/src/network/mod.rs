@@ -355,7 +355,9 @@ async fn apply_children(
             apply(&Api::<RoleBinding>::namespaced(client.clone(), &ns), &binding).await?;
         }
     }
-    apply(&Api::<Service>::namespaced(client.clone(), &ns), &build::ingester_service(n, p)).await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    apply(&services, &build::metrics_service(n, p, labels::INGESTER)).await?;
+    apply(&services, &build::metrics_service(n, p, labels::WORKER)).await?;
     // contained before they run: the policies and budgets come before the pods' controllers
     let netpols: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
     apply(&netpols, &policies::ingester_policy(n, p, settings)).await?;

@@ -330,6 +330,7 @@ mod tests {
             api_server_ports: vec![443],
             kafka_secret: None,
             kafka_settings_version: None,
+            watch_namespaces: None,
         }
     }
 

@@ -102,13 +102,21 @@ async fn ensure_namespace(ctx: &Ctx, t: &Tenant, ns: &str) -> Result<()> {
     }
 }
 
-/// Removes the tenant's bindings from namespaces it no longer owns.
+/// Removes the tenant's bindings from namespaces it no longer owns: found cluster-wide, or in
+/// each watched namespace of a namespace-scoped install (which may list nothing else).
 async fn prune_bindings(ctx: &Ctx, tenant: &str, owned: &BTreeSet<String>) -> Result<()> {
-    let list = Api::<RoleBinding>::all(ctx.client.clone())
-        .list(&ListParams::default().labels(&labels::tenant_children(tenant)))
-        .await
-        .map_err(|source| Error::List { kind: "RoleBinding".into(), source })?;
-    for rb in list.items {
+    let params = ListParams::default().labels(&labels::tenant_children(tenant));
+    let apis: Vec<Api<RoleBinding>> = match ctx.caches.scope.namespaces() {
+        None => vec![Api::all(ctx.client.clone())],
+        Some(set) => set.iter().map(|ns| Api::namespaced(ctx.client.clone(), ns)).collect(),
+    };
+    let mut found = Vec::new();
+    for api in apis {
+        let list =
+            api.list(&params).await.map_err(|source| Error::List { kind: "RoleBinding".into(), source })?;
+        found.extend(list.items);
+    }
+    for rb in found {
         let ns = rb.namespace().unwrap_or_default();
         if owned.contains(&ns) {
             continue;
@@ -186,7 +194,21 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Ctx) -> Result<Action> {
     let verdict = admit_tenant(&t, &ctx.caches);
     let mut problems: Vec<(&'static str, String)> =
         verdict.conflict_messages().into_iter().map(|m| ("NamespaceConflict", m)).collect();
-    let owned: BTreeSet<String> = verdict.owned.iter().cloned().collect();
+    // a namespace-scoped install acts only in the namespaces it watches
+    let (owned, unwatched): (BTreeSet<String>, BTreeSet<String>) =
+        verdict.owned.iter().cloned().partition(|ns| ctx.caches.scope.watches(ns));
+    if !unwatched.is_empty() {
+        problems.push((
+            "NamespacesNotWatched",
+            format!(
+                "this installation watches only {} (--watch-namespace), so the Monitors and Triggers of {} are not admitted: add {} to the install's watched namespaces, or remove {} from spec.namespaces",
+                ctx.caches.scope,
+                unwatched.iter().cloned().collect::<Vec<_>>().join(", "),
+                if unwatched.len() == 1 { "it" } else { "them" },
+                if unwatched.len() == 1 { "it" } else { "them" },
+            ),
+        ));
+    }
     for ns in &owned {
         ensure_namespace(&ctx, &t, ns).await?;
     }
@@ -203,7 +225,8 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Ctx) -> Result<Action> {
             ctx.caches.config_maps.retry_failed(ns);
         }
         prune_bindings(&ctx, &name, &owned).await?;
-        let runner_ns = verdict.owned.first().filter(|_| t.spec.limits.allow_scripts);
+        let runner_ns =
+            verdict.owned.iter().find(|ns| owned.contains(*ns)).filter(|_| t.spec.limits.allow_scripts);
         script_runner(&ctx, &t, runner_ns.map(String::as_str), &owned).await?;
     } else {
         problems.push((

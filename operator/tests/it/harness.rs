@@ -102,6 +102,16 @@ pub async fn apply_value(client: &Client, value: &serde_json::Value) -> Result<D
     api.patch(&obj.name_any(), &PatchParams::apply("kubectl").force(), &Patch::Apply(&obj)).await
 }
 
+/// The manifests `kubectl kustomize` renders from a directory of the repository.
+pub fn kustomize(dir: &str) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("kubectl")
+        .args(["kustomize", &repo().join(dir).to_string_lossy()])
+        .output()
+        .expect("kubectl (scripts/testbed.sh installs it)");
+    assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
+    documents(&String::from_utf8(out.stdout).unwrap())
+}
+
 pub async fn apply_file(client: &Client, path: &Path) {
     for doc in documents(&std::fs::read_to_string(path).unwrap()) {
         apply_value(client, &doc).await.unwrap_or_else(|e| {

@@ -3,6 +3,7 @@
 
 mod admission;
 mod api_server;
+mod argo_health;
 mod harness;
 mod keda;
 mod leader;

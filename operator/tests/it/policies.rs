@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
 
-use crate::harness::{self, Operator, eventually, get, repo};
+use crate::harness::{self, Operator, eventually, get};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -149,15 +149,6 @@ async fn every_pipeline_gets_disruption_budgets_and_network_policies() {
     harness::reset(&client).await;
 }
 
-fn kustomize(dir: &str) -> Vec<Value> {
-    let out = std::process::Command::new("kubectl")
-        .args(["kustomize", &repo().join(dir).to_string_lossy()])
-        .output()
-        .expect("kubectl (scripts/testbed.sh installs it)");
-    assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
-    harness::documents(&String::from_utf8(out.stdout).unwrap())
-}
-
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
@@ -172,7 +163,7 @@ fn selects(selector: &Value, labels: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_install_manifests_run_two_operators_in_a_namespace_that_denies_by_default() {
     let client = harness::clean_slate().await;
-    let docs = kustomize("config/default");
+    let docs = harness::kustomize("config/default");
     let op = find(&docs, "Deployment", "chainwatch-operator");
     let pods = &op["spec"]["template"]["metadata"]["labels"];
     assert_eq!(op["spec"]["replicas"], 2, "a leader and a hot standby");

@@ -1,7 +1,8 @@
 //! One cache per kind, shared by everything in a process that reads that kind.
 //!
 //! A cache watches its kind cluster-wide, or in a changing set of namespaces (Secrets and
-//! ConfigMaps are read only in tenant namespaces), decoding each object on its own
+//! ConfigMaps are read only in tenant namespaces; everything namespaced only in the listed ones in a
+//! namespace-scoped install, [`scope`]), decoding each object on its own
 //! ([`guarded`]): an object that does not decode is left out, counted, logged and handed to whoever
 //! asked to hear of it (the operator writes a condition on it), and it breaks nothing else.
 //!
@@ -10,6 +11,7 @@
 //! get the objects present when they subscribe, then every change, unbounded and in order.
 
 pub mod guarded;
+pub mod scope;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
@@ -31,6 +33,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use guarded::Guarded;
+pub use scope::{WatchArgs, WatchScope};
 
 /// A change of a cached object.
 #[derive(Clone, Debug)]

@@ -1,13 +1,14 @@
 //! Feeds the [`ConfigStore`](super::ConfigStore) from the API server through the shared caches
-//! (`chainwatch_platform::cache`): Monitors, Triggers, Networks and Tenants cluster-wide, Secrets and
-//! ConfigMaps only in the namespaces Tenants list — the worker may read nothing else. An object
+//! (`chainwatch_platform::cache`): Networks and Tenants cluster-wide, Monitors and Triggers in every
+//! namespace or only in those a namespace-scoped install watches, Secrets and ConfigMaps only in the
+//! namespaces Tenants list (and the install watches) — the worker may read nothing else. An object
 //! that does not decode is left out and counted, and breaks nothing for anyone else.
 
 use std::collections::BTreeMap;
 
 use ::kube::Client;
 use chainwatch_crds::{Monitor, Network, Tenant, Trigger};
-use chainwatch_platform::cache::{Cache, CacheHooks, Cached, Change, Readiness};
+use chainwatch_platform::cache::{Cache, CacheHooks, Cached, Change, Readiness, WatchScope};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,7 @@ pub struct Caches {
     tenants: Cache<Tenant>,
     secrets: Cache<Secret>,
     config_maps: Cache<ConfigMap>,
+    scope: WatchScope,
 }
 
 fn tenant_namespaces(tenants: &Cache<Tenant>) -> std::collections::BTreeSet<String> {
@@ -48,14 +50,20 @@ fn ns_name<K: ::kube::Resource>(o: &K) -> (String, String) {
 impl Caches {
     /// Starts the caches; returns once each listed what it watches (a tenant namespace the worker
     /// may not read yet does not hold it up: it is retried in the background and reported).
-    pub async fn start(client: Client, hooks: CacheHooks, stop: CancellationToken) -> Caches {
+    pub async fn start(
+        client: Client,
+        scope: &WatchScope,
+        hooks: CacheHooks,
+        stop: CancellationToken,
+    ) -> Caches {
         let caches = Caches {
-            monitors: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
-            triggers: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
+            monitors: scope.cache(client.clone(), hooks.clone(), stop.clone()),
+            triggers: scope.cache(client.clone(), hooks.clone(), stop.clone()),
             networks: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
             tenants: Cache::cluster(client.clone(), hooks.clone(), stop.clone()),
             secrets: Cache::namespaced(client.clone(), hooks.clone(), stop.clone()),
             config_maps: Cache::namespaced(client, hooks, stop),
+            scope: scope.clone(),
         };
         caches.tenants.wait_settled().await;
         caches.follow_tenants();
@@ -70,7 +78,7 @@ impl Caches {
     }
 
     fn follow_tenants(&self) {
-        let namespaces = tenant_namespaces(&self.tenants);
+        let namespaces = self.scope.within(tenant_namespaces(&self.tenants));
         self.secrets.watch_namespaces(&namespaces);
         self.config_maps.watch_namespaces(&namespaces);
     }
@@ -78,7 +86,7 @@ impl Caches {
     /// Tenant namespaces whose Secrets or ConfigMaps are not known, and why.
     fn unreadable(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        for ns in tenant_namespaces(&self.tenants) {
+        for ns in self.scope.within(tenant_namespaces(&self.tenants)) {
             for r in [self.secrets.readiness(Some(&ns)), self.config_maps.readiness(Some(&ns))] {
                 match r {
                     Readiness::Listed => {}

@@ -32,6 +32,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Snapshot;
+use crate::dead_letters::Reason;
+use crate::metrics::Outcome;
 use crate::metrics::WorkerMetrics;
 use crate::script::{RunFor, ScriptRunner, script_input};
 use crate::status::StatusSink;
@@ -187,7 +189,7 @@ impl NotifyStage {
         match decoded {
             Err(e) => {
                 running.spawn(async move {
-                    self.dead_letter(&msg.source(), None, None, "undecodable", &e.to_string(), 1).await;
+                    self.dead_letter(&msg.source(), None, None, Reason::Undecodable, &e.to_string(), 1).await;
                     (None, msg)
                 });
             }
@@ -266,7 +268,7 @@ impl NotifyStage {
         source: &str,
         record: Option<&MatchRecord>,
         trigger: Option<&str>,
-        reason: &str,
+        reason: Reason,
         detail: &str,
         attempts: u32,
     ) {
@@ -315,7 +317,8 @@ impl NotifyStage {
             let Some(tenant) = tenant else {
                 let detail =
                     "the monitor has trigger-condition scripts but its tenant does not allow scripts";
-                self.dead_letter(&msg.source(), Some(record), None, "scripts_not_allowed", detail, 0).await;
+                self.dead_letter(&msg.source(), Some(record), None, Reason::ScriptsNotAllowed, detail, 0)
+                    .await;
                 return;
             };
             let run_for = tenant.run_for();
@@ -377,7 +380,7 @@ impl NotifyStage {
                 source,
                 Some(record),
                 Some(trigger_name),
-                "trigger_not_found",
+                Reason::TriggerNotFound,
                 &format!("Trigger {ns}/{trigger_name} does not exist"),
                 0,
             )
@@ -391,7 +394,7 @@ impl NotifyStage {
                 source,
                 Some(record),
                 Some(trigger_name),
-                "scripts_not_allowed",
+                Reason::ScriptsNotAllowed,
                 "script triggers need a tenant that allows scripts",
                 0,
             )
@@ -414,7 +417,7 @@ impl NotifyStage {
                     source,
                     Some(record),
                     Some(trigger_name),
-                    "throttled",
+                    Reason::Throttled,
                     &format!("the trigger's throttle ({} per {})", th.max_notifications, th.window),
                     0,
                 )
@@ -437,7 +440,7 @@ impl NotifyStage {
                 source,
                 Some(record),
                 Some(trigger_name),
-                "throttled",
+                Reason::Throttled,
                 &format!("tenant {} allows {per_minute} notifications per minute", t.name),
                 0,
             )
@@ -479,7 +482,7 @@ impl NotifyStage {
                         }
                         tokio::time::sleep(Duration::from_millis(200 * tries)).await;
                     }
-                    self.metrics.delivery(channel, "delivered");
+                    self.metrics.delivery(channel, Outcome::Delivered);
                     self.metrics.delivered(channel, started.elapsed(), record.block_published_at_ms);
                     self.status.delivered(ns, trigger_name);
                     tracing::info!(monitor = %m.monitor.key, trigger = trigger_name, channel, tx = %m.transaction_hash(), attempts = attempt + 1, "notification delivered");
@@ -507,10 +510,10 @@ impl NotifyStage {
             }
         };
         let reason = match &error {
-            DeliveryError::Transient(_) | DeliveryError::Script(_) => "retries_exhausted",
-            DeliveryError::Permanent(_) => "rejected",
+            DeliveryError::Transient(_) | DeliveryError::Script(_) => Reason::RetriesExhausted,
+            DeliveryError::Permanent(_) => Reason::Rejected,
         };
-        self.metrics.delivery(channel, "dead_lettered");
+        self.metrics.delivery(channel, Outcome::DeadLettered);
         // what is written down names no secret of the trigger's (a URL's path, a token)
         let message = redact::scrub(&error.to_string(), trigger.secret_values());
         // the dead letter first: what the status reports as failed can be redelivered

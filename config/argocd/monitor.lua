@@ -1,0 +1,20 @@
+-- Argo CD health of a chainwatch Monitor (key resource.customizations.health.chainwatch.io_Monitor).
+-- Progressing: not admitted for this generation yet. Suspended: admitted and paused. Healthy:
+-- admitted and evaluated. Degraded: not admitted, with the Ready condition's reason and message.
+local hs = {status = "Progressing", message = "waiting for admission"}
+if obj.status == nil or obj.status.conditions == nil then return hs end
+local generation = obj.metadata.generation or 0
+for _, c in ipairs(obj.status.conditions) do
+  if c.type == "Ready" then
+    if (c.observedGeneration or obj.status.observedGeneration or 0) < generation then
+      hs.message = "the operator has not seen generation " .. generation .. " yet"
+    elseif c.status == "True" and c.reason == "Paused" then
+      hs.status = "Suspended"; hs.message = c.message
+    elseif c.status == "True" then
+      hs.status = "Healthy"; hs.message = c.message
+    else
+      hs.status = "Degraded"; hs.message = (c.reason or "") .. ": " .. (c.message or "")
+    end
+  end
+end
+return hs
