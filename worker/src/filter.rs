@@ -191,12 +191,16 @@ impl FilterStage {
             BlockFailure::Evaluation(format!("evaluation panicked: {}", panic_message(&panic)))
         })?;
         self.metrics.block(&self.network, started.elapsed(), &stats);
+        for (tenant, monitors) in snapshot.tenant_monitors.get(&self.network).into_iter().flatten() {
+            self.metrics.tenant_evaluations(tenant, *monitors);
+        }
         let produced_at_ms = now_ms();
         Ok(matches
             .into_iter()
             .map(|m| {
                 // keyed by tenant: one notify worker owns each tenant's notifications and limits
                 let ns = &m.monitor.key.namespace;
+                self.metrics.tenant_match(&snapshot.tenant_label(ns));
                 let key = snapshot.tenant_of(ns).map_or_else(|| ns.clone(), |t| t.name.clone());
                 let record =
                     MatchRecord { matched: m, block_published_at_ms: block.published_at_ms, produced_at_ms };

@@ -225,6 +225,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), Ru
                     snap.version,
                     snap.rejected.len(),
                     snap.indexes.iter().map(|(n, i)| (n.as_str(), i.len())),
+                    snap.tenants.values().map(|t| t.name.as_str()),
                 );
                 for (k, why) in snap.rejected.iter().take(20) {
                     tracing::debug!(monitor = %k, %why, "monitor not evaluated");

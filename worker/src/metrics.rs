@@ -1,5 +1,6 @@
 //! Worker metrics. Labels are bounded: network (configured Networks), channel (six kinds), outcome,
-//! stage, reason (fixed sets), kind (six kinds), group (two consumer groups). Families of fixed label
+//! stage, reason (fixed sets), kind (six kinds), group (two consumer groups), tenant (the Tenants the
+//! platform team creates; `none` for a namespace of none). Families of fixed label
 //! sets are exposed at zero from the start (an alert sees the series before the first event).
 
 use std::time::Duration;
@@ -36,6 +37,15 @@ struct Scope {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
     reason: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantL {
+    tenant: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantOutcome {
+    tenant: String,
+    outcome: String,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Group {
@@ -77,6 +87,9 @@ pub struct WorkerMetrics {
     decode_errors: Family<Net, Counter>,
     reorgs: Family<Net, Counter>,
     match_resends: Family<Net, Counter>,
+    tenant_evaluations: Family<TenantL, Counter>,
+    tenant_matches: Family<TenantL, Counter>,
+    tenant_notifications: Family<TenantOutcome, Counter>,
     dead_letters: Family<StageReason, Counter>,
     deliveries: Family<Delivery, Counter>,
     retries: Family<Channel, Counter>,
@@ -104,6 +117,9 @@ impl Default for WorkerMetrics {
             decode_errors: Family::default(),
             reorgs: Family::default(),
             match_resends: Family::default(),
+            tenant_evaluations: Family::default(),
+            tenant_matches: Family::default(),
+            tenant_notifications: Family::default(),
             dead_letters: Family::default(),
             deliveries: Family::default(),
             retries: Family::default(),
@@ -209,6 +225,17 @@ impl WorkerMetrics {
             "Partitions of the group's topics assigned to this worker",
             m.assigned.clone(),
         );
+        r.register(
+            "tenant_evaluations",
+            "Monitor evaluations by tenant: blocks evaluated times the tenant's monitors on them (usage)",
+            m.tenant_evaluations.clone(),
+        );
+        r.register("tenant_matches", "Matches by tenant (usage)", m.tenant_matches.clone());
+        r.register(
+            "tenant_notifications",
+            "Notifications by tenant and outcome (delivered, dead_lettered: usage and per-tenant failures)",
+            m.tenant_notifications.clone(),
+        );
         // the families alerts and dashboards query, at zero before the first event
         for (stage, reasons) in crate::dead_letters::STAGES {
             for reason in reasons {
@@ -235,7 +262,19 @@ impl WorkerMetrics {
         version: u64,
         rejected: usize,
         per_network: impl Iterator<Item = (&'a str, usize)>,
+        tenants: impl Iterator<Item = &'a str>,
     ) {
+        // every tenant's usage series, at zero from the moment it is known
+        for tenant in tenants {
+            let _ = self.tenant_evaluations.get_or_create(&TenantL { tenant: tenant.into() });
+            let _ = self.tenant_matches.get_or_create(&TenantL { tenant: tenant.into() });
+            for outcome in Outcome::ALL {
+                let _ = self.tenant_notifications.get_or_create(&TenantOutcome {
+                    tenant: tenant.into(),
+                    outcome: outcome.as_str().into(),
+                });
+            }
+        }
         for (n, count) in per_network {
             self.monitors.get_or_create(&Net { network: n.into() }).set(count as i64);
         }
@@ -261,10 +300,19 @@ impl WorkerMetrics {
             .get_or_create(&StageReason { stage: stage.into(), reason: reason.to_string() })
             .inc();
     }
-    pub fn delivery(&self, channel: &str, outcome: Outcome) {
+    pub fn delivery(&self, channel: &str, tenant: &str, outcome: Outcome) {
         self.deliveries
             .get_or_create(&Delivery { channel: channel.into(), outcome: outcome.as_str().into() })
             .inc();
+        self.tenant_notifications
+            .get_or_create(&TenantOutcome { tenant: tenant.into(), outcome: outcome.as_str().into() })
+            .inc();
+    }
+    pub fn tenant_evaluations(&self, tenant: &str, monitors: u64) {
+        self.tenant_evaluations.get_or_create(&TenantL { tenant: tenant.into() }).inc_by(monitors);
+    }
+    pub fn tenant_match(&self, tenant: &str) {
+        self.tenant_matches.get_or_create(&TenantL { tenant: tenant.into() }).inc();
     }
     pub fn retry(&self, channel: &str) {
         self.retries.get_or_create(&Channel { channel: channel.into() }).inc();

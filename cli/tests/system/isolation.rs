@@ -347,6 +347,21 @@ async fn every_part_works_with_its_own_service_account_and_no_more() {
     mac.update(&got.body);
     mac.update(ts.to_string().as_bytes());
     assert_eq!(got.header("X-Signature").unwrap(), hex::encode(mac.finalize().into_bytes()));
+    // usage per tenant (chargeback): the Tenant is named after its namespace here
+    for family in [
+        "tenant_notifications_total{tenant=\"TENANT\",outcome=\"delivered\"}",
+        "tenant_matches_total{tenant=\"TENANT\"}",
+        "tenant_evaluations_total{tenant=\"TENANT\"}",
+    ] {
+        let sample = format!("chainwatch_worker_{}", family.replace("TENANT", &ns));
+        eventually(&format!("{sample} counted"), T, || async {
+            worker.metric(&sample).await.filter(|n| *n >= 1.0)
+        })
+        .await;
+    }
+    let none =
+        format!("chainwatch_worker_tenant_notifications_total{{tenant=\"{ns}\",outcome=\"dead_lettered\"}}");
+    assert_eq!(worker.metric(&none).await, Some(0.0), "{none}: present at zero");
     // every metric the shipped alerts and dashboard query is one these processes serve
     let mut exposed = std::collections::BTreeSet::new();
     for p in [&operator, &ingester, &worker] {

@@ -79,6 +79,9 @@ pub struct Snapshot {
     pub tenants: HashMap<String, TenantInfo>,
     /// Monitors left out and why (not admitted, compile errors), for logs and metrics.
     pub rejected: BTreeMap<MonitorKey, String>,
+    /// Per network, how many of its evaluated monitors each tenant has ([`Snapshot::tenant_label`]):
+    /// the per-tenant usage metrics.
+    pub tenant_monitors: HashMap<String, Vec<(String, u64)>>,
 }
 
 impl Snapshot {
@@ -88,6 +91,12 @@ impl Snapshot {
 
     pub fn monitor_count(&self) -> usize {
         self.indexes.values().map(|i| i.len()).sum()
+    }
+
+    /// The `tenant` label of a namespace's metrics: its Tenant's name, `none` without one
+    /// (bounded by the Tenants the platform team creates).
+    pub fn tenant_label(&self, namespace: &str) -> String {
+        self.tenant_of(namespace).map_or_else(|| "none".to_string(), |t| t.name.clone())
     }
 }
 
@@ -333,7 +342,7 @@ impl ConfigStore {
             .iter()
             .map(|(k, t)| (k.clone(), Arc::new(resolve_trigger(t, objects))))
             .collect();
-        let snapshot = Snapshot {
+        let mut snapshot = Snapshot {
             version,
             built_at: Some(Instant::now()),
             networks,
@@ -341,7 +350,19 @@ impl ConfigStore {
             triggers,
             tenants,
             rejected,
+            tenant_monitors: HashMap::new(),
         };
+        snapshot.tenant_monitors = snapshot
+            .indexes
+            .iter()
+            .map(|(network, index)| {
+                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                for m in index.monitors() {
+                    *counts.entry(snapshot.tenant_label(&m.key.namespace)).or_default() += 1;
+                }
+                (network.clone(), counts.into_iter().collect())
+            })
+            .collect();
         st.compiled = compiled;
         snapshot
     }
