@@ -53,13 +53,33 @@ pub struct Update {
 /// Merges `desired` into the `current` conditions of the object (only the types in `desired`
 /// are this writer's; others belong to other field managers).
 pub fn update(current: &[Condition], desired: &[Check], generation: Option<i64>) -> Update {
+    let desired: Vec<Check> = desired.iter().cloned().chain(kstatus(desired)).collect();
     let mine: Vec<_> =
         current.iter().filter(|c| desired.iter().any(|d| d.type_ == c.type_)).cloned().collect();
-    let conditions = merge(&mine, desired, generation);
+    let conditions = merge(&mine, &desired, generation);
     Update {
         changed: !same(&mine, &conditions),
         was_ready: ready(current).map(|c| c.status == "True"),
         conditions,
+    }
+}
+
+/// `Reconciling` and `Stalled` as kstatus (Flux, kpt, Argo CD's kstatus mode) reads them, from a
+/// writer's `Ready`: a step on the way ([`TRANSITIONAL`]) is Reconciling, any other problem
+/// Stalled (it needs someone to act), Ready neither.
+pub fn kstatus(desired: &[Check]) -> Vec<Check> {
+    let Some(ready) = desired.iter().find(|d| d.type_ == "Ready") else { return Vec::new() };
+    if ready.ok {
+        return vec![
+            Check::new("Reconciling", false, "Ready", ""),
+            Check::new("Stalled", false, "Ready", ""),
+        ];
+    }
+    let problem = |type_: &str| Check::new(type_, true, &ready.reason, ready.message.clone());
+    if TRANSITIONAL.contains(&ready.reason.as_str()) {
+        vec![problem("Reconciling"), Check::new("Stalled", false, "Reconciling", "")]
+    } else {
+        vec![Check::new("Reconciling", false, "Stalled", ""), problem("Stalled")]
     }
 }
 
@@ -136,5 +156,35 @@ mod tests {
         assert_ne!(flipped[0].last_transition_time, again[0].last_transition_time);
         assert!(!same(&again, &flipped));
         assert!(same(&flipped, &merge(&flipped, &[Check::new("Ready", true, "Admitted", "ok")], Some(2))));
+    }
+
+    #[test]
+    fn kstatus_reads_a_step_as_reconciling_and_a_problem_as_stalled() {
+        let of = |ready: Check| {
+            update(&[], &[ready], Some(3))
+                .conditions
+                .into_iter()
+                .filter(|c| c.type_ != "Ready")
+                .map(|c| (c.type_, c.status, c.reason))
+                .collect::<Vec<_>>()
+        };
+        let c = |t: &str, s: &str, r: &str| (t.to_string(), s.to_string(), r.to_string());
+        assert_eq!(
+            of(Check::new("Ready", true, "Admitted", "ok")),
+            [c("Reconciling", "False", "Ready"), c("Stalled", "False", "Ready")]
+        );
+        assert_eq!(
+            of(Check::new("Ready", false, WAITING_FOR_INGESTER, "applied")),
+            [c("Reconciling", "True", WAITING_FOR_INGESTER), c("Stalled", "False", "Reconciling")]
+        );
+        assert_eq!(
+            of(Check::new("Ready", false, "TriggerNotFound", "spec.triggers[0]: ...")),
+            [c("Reconciling", "False", "Stalled"), c("Stalled", "True", "TriggerNotFound")]
+        );
+        // every condition carries the generation it was computed for
+        let all = update(&[], &[Check::new("Ready", true, "Admitted", "ok")], Some(3)).conditions;
+        assert!(all.iter().all(|c| c.observed_generation == Some(3)));
+        // a writer without Ready (the ingester's, say) gets neither
+        assert!(kstatus(&[Check::new("TopicReady", true, "TopicReady", "")]).is_empty());
     }
 }

@@ -58,10 +58,12 @@ pub async fn report(
             Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
             None => Api::all_with(client.clone(), &ar),
         };
+        // Ready (and kstatus's Stalled: it needs someone to fix the object)
+        let ready = conditions::Check::new("Ready", false, UNDECODABLE, message(&u));
+        let written = conditions::update(&[], std::slice::from_ref(&ready), u.generation).conditions;
         let status = json!({"apiVersion": ar.api_version, "kind": u.kind, "status": {
             "observedGeneration": u.generation,
-            "conditions": [{"type": "Ready", "status": "False", "reason": UNDECODABLE, "message": message(&u),
-                "lastTransitionTime": conditions::now(), "observedGeneration": u.generation}],
+            "conditions": written,
         }});
         if let Err(e) =
             api.patch_status(&u.name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&status)).await

@@ -7,6 +7,7 @@
 pub mod build;
 pub mod kafka;
 pub mod mapping;
+pub mod pods;
 pub mod policies;
 pub mod status;
 
@@ -23,12 +24,12 @@ use chainwatch_platform::bus::kafka::{KafkaArgs, TopicSpec};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -116,7 +117,13 @@ pub async fn controller(ctx: Ctx, stop: CancellationToken) {
             mapping::network_of,
         )
         .watches(Api::<NetworkPolicy>::namespaced(client.clone(), &ns), children.clone(), mapping::network_of)
-        .watches(Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), children, mapping::network_of)
+        .watches(
+            Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns),
+            children.clone(),
+            mapping::network_of,
+        )
+        // the pipelines' pods: one that cannot run (crash loop, image pull, scheduling) shows at once
+        .watches(Api::<Pod>::namespaced(client.clone(), &ns), children, mapping::network_of)
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconciler, on_error, Arc::new(ctx))
         .for_each(|_| async {})
@@ -430,12 +437,28 @@ async fn apply_network(n: Arc<Network>, ctx: Ctx) -> Result<Action> {
     }
     let (topic, partitions) = ensure_topic(&n, settings.as_ref().ok(), kafka.admin.as_ref()).await;
     let note = apply_children(&n, settings.as_ref().ok(), &kafka.pods, partitions, &ctx).await?;
+    // a pod that cannot run says why the ingester does not report (or the workers do not work)
+    let pod_trouble = match Api::<Pod>::namespaced(ctx.client.clone(), &ctx.pods.namespace)
+        .list(&ListParams::default().labels(&labels::network_children(&name)))
+        .await
+    {
+        Ok(list) => pods::trouble(&list.items),
+        Err(e) => {
+            tracing::warn!(network = %name, error = %e, "listing the pipeline's pods failed");
+            None
+        }
+    };
+    if let Some((reason, message)) = &pod_trouble {
+        problems.push(Check::new("Ready", false, reason, message.clone()));
+    }
 
     // step 5: status
     let ingester = n.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == PROGRESSING));
     let ready =
         status::ready(&problems, &topic, ingester, &build::ingester_name(&name), &blocks_topic(&name));
-    let retry = !topic.ok || problems.iter().any(|p| p.reason == conditions::REFERENCE_PENDING);
+    let retry = !topic.ok
+        || pod_trouble.is_some()
+        || problems.iter().any(|p| p.reason == conditions::REFERENCE_PENDING);
     let mut desired = vec![ready, topic];
     desired.extend(note);
     write_status(&ctx, &n, &desired).await?;

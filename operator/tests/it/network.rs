@@ -581,3 +581,76 @@ async fn kafka_settings_come_from_a_config_map_whose_edits_count_without_a_resta
     op.stop().await;
     harness::reset(&client).await;
 }
+
+/// A pipeline pod that cannot run: the ingester's container crash-loops (its status written as a
+/// kubelet would; kube-testenv runs none). The Network says so, naming the pod, and is Stalled
+/// for kstatus; once the pod runs, it is back to waiting for the ingester (Reconciling).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_ingester_stalls_its_network_with_the_pods_reason() {
+    let client = harness::clean_slate().await;
+    let ns = harness::new_namespace(&client, "cw-op").await;
+    let op = Operator::start(&ns, "op-pods", &[]).await;
+    let net = unique("crash");
+    network_yaml(&client, &net, json!({})).await;
+    let networks: Api<Network> = Api::all(client.clone());
+    let waiting = eventually("the Network waiting for its ingester", T, || async {
+        let n = get(&networks, &net).await;
+        condition(&n, "Ready").filter(|c| c.1 == "WaitingForIngester").map(|_| n)
+    })
+    .await;
+    assert_eq!(
+        condition(&waiting, "Reconciling").map(|c| (c.0, c.1)),
+        Some(("True".into(), "WaitingForIngester".into()))
+    );
+    assert_eq!(condition(&waiting, "Stalled").map(|c| c.0), Some("False".into()));
+
+    let sts: StatefulSet =
+        get(&Api::namespaced(client.clone(), &ns), &format!("chainwatch-ingester-{net}")).await;
+    let pod_labels = sts.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    let pod_name = format!("chainwatch-ingester-{net}-0");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+    harness::apply_value(&client, &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod_name, "namespace": ns, "labels": pod_labels},
+        "spec": {"containers": [{"name": "ingester", "image": "chainwatch:test"}]}})).await.unwrap();
+    let crashing = json!({"apiVersion": "v1", "kind": "Pod", "status": {"phase": "Running", "containerStatuses": [{
+        "name": "ingester", "ready": false, "restartCount": 4, "image": "chainwatch:test", "imageID": "",
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container=ingester"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}});
+    pods.patch_status(&pod_name, &PatchParams::apply("kubelet").force(), &Patch::Apply(&crashing))
+        .await
+        .unwrap();
+    let stalled = eventually("the Network Stalled by the crash loop", T, || async {
+        let n = get(&networks, &net).await;
+        condition(&n, "Ready").filter(|c| c.1 == "CrashLoopBackOff").map(|_| n)
+    })
+    .await;
+    let (status, _, message) = condition(&stalled, "Ready").unwrap();
+    assert_eq!(status, "False");
+    assert!(
+        message.contains(&format!("pod {pod_name}, container ingester: CrashLoopBackOff"))
+            && message.contains("last exit 1 (Error)")
+            && message.contains("restarts: 4"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&stalled, "Stalled").map(|c| (c.0, c.1)),
+        Some(("True".into(), "CrashLoopBackOff".into()))
+    );
+    assert_eq!(condition(&stalled, "Reconciling").map(|c| c.0), Some("False".into()));
+
+    // the pod runs again: back to waiting for the ingester's report
+    let running = json!({"apiVersion": "v1", "kind": "Pod", "status": {"phase": "Running", "containerStatuses": [{
+        "name": "ingester", "ready": true, "restartCount": 5, "image": "chainwatch:test", "imageID": "",
+        "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}});
+    pods.patch_status(&pod_name, &PatchParams::apply("kubelet").force(), &Patch::Apply(&running))
+        .await
+        .unwrap();
+    eventually("the Network waiting for its ingester again", T, || async {
+        let n = get(&networks, &net).await;
+        let stalled = condition(&n, "Stalled").is_some_and(|c| c.0 == "False");
+        condition(&n, "Ready").filter(|c| c.1 == "WaitingForIngester" && stalled)
+    })
+    .await;
+    let _ = pods.delete(&pod_name, &DeleteParams::default()).await;
+    op.stop().await;
+    harness::reset(&client).await;
+}
