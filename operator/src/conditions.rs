@@ -142,6 +142,83 @@ where
     ctx.events.publish(obj, level, reason, &ready.message).await;
 }
 
+/// How long a new object's missing reference may take to appear (a directory applied in any
+/// order) before it is announced as a Warning. The condition says it at once.
+pub const REFERENCE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `Ready=False` reasons that name something not created yet.
+pub const MISSING_REFERENCE: &[&str] = &[
+    "NetworkNotFound",
+    "TriggerNotFound",
+    "SecretNotFound",
+    "SecretKeyNotFound",
+    "ConfigMapNotFound",
+    "NoTenant",
+];
+
+fn held_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    let m = obj.meta();
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        m.namespace.as_deref().unwrap_or_default(),
+        m.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// [`announce`], except that a missing reference of an object younger than [`REFERENCE_GRACE`]
+/// is held: no Warning if it resolves in time, else one when the grace ends
+/// ([`release_held`]). Returns how long until a held Warning is due (reconcile again then).
+pub async fn announce_references<K>(
+    ctx: &Context,
+    obj: &K,
+    was_ready: Option<bool>,
+    ready: &Check,
+    ok_reason: &str,
+) -> Option<std::time::Duration>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let key = held_key(obj);
+    if !ready.ok && MISSING_REFERENCE.contains(&ready.reason.as_str()) {
+        let created = obj.meta().creation_timestamp.as_ref().map(|t| t.0);
+        let age = created.and_then(|c| {
+            let ms = k8s_openapi::jiff::Timestamp::now().duration_since(c).as_millis();
+            u64::try_from(ms).ok().map(std::time::Duration::from_millis)
+        });
+        if let Some(left) = age.and_then(|a| REFERENCE_GRACE.checked_sub(a)) {
+            let due = std::time::Instant::now() + left;
+            ctx.events.held.hold(key, crate::events::HeldWarning { reason: ready.reason.clone(), due });
+            return Some(left);
+        }
+    }
+    ctx.events.held.drop_held(&key);
+    announce(ctx, obj, was_ready, ready, ok_reason).await;
+    None
+}
+
+/// A held Warning: published once its grace is over and the same problem stays; dropped when
+/// the object is Ready or has another problem (announced on its own). Returns how long until it
+/// is due.
+pub async fn release_held<K>(ctx: &Context, obj: &K, ready: &Check) -> Option<std::time::Duration>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let key = held_key(obj);
+    let held = ctx.events.held.get(&key)?;
+    if ready.ok || ready.reason != held.reason {
+        ctx.events.held.drop_held(&key);
+        return None;
+    }
+    let now = std::time::Instant::now();
+    if now < held.due {
+        return Some(held.due - now);
+    }
+    ctx.events.held.drop_held(&key);
+    ctx.events.publish(obj, Level::Warning, &ready.reason, &ready.message).await;
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

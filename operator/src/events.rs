@@ -13,6 +13,34 @@ pub struct Events {
     /// Namespace of events about cluster-scoped objects.
     default_namespace: String,
     instance: String,
+    /// Warnings held back for a grace, by object (see `conditions::announce_references`).
+    pub held: Held,
+}
+
+/// A Warning not published yet: its problem may resolve by itself within a grace.
+#[derive(Clone, Debug)]
+pub struct HeldWarning {
+    pub reason: String,
+    pub due: std::time::Instant,
+}
+
+/// The held Warnings, by `Kind/namespace/name`.
+#[derive(Clone, Default)]
+pub struct Held(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, HeldWarning>>>);
+
+impl Held {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, HeldWarning>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub fn hold(&self, key: String, warning: HeldWarning) {
+        self.lock().insert(key, warning);
+    }
+    pub fn get(&self, key: &str) -> Option<HeldWarning> {
+        self.lock().get(key).cloned()
+    }
+    pub fn drop_held(&self, key: &str) {
+        self.lock().remove(key);
+    }
 }
 
 /// Normal or Warning.
@@ -24,7 +52,12 @@ pub enum Level {
 
 impl Events {
     pub fn new(client: Client, default_namespace: &str, instance: &str) -> Self {
-        Self { client, default_namespace: default_namespace.into(), instance: instance.into() }
+        Self {
+            client,
+            default_namespace: default_namespace.into(),
+            instance: instance.into(),
+            held: Held::default(),
+        }
     }
 
     /// Publishes an event about `obj` (failures to publish are logged, not returned).

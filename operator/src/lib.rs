@@ -9,6 +9,7 @@
 //! events transitions.
 
 pub mod caches;
+pub mod census;
 pub mod changes;
 pub mod children;
 pub mod conditions;
@@ -278,6 +279,7 @@ pub async fn run(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), 
         let ctx =
             Arc::new(context(client.clone(), &args, image.clone(), &identity, metrics.clone(), caches).await);
         tasks.spawn(undecodable::report(client.clone(), ctx.events.clone(), undecodable_rx, stop.clone()));
+        tasks.spawn(census::run(ctx.clone(), Duration::from_secs(5), stop.clone()));
         tracing::info!(
             keda = ctx.keda_installed,
             rbac = ctx.rbac_available,

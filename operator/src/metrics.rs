@@ -22,8 +22,19 @@ struct CtlCat {
     category: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindReady {
+    kind: String,
+    ready: String,
+}
+
+/// What an object's `Ready` says of its current generation: `true`, `false`, or `unknown` (not
+/// reconciled yet, or not for this generation).
+pub const READINESS: [&str; 3] = ["true", "false", "unknown"];
+
 #[derive(Clone)]
 pub struct OperatorMetrics {
+    objects: Family<KindReady, Gauge>,
     reconciles: Family<Ctl, Counter>,
     errors: Family<CtlCat, Counter>,
     duration: Family<Ctl, Histogram>,
@@ -36,6 +47,7 @@ pub struct OperatorMetrics {
 impl Default for OperatorMetrics {
     fn default() -> Self {
         Self {
+            objects: Family::default(),
             reconciles: Family::default(),
             errors: Family::default(),
             duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15))),
@@ -72,6 +84,16 @@ impl OperatorMetrics {
         r.register("reconcile_duration_seconds", "Reconcile durations by controller", m.duration.clone());
         r.register("leader", "1 while this replica holds the leader lease", m.leader.clone());
         r.register(
+            "objects",
+            "Networks, Monitors, Triggers and Tenants by what Ready says of their current generation (true, false, unknown)",
+            m.objects.clone(),
+        );
+        for kind in ["Network", "Monitor", "Trigger", "Tenant"] {
+            for ready in READINESS {
+                let _ = m.objects.get_or_create(&KindReady { kind: kind.into(), ready: ready.into() });
+            }
+        }
+        r.register(
             "monitors_admitted",
             "Monitors admitted at their last reconcile (Ready=True)",
             m.admitted.clone(),
@@ -91,6 +113,15 @@ impl OperatorMetrics {
             "{category} is not in Error::CATEGORIES"
         );
         self.errors.get_or_create(&CtlCat { controller: controller.into(), category: category.into() }).inc();
+    }
+
+    /// How many objects of `kind` are Ready `true`, `false` and `unknown` (in [`READINESS`] order).
+    pub fn objects(&self, kind: &str, counts: [usize; 3]) {
+        for (ready, n) in READINESS.iter().zip(counts) {
+            self.objects
+                .get_or_create(&KindReady { kind: kind.into(), ready: (*ready).into() })
+                .set(n as i64);
+        }
     }
 
     pub fn leader(&self, is: bool) {

@@ -76,6 +76,7 @@ pub async fn reconcile(m: Arc<Monitor>, ctx: Ctx) -> Result<Action> {
     // status, written only when it says something new
     let current = m.status.clone().unwrap_or_default();
     let update = conditions::update(&current.conditions, &verdict.conditions, m.metadata.generation);
+    let mut held = None;
     if update.changed
         || current.observed_generation != m.metadata.generation
         || current.tenant != verdict.tenant
@@ -87,9 +88,13 @@ pub async fn reconcile(m: Arc<Monitor>, ctx: Ctx) -> Result<Action> {
         let ready = verdict.ready();
         if was.as_ref().map(|(ok, reason)| (*ok, reason.as_str())) != Some((ready.ok, ready.reason.as_str()))
         {
-            conditions::announce(&ctx, m.as_ref(), None, ready, "Admitted").await;
+            held = conditions::announce_references(&ctx, m.as_ref(), None, ready, "Admitted").await;
         }
     }
+    let held = match held {
+        Some(left) => Some(left),
+        None => conditions::release_held(&ctx, m.as_ref(), verdict.ready()).await,
+    };
     ctx.metrics.set_admitted(
         ctx.caches
             .monitors
@@ -108,7 +113,10 @@ pub async fn reconcile(m: Arc<Monitor>, ctx: Ctx) -> Result<Action> {
             })
             .count(),
     );
-    Ok(Action::requeue(if verdict.unsettled {
+    Ok(Action::requeue(if let Some(left) = held {
+        // a Warning held for a grace: published then if the reference is still missing
+        left + Duration::from_millis(100)
+    } else if verdict.unsettled {
         // a Secret or ConfigMap of a namespace not listed yet: soon
         Duration::from_secs(2)
     } else if verdict.conditions.iter().any(|c| c.reason == "OverQuota") {

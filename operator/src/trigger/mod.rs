@@ -71,10 +71,19 @@ pub async fn reconcile(t: Arc<Trigger>, ctx: Ctx) -> Result<Action> {
     let current = t.status.clone().unwrap_or_default();
     let update = conditions::update(&current.conditions, std::slice::from_ref(&ready), t.metadata.generation);
     let channel = t.spec.channel().map(str::to_string);
+    let mut held = None;
     if update.changed || current.observed_generation != t.metadata.generation || current.channel != channel {
         let status = json!({"conditions": update.conditions, "observedGeneration": t.metadata.generation, "channel": channel});
         conditions::apply_status(&Api::<Trigger>::namespaced(ctx.client.clone(), &ns), &name, status).await?;
-        conditions::announce(&ctx, t.as_ref(), update.was_ready, &ready, "Ready").await;
+        held = conditions::announce_references(&ctx, t.as_ref(), update.was_ready, &ready, "Ready").await;
+    }
+    let held = match held {
+        Some(left) => Some(left),
+        None => conditions::release_held(&ctx, t.as_ref(), &ready).await,
+    };
+    if let Some(left) = held {
+        // a Warning held for a grace: published then if the reference is still missing
+        return Ok(Action::requeue(left + Duration::from_millis(100)));
     }
     Ok(Action::requeue(Duration::from_secs(if verdict.unsettled {
         2

@@ -280,3 +280,55 @@ async fn status_writes_do_not_readmit() {
     op.stop().await;
     harness::reset(&client).await;
 }
+
+/// A directory applied in any order: a Monitor whose Trigger comes a second later gets no
+/// Warning (its condition says TriggerNotFound meanwhile, and Admitted once it comes); one whose
+/// Trigger never comes gets its Warning once the grace is over, not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_that_appears_within_the_grace_is_not_a_warning() {
+    let client = harness::clean_slate().await;
+    let op_ns = harness::new_namespace(&client, "cw-op").await;
+    let ns = harness::new_namespace(&client, "tenant").await;
+    let op = Operator::start(&op_ns, "op-grace", &["--no-kafka"]).await;
+    let net = unique("eth");
+    apply(&client, json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Tenant", "metadata": {"name": ns}, "spec": {"namespaces": [ns]}})).await;
+    apply(&client, json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "metadata": {"name": net}, "spec": {"type": "evm", "rpc": [{"url": "http://127.0.0.1:1"}]}})).await;
+    apply(&client, monitor(&ns, "early", transfer_monitor(&net, "value > 1", &["late"]))).await;
+    apply(&client, monitor(&ns, "orphan", transfer_monitor(&net, "value > 1", &["never"]))).await;
+    let (_, message) = ready_with(&client, &ns, "early", "TriggerNotFound").await;
+    assert!(message.contains("late"), "{message}");
+    ready_with(&client, &ns, "orphan", "TriggerNotFound").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    apply(&client, webhook(&ns, "late")).await;
+    ready_with(&client, &ns, "early", "Admitted").await;
+
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let warned = eventually("the Warning for the Monitor whose Trigger never came", T, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.involved_object.name.as_deref() == Some("orphan") && e.type_.as_deref() == Some("Warning")
+        })
+    })
+    .await;
+    assert_eq!(warned.reason.as_deref(), Some("TriggerNotFound"));
+    let orphan = get(&Api::<Monitor>::namespaced(client.clone(), &ns), "orphan").await;
+    let created = orphan.metadata.creation_timestamp.unwrap().0;
+    let at = warned.event_time.map(|t| t.0).or(warned.first_timestamp.map(|t| t.0)).unwrap();
+    // creation times have one-second resolution
+    assert!(
+        at.duration_since(created).as_secs_f64() >= 9.0,
+        "the Warning came {:?} after creation, inside the grace",
+        at.duration_since(created)
+    );
+    let list = events.list(&ListParams::default()).await.unwrap();
+    let early: Vec<_> = list
+        .items
+        .iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some("early"))
+        .map(|e| (e.type_.clone().unwrap_or_default(), e.reason.clone().unwrap_or_default()))
+        .collect();
+    assert!(early.iter().all(|(t, _)| t == "Normal"), "{early:?}");
+    assert!(early.iter().any(|(_, r)| r == "Admitted"), "{early:?}");
+    op.stop().await;
+    harness::reset(&client).await;
+}

@@ -220,6 +220,15 @@ async fn argo_cd_health_checks_read_what_the_operator_writes() {
     fresh["status"] = Value::Null;
     assert_health("monitor", &fresh, "Progressing", "waiting for admission");
 
+    // the same verdicts, counted: ok (Admitted) and paused are Ready, orphan is not
+    for (ready, at_least) in [("true", 2.0), ("false", 1.0)] {
+        let sample = format!("chainwatch_operator_objects{{kind=\"Monitor\",ready=\"{ready}\"}}");
+        eventually(&format!("{sample} >= {at_least}"), T, || async {
+            let n = op.metric(&sample).await;
+            (n >= at_least).then_some(())
+        })
+        .await;
+    }
     op.stop().await;
     harness::reset(&client).await;
 }
