@@ -294,8 +294,16 @@ async fn ensure_topic(
     let topic = blocks_topic(&n.name_any());
     let wanted = settings.map(|s| s.partitions).unwrap_or(build::DEFAULT_MAX_REPLICAS);
     let Some(kafka) = kafka else {
+        // --no-kafka: topics are someone else's (the flag's promise), not a problem of the Network
         return (
-            Check::new(TOPIC_READY, false, "KafkaNotConfigured", "the operator has no --kafka-bootstrap"),
+            Check::new(
+                TOPIC_READY,
+                true,
+                "ManagedElsewhere",
+                format!(
+                    "the operator manages no topics (--no-kafka): {topic} must exist, with {wanted} partitions for {wanted} workers"
+                ),
+            ),
             wanted,
         );
     };

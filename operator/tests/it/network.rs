@@ -416,6 +416,15 @@ async fn the_operator_runs_pipelines_from_its_own_image() {
         (c.image.as_deref(), c.image_pull_policy.as_deref()),
         (Some("registry.example/chainwatch:v1.2.3"), Some("IfNotPresent"))
     );
+    // --no-kafka: the topic is someone else's, not a problem of the Network
+    let n = eventually("the Network waiting for its ingester", T, || async {
+        let n: Network = get(&Api::all(client.clone()), &net).await;
+        condition(&n, "Ready").filter(|c| c.1 == "WaitingForIngester").map(|_| n)
+    })
+    .await;
+    let topic = condition(&n, "TopicReady").unwrap();
+    assert_eq!((topic.0.as_str(), topic.1.as_str()), ("True", "ManagedElsewhere"), "{}", topic.2);
+    assert!(topic.2.contains(&format!("chainwatch.blocks.{net}")), "{}", topic.2);
     op.stop().await;
     harness::reset(&client).await;
 }
