@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::changes::{changed, mapped, own, spec_changed};
-use crate::conditions;
+use crate::conditions::{self, Check};
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::monitor::mapping::{TenantNamespaces, in_namespaces, over_quota_peers};
@@ -39,6 +39,10 @@ pub async fn controller(ctx: Ctx, stop: CancellationToken) {
     let tenant_history = Mutex::new(TenantNamespaces::default());
     Controller::for_stream(futures::stream::pending(), store.clone())
         .reconcile_on(own(spec_changed(c.triggers.subscribe())))
+        // the workers' Delivering condition: Ready says whether deliveries succeed
+        .reconcile_on(own(changed(c.triggers.subscribe(), |t| {
+            delivering(t).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        })))
         .reconcile_on(mapped(spec_changed(c.triggers.subscribe()), move |ch: &Change<Trigger>| {
             let tenant = ch.object().namespace().and_then(|ns| tenants.tenant_of(&ns));
             over_quota_peers(&peers.state(), tenant.as_deref(), over_quota)
@@ -62,12 +66,29 @@ pub async fn controller(ctx: Ctx, stop: CancellationToken) {
         .await;
 }
 
+/// The workers' `Delivering` condition of a Trigger.
+fn delivering(t: &Trigger) -> Option<&chainwatch_crds::common::Condition> {
+    t.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Delivering")
+}
+
+/// `Ready` of an admitted Trigger also says whether its deliveries succeed: the workers'
+/// `Delivering=False` (retrying through an outage, dead-lettered, rejected) makes it False with
+/// that reason and message. A Trigger that is not admitted keeps admission's verdict.
+pub fn with_delivery(admitted: Check, delivering: Option<&chainwatch_crds::common::Condition>) -> Check {
+    match delivering {
+        Some(d) if admitted.ok && d.status == "False" => {
+            Check::new("Ready", false, &d.reason, d.message.clone())
+        }
+        _ => admitted,
+    }
+}
+
 /// Reconciles one Trigger.
 pub async fn reconcile(t: Arc<Trigger>, ctx: Ctx) -> Result<Action> {
     let ns = t.namespace().unwrap_or_default();
     let name = t.name_any();
     let verdict = admit_trigger(&t, &ctx.caches);
-    let ready = verdict.ready;
+    let ready = with_delivery(verdict.ready, delivering(&t));
     let current = t.status.clone().unwrap_or_default();
     let update = conditions::update(&current.conditions, std::slice::from_ref(&ready), t.metadata.generation);
     let channel = t.spec.channel().map(str::to_string);
@@ -92,4 +113,33 @@ pub async fn reconcile(t: Arc<Trigger>, ctx: Ctx) -> Result<Action> {
     } else {
         60
     })))
+}
+
+#[cfg(test)]
+mod delivery_tests {
+    use super::*;
+
+    fn delivering(status: &str, reason: &str) -> chainwatch_crds::common::Condition {
+        serde_json::from_value(serde_json::json!({"type": "Delivering", "status": status, "reason": reason,
+            "message": "HTTP 500 from https://hooks.example", "lastTransitionTime": "2026-01-01T00:00:00Z"}))
+        .unwrap()
+    }
+
+    #[test]
+    fn failing_deliveries_make_an_admitted_trigger_not_ready() {
+        let admitted = Check::new("Ready", true, "Ready", "webhook trigger ready");
+        let failed = with_delivery(admitted.clone(), Some(&delivering("False", "DeliveryFailed")));
+        assert_eq!(
+            (failed.ok, failed.reason.as_str(), failed.message.as_str()),
+            (false, "DeliveryFailed", "HTTP 500 from https://hooks.example")
+        );
+        assert!(with_delivery(admitted.clone(), Some(&delivering("True", "Delivered"))).ok);
+        assert!(with_delivery(admitted.clone(), None).ok);
+        // not admitted: admission's reason stays (the workers do not deliver through it anyway)
+        let missing = Check::new("Ready", false, "SecretNotFound", "spec.webhook.secretRef");
+        assert_eq!(
+            with_delivery(missing, Some(&delivering("False", "DeliveryFailed"))).reason,
+            "SecretNotFound"
+        );
+    }
 }

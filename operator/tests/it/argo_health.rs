@@ -184,8 +184,17 @@ async fn argo_cd_health_checks_read_what_the_operator_writes() {
         .patch_status("hook", &PatchParams::apply("chainwatch-worker").force(), &Patch::Apply(&failing))
         .await
         .unwrap();
-    let hook = get(&triggers, "hook").await;
+    // and the operator's Ready says it too (kstatus: Stalled)
+    let hook = ready_with(&triggers, "hook", "DeliveryFailed").await;
+    assert_eq!(condition(&hook, "Stalled").map(|c| c.0), Some("True".into()));
     assert_health("trigger", &hook, "Degraded", "DeliveryFailed: dead-lettered");
+    let recovered = json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "status": {"conditions": [
+        {"type": "Delivering", "status": "True", "reason": "Delivered", "message": "the newest notification was delivered", "lastTransitionTime": "2026-01-01T00:01:00Z"}]}});
+    triggers
+        .patch_status("hook", &PatchParams::apply("chainwatch-worker").force(), &Patch::Apply(&recovered))
+        .await
+        .unwrap();
+    assert_health("trigger", &ready_with(&triggers, "hook", "Ready").await, "Healthy", "");
 
     // Monitors: Healthy, Suspended when paused, Degraded when a Trigger is missing, Progressing
     // before admission
