@@ -57,16 +57,21 @@ async fn two_replicas_only_the_leader_writes() {
     assert_eq!(a.metric("chainwatch_operator_leader").await, 1.0);
     assert_eq!(b.metric(RECONCILES).await, 0.0, "the standby does not reconcile");
     assert_eq!(b.metric("chainwatch_operator_leader").await, 0.0);
+    // the Network's event follows its status write: wait for it, then check who wrote them all
     let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let instances: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.reporting_instance)
-        .collect();
-    assert!(!instances.is_empty() && instances.iter().all(|i| i == "replica-a"), "events by {instances:?}");
+    let instances: Vec<String> = eventually("an event about the Network", T, || async {
+        let instances: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|e| e.reporting_instance)
+            .collect();
+        (!instances.is_empty()).then_some(instances)
+    })
+    .await;
+    assert!(instances.iter().all(|i| i == "replica-a"), "events by {instances:?}");
 
     // the leader drains: B takes over without waiting for the Lease to expire
     let stopped = std::time::Instant::now();
