@@ -3,6 +3,7 @@
 //! only then lets the block's offset move. A block that cannot be evaluated or whose matches cannot
 //! be produced is retried, then dead-lettered with the reason — never silently counted as processed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -195,18 +196,23 @@ impl FilterStage {
             self.metrics.tenant_evaluations(tenant, *monitors);
         }
         let produced_at_ms = now_ms();
-        Ok(matches
+        // counted per tenant here, added to the metric once per tenant and block
+        let mut per_tenant: HashMap<&str, u64> = HashMap::new();
+        let records = matches
             .into_iter()
             .map(|m| {
-                // keyed by tenant: one notify worker owns each tenant's notifications and limits
                 let ns = &m.monitor.key.namespace;
-                self.metrics.tenant_match(&snapshot.tenant_label(ns));
-                let key = snapshot.tenant_of(ns).map_or_else(|| ns.clone(), |t| t.name.clone());
+                *per_tenant.entry(snapshot.tenant_label(ns)).or_default() += 1;
+                let key = snapshot.lane(ns);
                 let record =
                     MatchRecord { matched: m, block_published_at_ms: block.published_at_ms, produced_at_ms };
                 (key, record.encode())
             })
-            .collect())
+            .collect();
+        for (tenant, n) in per_tenant {
+            self.metrics.tenant_matches(tenant, n);
+        }
+        Ok(records)
     }
 }
 

@@ -311,8 +311,8 @@ impl WorkerMetrics {
     pub fn tenant_evaluations(&self, tenant: &str, monitors: u64) {
         self.tenant_evaluations.get_or_create(&TenantL { tenant: tenant.into() }).inc_by(monitors);
     }
-    pub fn tenant_match(&self, tenant: &str) {
-        self.tenant_matches.get_or_create(&TenantL { tenant: tenant.into() }).inc();
+    pub fn tenant_matches(&self, tenant: &str, n: u64) {
+        self.tenant_matches.get_or_create(&TenantL { tenant: tenant.into() }).inc_by(n);
     }
     pub fn retry(&self, channel: &str) {
         self.retries.get_or_create(&Channel { channel: channel.into() }).inc();

@@ -95,8 +95,14 @@ impl Snapshot {
 
     /// The `tenant` label of a namespace's metrics: its Tenant's name, `none` without one
     /// (bounded by the Tenants the platform team creates).
-    pub fn tenant_label(&self, namespace: &str) -> String {
-        self.tenant_of(namespace).map_or_else(|| "none".to_string(), |t| t.name.clone())
+    pub fn tenant_label(&self, namespace: &str) -> &str {
+        self.tenant_of(namespace).map_or("none", |t| t.name.as_str())
+    }
+
+    /// The notify lane (and match record key) of a namespace's matches: its Tenant's name, or the
+    /// namespace itself without one — one worker owns each lane's notifications and limits.
+    pub fn lane(&self, namespace: &str) -> String {
+        self.tenant_of(namespace).map_or_else(|| namespace.to_string(), |t| t.name.clone())
     }
 }
 
@@ -358,7 +364,7 @@ impl ConfigStore {
             .map(|(network, index)| {
                 let mut counts: BTreeMap<String, u64> = BTreeMap::new();
                 for m in index.monitors() {
-                    *counts.entry(snapshot.tenant_label(&m.key.namespace)).or_default() += 1;
+                    *counts.entry(snapshot.tenant_label(&m.key.namespace).to_string()).or_default() += 1;
                 }
                 (network.clone(), counts.into_iter().collect())
             })

@@ -100,8 +100,7 @@ enum Delivered {
 impl NotifyStage {
     /// The lane a match belongs to: its namespace's tenant.
     fn lane_of(&self, record: &MatchRecord) -> String {
-        let ns = &record.matched.monitor.key.namespace;
-        self.config.borrow().tenant_of(ns).map_or_else(|| ns.clone(), |t| t.name.clone())
+        self.config.borrow().lane(&record.matched.monitor.key.namespace)
     }
 
     /// Consumes until `stop`, then finishes the notifications in progress and commits.
@@ -482,7 +481,7 @@ impl NotifyStage {
                         }
                         tokio::time::sleep(Duration::from_millis(200 * tries)).await;
                     }
-                    self.metrics.delivery(channel, &snapshot.tenant_label(ns), Outcome::Delivered);
+                    self.metrics.delivery(channel, snapshot.tenant_label(ns), Outcome::Delivered);
                     self.metrics.delivered(channel, started.elapsed(), record.block_published_at_ms);
                     self.status.delivered(ns, trigger_name);
                     tracing::info!(monitor = %m.monitor.key, trigger = trigger_name, channel, tx = %m.transaction_hash(), attempts = attempt + 1, "notification delivered");
@@ -513,7 +512,7 @@ impl NotifyStage {
             DeliveryError::Transient(_) | DeliveryError::Script(_) => Reason::RetriesExhausted,
             DeliveryError::Permanent(_) => Reason::Rejected,
         };
-        self.metrics.delivery(channel, &snapshot.tenant_label(ns), Outcome::DeadLettered);
+        self.metrics.delivery(channel, snapshot.tenant_label(ns), Outcome::DeadLettered);
         // what is written down names no secret of the trigger's (a URL's path, a token)
         let message = redact::scrub(&error.to_string(), trigger.secret_values());
         // the dead letter first: what the status reports as failed can be redelivered
