@@ -355,13 +355,15 @@ pub async fn run(mut args: DevArgs, shutdown: CancellationToken) -> anyhow::Resu
     };
     let stages = if args.dry_notify {
         let sink: DrySink = Arc::new(|t, n| {
+            let (title, body, _) = n.shown();
             println!(
-                "NOTIFY [{} {}/{}] {}\n{}",
+                "{} [{} {}/{}] {}\n{}",
+                if n.retraction.is_some() { "RETRACT" } else { "NOTIFY" },
                 t.spec.channel().unwrap_or("?"),
                 t.namespace,
                 t.name,
-                n.title,
-                indent(&n.body)
+                title,
+                indent(body)
             );
         });
         Stages::with_channels(

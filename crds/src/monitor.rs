@@ -169,6 +169,10 @@ pub struct MonitorStatus {
     /// Matches since the monitor was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_count: Option<u64>,
+    /// Matches on blocks a reorg replaced: each notification already sent got a retraction, and
+    /// none not yet sent ever will be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retracted_count: Option<u64>,
     /// Time of the newest match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_match_time: Option<Time>,

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 pub const MAGIC: [u8; 2] = *b"CW";
 /// Schema version written by this build.
 pub const MAJOR: u8 = 1;
-pub const MINOR: u8 = 3;
+pub const MINOR: u8 = 4;
 /// Largest record accepted (after decompression): 512 MiB (a block carried in parts may be far
 /// larger than one message).
 pub const MAX_DECODED: usize = 512 << 20;
@@ -89,7 +89,9 @@ pub struct BlockRecord {
     pub published_at_ms: u64,
 }
 
-/// A reorg the ingester detected (same topic as the blocks).
+/// A reorg the ingester detected (same topic as the blocks). The filter stage that reads it
+/// passes it on to every partition of `chainwatch.matches` (v1.4), where the notify stages retract
+/// what they notified for the replaced blocks.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ReorgRecord {
     pub network: String,
@@ -237,6 +239,16 @@ impl BlockTopicRecord {
             Kind::Reorg => Ok(BlockTopicRecord::Reorg(decode_json(bytes, Kind::Reorg)?)),
             _ => Ok(BlockTopicRecord::Block(decode_json(bytes, Kind::Block)?)),
         }
+    }
+}
+
+impl ReorgRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(Kind::Reorg, self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        decode_json(bytes, Kind::Reorg)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The filter stage: consumes a network's blocks, evaluates every admitted monitor with the
 //! configuration snapshot current for that block, produces the matches to `chainwatch.matches`, and
-//! only then lets the block's offset move. A block that cannot be evaluated or whose matches cannot
+//! only then lets the block's offset move. A reorg record is passed on to every notify stage. A block that cannot be evaluated or whose matches cannot
 //! be produced is retried, then dead-lettered with the reason — never silently counted as processed.
 
 use std::collections::HashMap;
@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use chainwatch_platform::Backoff;
 use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, Message, Producer};
-use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, DeadLetterRecord, MatchRecord, now_ms};
+use chainwatch_platform::codec::{
+    BlockRecord, BlockTopicRecord, DeadLetterRecord, MatchRecord, ReorgRecord, now_ms,
+};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -99,6 +101,21 @@ impl FilterStage {
         }
     }
 
+    /// Passes a reorg on to every notify stage (every partition of `chainwatch.matches`): they
+    /// retract what they notified for the replaced blocks, and notify nothing more of them. The
+    /// block's offset moves only once every partition has it.
+    async fn pass_on(&self, reorg: &ReorgRecord) {
+        let replaced: Vec<u64> = reorg.replaced.iter().map(|b| b.number).collect();
+        tracing::warn!(network = %self.network, ?replaced, "reorg: telling the notify stages to retract the replaced blocks' notifications; the canonical blocks follow");
+        let backoff = Backoff::default();
+        let mut attempt = 0;
+        while let Err(e) = self.producer.broadcast(MATCHES_TOPIC, &self.network, reorg.encode()).await {
+            tracing::error!(network = %self.network, error = %e, "passing a reorg on failed; retrying");
+            tokio::time::sleep(backoff.delay(attempt.min(6))).await;
+            attempt += 1;
+        }
+    }
+
     /// Evaluates one record and produces its matches.
     pub async fn process(&self, msg: &Message) {
         let record = match BlockTopicRecord::decode(&msg.payload) {
@@ -111,8 +128,7 @@ impl FilterStage {
         let block = match record {
             BlockTopicRecord::Reorg(r) => {
                 self.metrics.reorg(&self.network);
-                let replaced: Vec<u64> = r.replaced.iter().map(|b| b.number).collect();
-                tracing::warn!(network = %self.network, ?replaced, "reorg: the replaced blocks' matches may have been notified; the canonical blocks follow");
+                self.pass_on(&r).await;
                 return;
             }
             BlockTopicRecord::Block(b) => b,

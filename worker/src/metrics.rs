@@ -48,8 +48,36 @@ struct TenantOutcome {
     outcome: String,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeL {
+    outcome: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Group {
     group: String,
+}
+
+/// What became of a notification of a replaced block (`chainwatch_worker_retractions_total{outcome}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retraction {
+    /// It had been delivered: a retraction went to the same trigger.
+    Sent,
+    /// It had not been delivered yet (waiting, retrying, or its match came after the reorg): it
+    /// never will be.
+    Withheld,
+    /// The retraction could not be delivered (dead-lettered).
+    DeadLettered,
+}
+
+impl Retraction {
+    const ALL: [Retraction; 3] = [Retraction::Sent, Retraction::Withheld, Retraction::DeadLettered];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retraction::Sent => "sent",
+            Retraction::Withheld => "withheld",
+            Retraction::DeadLettered => "dead_lettered",
+        }
+    }
 }
 
 /// How a delivery ended (`chainwatch_worker_deliveries_total{outcome}`).
@@ -97,6 +125,7 @@ pub struct WorkerMetrics {
     end_to_end: Family<Channel, Histogram>,
     throttled: Family<Scope, Counter>,
     duplicates: Counter,
+    retractions: Family<OutcomeL, Counter>,
     condition_drops: Counter,
     deferred: Family<Reason, Counter>,
     pending_retries: Gauge,
@@ -127,6 +156,7 @@ impl Default for WorkerMetrics {
             end_to_end: Family::new_with_constructor(latency),
             throttled: Family::default(),
             duplicates: Counter::default(),
+            retractions: Family::default(),
             condition_drops: Counter::default(),
             deferred: Family::default(),
             pending_retries: Gauge::default(),
@@ -197,6 +227,14 @@ impl WorkerMetrics {
             "Notifications not sent again because their idempotency key was delivered",
             m.duplicates.clone(),
         );
+        r.register(
+            "retractions",
+            "Notifications of blocks a reorg replaced: retraction sent (it had been delivered), withheld (it had not been), dead_lettered (the retraction failed)",
+            m.retractions.clone(),
+        );
+        for outcome in Retraction::ALL {
+            let _ = m.retractions.get_or_create(&OutcomeL { outcome: outcome.as_str().into() });
+        }
         r.register(
             "trigger_condition_drops",
             "Matches dropped by a trigger-condition script",
@@ -330,6 +368,9 @@ impl WorkerMetrics {
     }
     pub fn duplicate(&self) {
         self.duplicates.inc();
+    }
+    pub fn retraction(&self, outcome: Retraction) {
+        self.retractions.get_or_create(&OutcomeL { outcome: outcome.as_str().into() }).inc();
     }
     pub fn deferred(&self, reason: &str) {
         self.deferred.get_or_create(&Reason { reason: reason.into() }).inc();

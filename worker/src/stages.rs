@@ -128,6 +128,7 @@ impl Stages {
             channels: self.channels.clone(),
             scripts: self.settings.scripts.clone(),
             delivered: self.delivered.clone(),
+            recent: Default::default(),
             throttles: self.throttles.clone(),
             status: self.status.clone(),
             metrics: self.metrics.clone(),

@@ -1,6 +1,6 @@
-//! Status written by the notify stage: on Monitors the match count and the newest match, on
-//! Triggers delivery and failure counts, the newest delivery and error, and the `Delivering`
-//! condition.
+//! Status written by the notify stage: on Monitors the match and retraction counts and the newest
+//! match, on Triggers delivery and failure counts, the newest delivery and error, and the
+//! `Delivering` condition.
 //!
 //! Counts are accumulated in memory and flushed at most every `interval`. Several workers add to
 //! the same totals, so each flush reads the object, adds its delta and writes with the
@@ -29,6 +29,9 @@ pub const FIELD_MANAGER: &str = "chainwatch-worker";
 pub trait StatusSink: Send + Sync + 'static {
     fn matched(&self, m: &MonitorMatch);
     fn delivered(&self, namespace: &str, trigger: &str);
+    /// A match of the monitor was on a block a reorg replaced (its notifications retracted or
+    /// withheld).
+    fn retracted(&self, monitor: &MonitorKey);
     /// A delivery was dead-lettered: `reason` is the condition reason (`ScriptTimedOut`, …).
     fn failed(&self, namespace: &str, trigger: &str, reason: &str, error: &str);
     /// A trigger-condition script of the monitor ran (`None`) or failed.
@@ -44,6 +47,7 @@ pub struct NoStatus;
 impl StatusSink for NoStatus {
     fn matched(&self, _: &MonitorMatch) {}
     fn delivered(&self, _: &str, _: &str) {}
+    fn retracted(&self, _: &MonitorKey) {}
     fn failed(&self, _: &str, _: &str, _: &str, _: &str) {}
     fn condition_ran(&self, _: &MonitorKey, _: Option<&crate::script::ScriptError>) {}
     fn pending(&self, _: &str, _: &str, _: u64, _: Option<&str>) {}
@@ -52,6 +56,7 @@ impl StatusSink for NoStatus {
 #[derive(Default, Clone)]
 struct MonitorDelta {
     matches: u64,
+    retracted: u64,
     last: Option<(u64, String, u64, String)>,
 }
 
@@ -172,6 +177,7 @@ impl KubeStatus {
                 let mut p = self.lock();
                 let d = p.monitors.entry(key).or_default();
                 d.matches += delta.matches;
+                d.retracted += delta.retracted;
                 if d.last.is_none() {
                     d.last = delta.last;
                 }
@@ -238,8 +244,13 @@ impl KubeStatus {
         let api: Api<Monitor> = Api::namespaced(self.client.clone(), &key.namespace);
         for _ in 0..5 {
             let Some(current) = api.get_opt(&key.name).await? else { return Ok(()) };
-            let count = current.status.as_ref().and_then(|s| s.match_count).unwrap_or(0) + delta.matches;
+            let now = current.status.as_ref();
+            let count = now.and_then(|s| s.match_count).unwrap_or(0) + delta.matches;
             let mut status = json!({"matchCount": count});
+            if delta.retracted > 0 {
+                let retracted = now.and_then(|s| s.retracted_count).unwrap_or(0) + delta.retracted;
+                status["retractedCount"] = json!(retracted);
+            }
             if let Some((at, network, block, tx)) = &delta.last {
                 status["lastMatchTime"] = json!(time(*at));
                 status["lastMatch"] = json!({"network": network, "block": block, "transaction": tx});
@@ -344,6 +355,10 @@ impl StatusSink for KubeStatus {
                 m.transaction_hash(),
             ));
         }
+    }
+
+    fn retracted(&self, monitor: &MonitorKey) {
+        self.lock().monitors.entry(monitor.clone()).or_default().retracted += 1;
     }
 
     fn delivered(&self, namespace: &str, trigger: &str) {

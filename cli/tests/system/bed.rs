@@ -234,6 +234,9 @@ pub struct Bed {
     pub smtp: SmtpReceiver,
 }
 
+/// Every transfer, not the mint of the token's deployment.
+pub const EVERY_TRANSFER: &str = "from != 0x0000000000000000000000000000000000000000";
+
 pub const TRANSFER_ABI: &str = r#"[{"type": "event", "name": "Transfer", "anonymous": false, "inputs": [{"indexed": true, "name": "from", "type": "address"}, {"indexed": true, "name": "to", "type": "address"}, {"indexed": false, "name": "value", "type": "uint256"}]}]"#;
 
 impl Bed {
@@ -298,6 +301,18 @@ impl Bed {
             "matchConditions": {"events": [{"signature": "Transfer(address,address,uint256)", "expression": expression}]},
             "triggers": triggers,
         }})).await;
+    }
+
+    /// The usual pipeline: Monitor `name` on the token's transfers with `expression` notifying
+    /// Trigger `hook`, admitted; then an ingester and the worker `w0`, both ready.
+    pub async fn pipeline(&self, name: &str, expression: &str) -> (Proc, Proc) {
+        self.monitor(name, expression, &["hook"]).await;
+        self.admitted(name).await;
+        let mut ingester = self.ingester();
+        let mut worker = self.worker("w0");
+        ingester.ready().await;
+        worker.ready().await;
+        (ingester, worker)
     }
 
     /// Waits until the operator admitted the monitor's current generation; returns it.

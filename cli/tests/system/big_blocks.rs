@@ -11,7 +11,7 @@ use chainwatch_platform::codec::BlockTopicRecord;
 use kube::api::Api;
 use serde_json::json;
 
-use crate::bed::{Bed, T};
+use crate::bed::{Bed, EVERY_TRANSFER, T};
 use crate::harness::{condition, eventually, get};
 
 /// 50 transactions of 500 kB random calldata: 50 MB of hex in the block the endpoint answers.
@@ -25,12 +25,7 @@ async fn a_block_above_the_message_limit_is_carried_in_parts_and_matched() {
     bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Network", "metadata": {"name": bed.network},
         "spec": {"type": "evm", "chainId": 31337, "rpc": [{"url": rpc.url(), "timeout": "60s"}], "confirmations": 0, "blockTime": "1s", "pollInterval": "100ms", "startBlock": 1, "kafka": {"partitions": 1, "deletionPolicy": "Delete"}}})).await;
     bed.webhook("hook", "/hook").await;
-    bed.monitor("every", "from != 0x0000000000000000000000000000000000000000", &["hook"]).await;
-    bed.admitted("every").await;
-    let mut ingester = bed.ingester();
-    let mut worker = bed.worker("w0");
-    ingester.ready().await;
-    worker.ready().await;
+    let (ingester, worker) = bed.pipeline("every", EVERY_TRANSFER).await;
 
     let huge = bed.anvil.block_number().await.unwrap() + 1;
     rpc.set(Fault::Huge { block: huge, transactions: EXTRA_TRANSACTIONS, bytes: CALLDATA_BYTES });

@@ -16,12 +16,7 @@ async fn a_changed_monitor_applies_to_the_next_block() {
     use chainwatch_platform::bus::Consumer;
     let bed = Bed::start(&["--block-time", "0.2"]).await;
     bed.webhook("hook", "/hook").await;
-    bed.monitor("moving", "value > 0", &["hook"]).await;
-    bed.admitted("moving").await;
-    let mut ingester = bed.ingester();
-    let mut worker = bed.worker("w0");
-    ingester.ready().await;
-    worker.ready().await;
+    let (ingester, worker) = bed.pipeline("moving", "value > 0").await;
 
     // a transfer in every block, from a background task
     let stop = tokio_util::sync::CancellationToken::new();

@@ -16,5 +16,6 @@ mod crashes;
 mod isolation;
 mod notifications;
 mod outages;
+mod reorgs;
 mod scoped_install;
 mod verdicts;

@@ -10,7 +10,7 @@ use chainwatch_platform::codec::MatchRecord;
 use kube::Api;
 use serde_json::json;
 
-use crate::bed::{Bed, T, percentiles};
+use crate::bed::{Bed, EVERY_TRANSFER, T, percentiles};
 use crate::harness::eventually;
 
 const THRESHOLD: u64 = 10_000_000_000; // 10,000 DUSD (6 decimals)
@@ -121,12 +121,7 @@ fn harness_secret(ns: &str, name: &str, key: &str, value: &str) -> serde_json::V
 async fn latency_from_block_published_to_notification_received() {
     let bed = Bed::start(&[]).await;
     bed.webhook("hook", "/hook").await;
-    bed.monitor("all", "from != 0x0000000000000000000000000000000000000000", &["hook"]).await;
-    bed.admitted("all").await;
-    let mut ingester = bed.ingester();
-    let mut worker = bed.worker("w0");
-    ingester.ready().await;
-    worker.ready().await;
+    let (ingester, worker) = bed.pipeline("all", EVERY_TRANSFER).await;
 
     // 200 transfers, one block each, spaced like a fast chain
     let mut txs = Vec::new();

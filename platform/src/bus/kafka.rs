@@ -249,6 +249,33 @@ impl KafkaProducer {
         BusError::Kafka(e)
     }
 
+    /// Queues every record before awaiting any (so they lie next to each other in a partition,
+    /// in this order), then waits until the broker acknowledged each.
+    async fn send_queued<'a>(
+        &self,
+        generation: u64,
+        producer: &FutureProducer,
+        records: impl Iterator<Item = FutureRecord<'a, str, Vec<u8>>>,
+    ) -> Result<(), BusError> {
+        let mut queued = Vec::new();
+        for record in records {
+            match producer.send_result(record) {
+                Ok(delivery) => queued.push(delivery),
+                Err((e, _)) => return Err(self.failed(generation, producer, e)),
+            }
+        }
+        for delivery in queued {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(self.failed(generation, producer, e)),
+                Err(_) => {
+                    return Err(BusError::Other("the Kafka producer went away before acknowledging".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The broker's metadata answers (blocking: run it off the async threads).
     pub fn reachable(&self, timeout: Duration) -> Result<(), BusError> {
         let (_, p) = self.producer();
@@ -268,26 +295,29 @@ impl Producer for KafkaProducer {
         }
     }
 
+    async fn broadcast(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        let (generation, producer) = self.producer();
+        let client = producer.clone();
+        let name = topic.to_string();
+        let partitions = tokio::task::spawn_blocking(move || {
+            let metadata = client.client().fetch_metadata(Some(&name), Duration::from_secs(10))?;
+            Ok::<_, KafkaError>(metadata.topics().first().map_or(0, |t| t.partitions().len() as i32))
+        })
+        .await
+        .map_err(|e| BusError::Other(format!("reading the partitions of {topic}: {e}")))??;
+        if partitions == 0 {
+            return Err(BusError::Other(format!("topic {topic} has no partitions (does it exist?)")));
+        }
+        let records =
+            (0..partitions).map(|p| FutureRecord::to(topic).key(key).payload(&payload).partition(p));
+        self.send_queued(generation, &producer, records).await
+    }
+
     async fn send_all(&self, topic: &str, key: &str, payloads: Vec<Vec<u8>>) -> Result<(), BusError> {
         let (generation, producer) = self.producer();
         // every record is queued before any is awaited: nothing sent meanwhile lands in between
-        let mut queued = Vec::with_capacity(payloads.len());
-        for payload in &payloads {
-            match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
-                Ok(delivery) => queued.push(delivery),
-                Err((e, _)) => return Err(self.failed(generation, &producer, e)),
-            }
-        }
-        for delivery in queued {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(self.failed(generation, &producer, e)),
-                Err(_) => {
-                    return Err(BusError::Other("the Kafka producer went away before acknowledging".into()));
-                }
-            }
-        }
-        Ok(())
+        let records = payloads.iter().map(|payload| FutureRecord::to(topic).key(key).payload(payload));
+        self.send_queued(generation, &producer, records).await
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), BusError> {

@@ -80,6 +80,12 @@ pub trait Producer: Send + Sync + 'static {
         }
         Ok(())
     }
+    /// Sends a copy of a record to every partition of `topic`, so every consumer of its group
+    /// reads it (a reorg notice on `chainwatch.matches`), and waits until each was acknowledged.
+    /// A bus of one partition per topic sends it once.
+    async fn broadcast(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        self.send(topic, key, payload).await
+    }
     /// Waits for every record in flight.
     async fn flush(&self, timeout: Duration) -> Result<(), BusError>;
 }

@@ -70,6 +70,26 @@ pub struct Notification<'a> {
     pub idempotency_key: &'a str,
     /// Whom a script trigger runs for.
     pub run_for: &'a RunFor,
+    /// Set when this retracts the notification of `idempotency_key` (its block was replaced by a
+    /// reorg): chat and email send this text; webhooks the same payload with `status: retracted`.
+    pub retraction: Option<Text>,
+}
+
+/// A title and body in the channel's markup, and the body as plain text.
+pub struct Text {
+    pub title: String,
+    pub body: String,
+    pub plain: String,
+}
+
+impl Notification<'_> {
+    /// What chat and email show: the notification, or its retraction.
+    pub fn shown(&self) -> (&str, &str, &str) {
+        match &self.retraction {
+            Some(r) => (&r.title, &r.body, &r.plain),
+            None => (&self.title, &self.body, &self.plain),
+        }
+    }
 }
 
 /// Where notifications go instead of their channels in a dry run (`chainwatch dev --dry-notify`).
@@ -115,14 +135,15 @@ impl Channels {
         }
         let secret = |r| trigger.secret(r).map(str::to_string).map_err(DeliveryError::from);
         let spec = &trigger.spec;
+        let (title, body, _) = n.shown();
         if let Some(s) = &spec.slack {
             return self
-                .post_json(&secret(&s.webhook_url_secret_ref)?, &payload::slack(&n.title, &n.body), &[])
+                .post_json(&secret(&s.webhook_url_secret_ref)?, &payload::slack(title, body), &[])
                 .await;
         }
         if let Some(d) = &spec.discord {
             return self
-                .post_json(&secret(&d.webhook_url_secret_ref)?, &payload::discord(&n.title, &n.body), &[])
+                .post_json(&secret(&d.webhook_url_secret_ref)?, &payload::discord(title, body), &[])
                 .await;
         }
         if let Some(t) = &spec.telegram {
@@ -130,11 +151,7 @@ impl Channels {
             let base = t.api_url.as_deref().unwrap_or("https://api.telegram.org").trim_end_matches('/');
             let url = format!("{base}/bot{token}/sendMessage");
             return self
-                .post_json(
-                    &url,
-                    &payload::telegram(&t.chat_id, &n.title, &n.body, t.disable_web_preview),
-                    &[],
-                )
+                .post_json(&url, &payload::telegram(&t.chat_id, title, body, t.disable_web_preview), &[])
                 .await;
         }
         if let Some(w) = &spec.webhook {
@@ -143,12 +160,16 @@ impl Channels {
                 (None, Some(r)) => secret(r)?,
                 (None, None) => return Err(DeliveryError::Permanent("webhook has no url".into())),
             };
-            let body = match w.payload_mode.unwrap_or_default() {
+            let mut body = match w.payload_mode.unwrap_or_default() {
                 PayloadMode::Template => payload::webhook(&n.title, &n.body),
                 PayloadMode::Raw => n.raw.clone(),
             };
             let mut headers: Vec<(String, String)> =
                 vec![("Idempotency-Key".into(), n.idempotency_key.to_string())];
+            if n.retraction.is_some() {
+                payload::retracted(&mut body);
+                headers.push((payload::STATUS_HEADER.into(), payload::RETRACTED.into()));
+            }
             if let Some(r) = &w.secret_ref {
                 let key = secret(r)?;
                 if key.is_empty() {
@@ -318,13 +339,14 @@ impl Channels {
             .sender
             .parse()
             .map_err(|err| DeliveryError::Permanent(format!("sender {}: {err}", e.sender)))?;
-        let mut message = lettre::Message::builder().from(from).subject(n.title.replace(['\r', '\n'], " "));
+        let (title, body, plain) = n.shown();
+        let mut message = lettre::Message::builder().from(from).subject(title.replace(['\r', '\n'], " "));
         for r in &e.recipients {
             message = message
                 .to(r.parse().map_err(|err| DeliveryError::Permanent(format!("recipient {r}: {err}")))?);
         }
         let message = message
-            .multipart(MultiPart::alternative_plain_html(n.plain.clone(), payload::email_html(&n.body)))
+            .multipart(MultiPart::alternative_plain_html(plain.to_string(), payload::email_html(body)))
             .map_err(|err| DeliveryError::Permanent(format!("building the email: {err}")))?;
         match transport.send(message).await {
             Ok(_) => Ok(()),

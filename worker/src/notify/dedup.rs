@@ -21,6 +21,20 @@ use super::throttle::{Scope, Throttles};
 /// The compacted topic of delivered keys.
 pub const DELIVERED_TOPIC: &str = "chainwatch.delivered";
 
+/// Prefix of a retraction's key: `retracted:<the notification's key>` (recorded when the
+/// retraction was sent, or when the notification was dropped before it was ever sent).
+const RETRACTED: &str = "retracted:";
+
+/// The key recording that the notification `key` was retracted.
+pub fn retraction_key(key: &str) -> String {
+    format!("{RETRACTED}{key}")
+}
+
+/// Whether a recorded key is a retraction's (not counted as a delivery, nor by any limit).
+fn is_retraction(key: &str) -> bool {
+    key.starts_with(RETRACTED)
+}
+
 /// Keys older than this are forgotten (matches older than this are not redelivered in practice).
 pub const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -113,6 +127,11 @@ impl DeliveredLog {
         &self.counts
     }
 
+    /// Whether `key` is being delivered by this worker now.
+    pub fn in_flight(&self, key: &str) -> bool {
+        self.claimed.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
+    }
+
     pub fn contains(&self, key: &str) -> bool {
         self.keys.lock().unwrap_or_else(|p| p.into_inner()).contains_key(key)
     }
@@ -128,7 +147,9 @@ impl DeliveredLog {
     /// A delivered key; counted for its trigger the first time it is seen.
     fn insert(&self, key: String, at_ms: u64, sender: Option<&Sender>) {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let counted = !is_retraction(&key);
         if keys.insert(key, at_ms).is_none()
+            && counted
             && let Some(s) = sender
         {
             self.counts.add(&s.namespace, &s.trigger, at_ms);
@@ -181,7 +202,8 @@ impl DeliveredLog {
                     if let Some(key) = m.key.clone() {
                         let (at, sender) = decode(&m.payload);
                         let at = at.unwrap_or_else(now_ms);
-                        for scope in sender.iter().flat_map(Sender::scopes) {
+                        let counted = sender.as_ref().filter(|_| !is_retraction(&key));
+                        for scope in counted.into_iter().flat_map(Sender::scopes) {
                             self.throttles.observe(scope, &key, at);
                         }
                         self.insert(key, at, sender.as_ref());

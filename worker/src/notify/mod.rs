@@ -8,6 +8,11 @@
 //! delay of a second or more, and a match its tenant's lane has no room for, are put aside on the
 //! deferred topic (the offsets move on) and come back when due. Matches are keyed by tenant, so
 //! one worker owns each tenant's notifications and its rate limits count them all.
+//!
+//! A reorg notice (from the filter stage, on every partition) retracts what was notified for the
+//! replaced blocks: each delivered notification gets a retraction to the same trigger, and a
+//! notification not yet delivered (waiting, retrying, or its match still to come) never is
+//! ([`reorgs`]).
 
 pub mod channels;
 pub mod counts;
@@ -16,6 +21,7 @@ pub mod destination;
 pub mod lanes;
 pub mod payload;
 pub mod pending;
+pub mod reorgs;
 pub mod retry;
 pub mod throttle;
 
@@ -25,20 +31,22 @@ use std::time::{Duration, Instant};
 use chainwatch_core::MonitorMatch;
 use chainwatch_core::template;
 use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, DEFERRED_TOPIC, Message, Producer};
-use chainwatch_platform::codec::{DeadLetterRecord, DeferredRecord, Kind, MatchRecord, now_ms, peek_kind};
+use chainwatch_platform::codec::{
+    DeadLetterRecord, DeferredRecord, Kind, MatchRecord, ReorgRecord, now_ms, peek_kind,
+};
 use chainwatch_platform::{Backoff, redact};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ResolvedTrigger;
 use crate::config::Snapshot;
 use crate::dead_letters::Reason;
-use crate::metrics::Outcome;
-use crate::metrics::WorkerMetrics;
+use crate::metrics::{Outcome, Retraction, WorkerMetrics};
 use crate::script::{RunFor, ScriptRunner, script_input};
 use crate::status::StatusSink;
-use channels::{Channels, DeliveryError, Notification};
-use dedup::{DeliveredLog, Sender};
+use channels::{Channels, DeliveryError, Notification, Text};
+use dedup::{DeliveredLog, Sender, retraction_key};
 use pending::PendingRetries;
 use retry::RetryPlan;
 use throttle::{Scope, Throttles};
@@ -52,6 +60,8 @@ pub struct NotifyStage {
     pub(crate) channels: Arc<Channels>,
     pub(crate) scripts: ScriptRunner,
     pub(crate) delivered: DeliveredLog,
+    /// The newest blocks' matches and the replaced blocks (reorgs).
+    pub(crate) recent: Arc<reorgs::Recent>,
     pub(crate) throttles: Arc<Throttles>,
     pub(crate) status: Arc<dyn StatusSink>,
     pub(crate) metrics: WorkerMetrics,
@@ -165,6 +175,19 @@ impl NotifyStage {
         pending: &mut PendingRetries,
     ) {
         let decoded = match peek_kind(&msg.payload) {
+            Ok(Kind::Reorg) => {
+                running.spawn(async move {
+                    match ReorgRecord::decode(&msg.payload) {
+                        Ok(reorg) => self.reorg(&reorg, &msg.source()).await,
+                        Err(e) => {
+                            let detail = e.to_string();
+                            self.dead_letter(&msg.source(), None, None, Reason::Undecodable, &detail, 1).await
+                        }
+                    }
+                    (None, msg)
+                });
+                return;
+            }
             Ok(Kind::Deferred) => DeferredRecord::decode(&msg.payload).map(|d| {
                 let due = d.due_at_ms;
                 if let Some(trigger) = &d.trigger {
@@ -309,6 +332,11 @@ impl NotifyStage {
         if job.trigger.is_none() && job.deferrals == 0 {
             self.status.matched(m);
         }
+        if !self.recent.took_up(record) {
+            // its block was replaced before this was notified: it never is
+            self.retract(record, job.trigger.as_deref(), &msg.source()).await;
+            return;
+        }
         let raw = m.upstream_json();
         let snapshot = self.config.borrow().clone();
         if job.trigger.is_none() && !m.monitor.trigger_conditions.is_empty() {
@@ -373,6 +401,11 @@ impl NotifyStage {
             tracing::debug!(monitor = %m.monitor.key, trigger = trigger_name, %key, "already delivered or being delivered");
             return Delivered::Done;
         };
+        if self.delivered.contains(&retraction_key(&key)) {
+            // withheld (and counted) while it waited for a retry
+            tracing::debug!(monitor = %m.monitor.key, trigger = trigger_name, block = m.block.number, "not delivering a notification of a block a reorg replaced");
+            return Delivered::Done;
+        }
         let ns = &m.monitor.key.namespace;
         let Some(trigger) = snapshot.triggers.get(&(ns.clone(), trigger_name.to_string())).cloned() else {
             self.dead_letter(
@@ -446,20 +479,17 @@ impl NotifyStage {
             .await;
             return Delivered::Done;
         }
-        let vars = template::variables(m);
-        // values from the chain are text in the channel's markup; the template's markup stays
-        let markup = channels::Markup::of(&trigger.spec);
-        let escaped = |v: &str| markup.escape(v);
-        let (title, body, plain) = match &trigger.spec.message {
-            Some(msg) => (
-                template::render_with(&msg.title, &vars, &escaped),
-                template::render_with(&msg.body, &vars, &escaped),
-                template::render(&msg.body, &vars),
-            ),
-            None => (String::new(), String::new(), String::new()),
-        };
+        let Text { title, body, plain } = rendered(&trigger, m);
         let run_for = tenant.map_or_else(|| RunFor::tenant(ns), |t| t.run_for());
-        let notification = Notification { title, body, plain, raw, idempotency_key: &key, run_for: &run_for };
+        let notification = Notification {
+            title,
+            body,
+            plain,
+            raw,
+            idempotency_key: &key,
+            run_for: &run_for,
+            retraction: None,
+        };
         let plan = RetryPlan::of(&trigger);
         let first_ms = job.first_attempt_ms.unwrap_or_else(now_ms);
         let started = Instant::now();
@@ -467,20 +497,7 @@ impl NotifyStage {
         let error = loop {
             match self.channels.send(&trigger, &notification).await {
                 Ok(()) => {
-                    let mut tries = 0;
-                    let sender = Sender {
-                        namespace: ns.clone(),
-                        trigger: trigger_name.to_string(),
-                        tenant: tenant.map(|t| t.name.clone()),
-                    };
-                    while let Err(e) = self.delivered.record(&key, &sender).await {
-                        tries += 1;
-                        tracing::warn!(error = %e, "recording a delivery failed; retrying");
-                        if tries > 5 {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-                    }
+                    self.remember(&key, sender(ns, trigger_name, snapshot)).await;
                     self.metrics.delivery(channel, snapshot.tenant_label(ns), Outcome::Delivered);
                     self.metrics.delivered(channel, started.elapsed(), record.block_published_at_ms);
                     self.status.delivered(ns, trigger_name);
@@ -519,6 +536,178 @@ impl NotifyStage {
         self.dead_letter(source, Some(record), Some(trigger_name), reason, &message, attempt + 1).await;
         self.status.failed(ns, trigger_name, error.reason(), &message);
         Delivered::Done
+    }
+}
+
+/// The trigger's message for a match: values from the chain are text in the channel's markup
+/// (escaped for it); the template's own markup stays.
+fn rendered(trigger: &ResolvedTrigger, m: &MonitorMatch) -> Text {
+    let vars = template::variables(m);
+    let markup = channels::Markup::of(&trigger.spec);
+    let escaped = |v: &str| markup.escape(v);
+    match &trigger.spec.message {
+        Some(msg) => Text {
+            title: template::render_with(&msg.title, &vars, &escaped),
+            body: template::render_with(&msg.body, &vars, &escaped),
+            plain: template::render(&msg.body, &vars),
+        },
+        None => Text { title: String::new(), body: String::new(), plain: String::new() },
+    }
+}
+
+/// What chat and email say to retract `original` (the notification of `m` with key `key`).
+fn retraction_text(trigger: &ResolvedTrigger, m: &MonitorMatch, original: &Text, key: &str) -> Text {
+    let markup = channels::Markup::of(&trigger.spec);
+    let say = |escape: &dyn Fn(&str) -> String| {
+        format!(
+            "Retracted: block {} ({}) of {} was replaced by a reorg, so the notification of monitor {} about transaction {} no longer holds (Idempotency-Key {}).",
+            m.block.number,
+            escape(&m.block.hash),
+            escape(&m.network),
+            escape(&m.monitor.display_name),
+            escape(&m.transaction_hash()),
+            escape(key),
+        )
+    };
+    let title = match original.title.as_str() {
+        "" => "Retracted notification".to_string(),
+        t => format!("Retracted: {t}"),
+    };
+    Text { title, body: say(&|v| markup.escape(v)), plain: say(&|v| v.to_string()) }
+}
+
+/// Whose a delivery to `trigger` of namespace `ns` is.
+fn sender(ns: &str, trigger: &str, snapshot: &Snapshot) -> Sender {
+    Sender {
+        namespace: ns.to_string(),
+        trigger: trigger.to_string(),
+        tenant: snapshot.tenant_of(ns).map(|t| t.name.clone()),
+    }
+}
+
+impl NotifyStage {
+    /// Records a delivered (or retracted) key; a broker that does not take it after a few tries
+    /// leaves it known to this worker only.
+    async fn remember(&self, key: &str, sender: Sender) {
+        let mut tries = 0;
+        while let Err(e) = self.delivered.record(key, &sender).await {
+            tries += 1;
+            tracing::warn!(error = %e, "recording a delivery failed; retrying");
+            if tries > 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+        }
+    }
+
+    /// A reorg notice: every match this worker took up for a replaced block is retracted.
+    async fn reorg(&self, reorg: &ReorgRecord, source: &str) {
+        let gone = self.recent.replaced(reorg);
+        let blocks: Vec<u64> = reorg.replaced.iter().map(|b| b.number).collect();
+        tracing::warn!(network = %reorg.network, ?blocks, matches = gone.len(), "reorg: retracting the replaced blocks' notifications");
+        futures::future::join_all(gone.iter().map(|r| self.retract(r, None, source))).await;
+    }
+
+    /// Retracts a match of a replaced block: to `only` that trigger (a retry's), or every trigger
+    /// of its monitor (counted on the Monitor once).
+    async fn retract(&self, record: &MatchRecord, only: Option<&str>, source: &str) {
+        let m = &record.matched;
+        let triggers: Vec<&str> = match only {
+            Some(t) => vec![t],
+            None => m.monitor.triggers.iter().map(String::as_str).collect(),
+        };
+        let done =
+            futures::future::join_all(triggers.iter().map(|t| self.retract_one(record, t, source))).await;
+        // a copy of a match retracted before changes nothing
+        if only.is_none() && done.contains(&true) {
+            self.status.retracted(&m.monitor.key);
+        }
+    }
+
+    /// Retracts one trigger's notification of a replaced block: a retraction if it was delivered
+    /// (once: its own key is recorded), else it is marked so that it never is. `false`: it was
+    /// retracted before.
+    async fn retract_one(&self, record: &MatchRecord, trigger_name: &str, source: &str) -> bool {
+        let m = &record.matched;
+        let ns = &m.monitor.key.namespace;
+        let snapshot = self.config.borrow().clone();
+        let key = m.idempotency_key(trigger_name);
+        let retracted = retraction_key(&key);
+        let Some(_retracting) = self.delivered.claim(&retracted) else {
+            self.metrics.duplicate();
+            return false;
+        };
+        // a delivery in progress ends first: delivered, or put aside for a retry
+        let delivered = loop {
+            if self.delivered.contains(&key) {
+                break true;
+            }
+            if let Some(_nobody) = self.delivered.claim(&key) {
+                // recorded while no delivery can start: a retry that comes due finds it
+                self.remember(&retracted, sender(ns, trigger_name, &snapshot)).await;
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if !delivered {
+            self.metrics.retraction(Retraction::Withheld);
+            tracing::info!(monitor = %m.monitor.key, trigger = trigger_name, block = m.block.number, "withholding a notification of a block a reorg replaced");
+            return true;
+        }
+        let Some(trigger) = snapshot.triggers.get(&(ns.clone(), trigger_name.to_string())).cloned() else {
+            self.metrics.retraction(Retraction::DeadLettered);
+            let detail = format!("Trigger {ns}/{trigger_name} does not exist: its retraction cannot be sent");
+            self.dead_letter(source, Some(record), Some(trigger_name), Reason::TriggerNotFound, &detail, 0)
+                .await;
+            return true;
+        };
+        let channel = trigger.spec.channel().unwrap_or("unknown");
+        let original = rendered(&trigger, m);
+        let retraction = retraction_text(&trigger, m, &original, &key);
+        let mut raw = m.upstream_json();
+        payload::retracted(&mut raw);
+        let run_for = snapshot.tenant_of(ns).map_or_else(|| RunFor::tenant(ns), |t| t.run_for());
+        let Text { title, body, plain } = original;
+        let notification = Notification {
+            title,
+            body,
+            plain,
+            raw: &raw,
+            idempotency_key: &key,
+            run_for: &run_for,
+            retraction: Some(retraction),
+        };
+        // retried in place by the trigger's policy (a retraction is never put aside)
+        let plan = RetryPlan::of(&trigger);
+        let first_ms = now_ms();
+        let mut attempt = 0;
+        let error = loop {
+            match self.channels.send(&trigger, &notification).await {
+                Ok(()) => {
+                    self.remember(&retracted, sender(ns, trigger_name, &snapshot)).await;
+                    self.metrics.retraction(Retraction::Sent);
+                    tracing::info!(monitor = %m.monitor.key, trigger = trigger_name, channel, block = m.block.number, tx = %m.transaction_hash(), "retraction delivered");
+                    return true;
+                }
+                Err(e) if e.is_transient() => {
+                    let outage = matches!(e, DeliveryError::Transient(_));
+                    let Some(delay) = plan.delay(attempt, outage, first_ms, now_ms()) else { break e };
+                    self.metrics.retry(channel);
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => break e,
+            }
+        };
+        self.metrics.retraction(Retraction::DeadLettered);
+        let message = redact::scrub(&format!("retraction: {error}"), trigger.secret_values());
+        let reason = match &error {
+            DeliveryError::Permanent(_) => Reason::Rejected,
+            _ => Reason::RetriesExhausted,
+        };
+        self.dead_letter(source, Some(record), Some(trigger_name), reason, &message, attempt + 1).await;
+        self.status.failed(ns, trigger_name, error.reason(), &message);
+        true
     }
 }
 

@@ -122,6 +122,19 @@ pub fn webhook(title: &str, body: &str) -> Value {
     json!({"title": title, "body": body})
 }
 
+/// The header naming a webhook's kind of notification, when it is not a plain one.
+pub const STATUS_HEADER: &str = "Chainwatch-Status";
+/// The status of a retraction (webhook `status` field and header; script input `retracted`).
+pub const RETRACTED: &str = "retracted";
+
+/// A webhook payload (or a script's input) marked as a retraction: `status: "retracted"` beside
+/// what the original carried.
+pub fn retracted(payload: &mut Value) {
+    if let Some(o) = payload.as_object_mut() {
+        o.insert("status".into(), Value::String(RETRACTED.into()));
+    }
+}
+
 /// Upstream's webhook signature: hex(HMAC-SHA256(secret, JSON(payload) + timestamp_ms)).
 pub fn signature(secret: &str, payload: &Value, timestamp_ms: u64) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");

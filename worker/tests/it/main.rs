@@ -449,6 +449,9 @@ impl StatusSink for Reported {
     fn failed(&self, _: &str, trigger: &str, reason: &str, error: &str) {
         self.0.lock().unwrap().push((trigger.into(), reason.into(), error.into()));
     }
+    fn retracted(&self, monitor: &chainwatch_core::monitor::MonitorKey) {
+        self.0.lock().unwrap().push((monitor.name.clone(), "Retracted".into(), String::new()));
+    }
     fn condition_ran(
         &self,
         _: &chainwatch_core::monitor::MonitorKey,
@@ -578,5 +581,130 @@ async fn a_produce_failure_mid_block_leaves_exactly_one_record_per_match() {
     assert_eq!(records.len(), expected.len(), "no record twice: {} records", records.len());
     assert_eq!(h.metric("chainwatch_worker_match_resends_total"), 1.0);
     assert!(h.dead_letters().is_empty());
+    h.stop().await;
+}
+
+/// A reorg that replaces block 18,000,000 retracts what was delivered for it — once per trigger,
+/// in each channel's shape, under the original Idempotency-Key — and withholds what was not yet
+/// delivered (a receiver that was down: its retry, when due, sends nothing); the replaced block's
+/// matches read again after the reorg notify nothing.
+#[tokio::test]
+async fn a_reorg_retracts_what_was_delivered_for_a_replaced_block_and_withholds_the_rest() {
+    let hooks = HttpReceiver::start().await;
+    let down = HttpReceiver::start().await;
+    down.answer_always(503);
+    let smtp = SmtpReceiver::start().await;
+    let store = base_store(false);
+    store.apply_secret(secret("hooks", &[("slack", &hooks.url("/slack"))]));
+    store.apply_secret(secret("signing", &[("secret", "s3cret")]));
+    let message = json!({"title": "${monitor.name}: ${events.0.args.value}", "body": "Transfer of ${events.0.args.value} in ${transaction.hash}"});
+    store.apply_trigger(trigger(
+        "slack",
+        json!({"slack": {"webhookUrlSecretRef": {"name": "hooks", "key": "slack"}}, "message": message}),
+    ));
+    store.apply_trigger(trigger("webhook", json!({"webhook": {"url": hooks.url("/hook"), "secretRef": {"name": "signing", "key": "secret"}}, "message": message})));
+    store.apply_trigger(trigger("raw", json!({"webhook": {"url": hooks.url("/raw"), "payloadMode": "Raw"}})));
+    store.apply_trigger(trigger("email", json!({"email": {"host": "127.0.0.1", "port": smtp.addr.port(), "tls": "None", "sender": "alerts@acme.example", "recipients": ["ops@acme.example"]}, "message": message})));
+    // down for now; its retry comes due 3 s later
+    store.apply_trigger(trigger(
+        "down",
+        json!({"webhook": {"url": down.url("/down")}, "message": message,
+        "retryPolicy": {"maxRetries": 3, "initialBackoff": "3s", "maxBackoff": "3s", "jitter": "None"}}),
+    ));
+    store.apply_monitor(usdt_monitor(&["slack", "webhook", "raw", "email", "down"], json!({})));
+    let status = Arc::new(Reported::default());
+    let h = Harness::start_with(store, local(), status.clone());
+    let block = block_18m();
+    let id = block.id();
+    h.publish_block(block.clone()).await;
+    let originals = hooks.wait_for(6, Duration::from_secs(20)).await;
+    smtp.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(originals.len(), 6, "3 HTTP triggers × 2 matches");
+    let pending = "chainwatch_worker_notifications_pending_retry";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while h.metric(pending) < 2.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.metric(pending), 2.0, "the receiver that is down holds both notifications for a retry");
+
+    let reorg = BlockTopicRecord::Reorg(chainwatch_platform::codec::ReorgRecord {
+        network: "ethereum-mainnet".into(),
+        replaced: vec![id.clone()],
+        replacement: vec![chainwatch_core::block::BlockId { hash: format!("0x{:064x}", 1), ..id.clone() }],
+        detected_at_ms: now_ms(),
+    });
+    h.bus.send(&blocks_topic("ethereum-mainnet"), "18000000", reorg.encode()).await.unwrap();
+    let retractions = "chainwatch_worker_retractions_total";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while h.metric(retractions) < 10.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sample = |outcome: &str| h.metric(&format!("{retractions}{{outcome=\"{outcome}\"}}"));
+    assert_eq!((sample("sent"), sample("withheld"), sample("dead_lettered")), (8.0, 2.0, 0.0));
+    down.answer_always(200);
+    // the replaced block read again (a replay): nothing more
+    h.publish_block(block).await;
+    // the retries come due (3 s) and send nothing
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while h.metric(pending) > 0.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.metric(pending), 0.0, "the retries came due");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        (down.received().len(), down.attempts()),
+        (0, 2),
+        "withheld: never delivered, not tried again"
+    );
+
+    let got = hooks.received();
+    assert_eq!(got.len(), 12, "each of the 6 HTTP notifications retracted once");
+    let by_path = |p: &str| got.iter().filter(|r| r.path == p).cloned().collect::<Vec<_>>();
+    // webhooks: the same payload with status retracted, under the original key, still signed
+    for path in ["/hook", "/raw"] {
+        let all = by_path(path);
+        let (retracted, first): (Vec<_>, Vec<_>) =
+            all.iter().partition(|r| r.header("Chainwatch-Status") == Some("retracted"));
+        assert_eq!((first.len(), retracted.len()), (2, 2), "{path}");
+        for r in &retracted {
+            let body = r.json();
+            assert_eq!(body["status"], "retracted", "{path}");
+            let key = r.header("Idempotency-Key").unwrap();
+            let original = first.iter().find(|o| o.header("Idempotency-Key") == Some(key)).expect("same key");
+            let mut expected = original.json();
+            expected["status"] = json!("retracted");
+            assert_eq!(body, expected, "{path}: the original payload, marked");
+            if path == "/hook" {
+                let ts: u64 = r.header("X-Timestamp").unwrap().parse().unwrap();
+                assert_eq!(
+                    r.header("X-Signature").unwrap(),
+                    chainwatch_worker::notify::payload::signature("s3cret", &body, ts)
+                );
+            }
+        }
+    }
+    // chat: a short retraction naming the block and the transaction
+    let slack: Vec<String> = by_path("/slack")
+        .iter()
+        .map(|r| r.json()["blocks"][0]["text"]["text"].as_str().unwrap().to_string())
+        .collect();
+    let retracted: Vec<&String> =
+        slack.iter().filter(|t| t.starts_with("*Retracted: Large USDT transfer: ")).collect();
+    assert_eq!(retracted.len(), 2, "{slack:?}");
+    assert!(
+        retracted.iter().any(|t| t.contains("block 18000000")
+            && t.contains("0xc1e64199d60a6420e360ba326f4026eb61a085481baaec99f2f49224f1b1e96a")),
+        "{retracted:?}"
+    );
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 4);
+    assert_eq!(
+        mails.iter().filter(|m| m.data.contains("Subject: Retracted: Large USDT transfer")).count(),
+        2
+    );
+    let reported = status.0.lock().unwrap().clone();
+    let counted =
+        reported.iter().filter(|(name, what, _)| name == "usdt-large" && what == "Retracted").count();
+    assert_eq!(counted, 2, "the Monitor counts each retracted match once: {reported:?}");
     h.stop().await;
 }
