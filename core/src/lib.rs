@@ -28,6 +28,7 @@ pub mod evm;
 pub mod expr;
 pub mod matches;
 pub mod monitor;
+pub mod phase;
 pub mod signature;
 pub mod stellar;
 pub mod template;

@@ -8,7 +8,7 @@ use serde_json::{Value as Json, json};
 
 use crate::block::EvmTransaction;
 pub use crate::monitor::MatchedMonitor;
-use chainwatch_crds::{SignatureCondition, TransactionCondition, TransactionStatus};
+use chainwatch_crds::{NotifyPhase, SignatureCondition, TransactionCondition, TransactionStatus};
 
 /// One match per (monitor, transaction).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -23,6 +23,10 @@ pub struct MonitorMatch {
     pub matched_on: MatchedOn,
     /// The decoded arguments of the matched functions and events, index-aligned with `matched_on`.
     pub matched_on_args: MatchedOnArgs,
+    /// `seen` or `final` for a Monitor told at `seen` ([`crate::phase::notified`]); `None`: the
+    /// one notification every other Monitor gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<NotifyPhase>,
 }
 
 /// Where the match happened.
@@ -141,8 +145,18 @@ impl MonitorMatch {
     }
 
     /// The identity of the notification this match produces on `trigger`: the same match (a block
-    /// redelivered after a restart, a duplicated record) always gives the same key.
+    /// redelivered after a restart, a duplicated record) always gives the same key. A `seen`
+    /// notification's key is the `final` one's with `:seen` appended: one family, easy to pair.
     pub fn idempotency_key(&self, trigger: &str) -> String {
+        let key = self.final_key(trigger);
+        match self.phase {
+            Some(NotifyPhase::Seen) => seen_key(&key),
+            _ => key,
+        }
+    }
+
+    /// The key of this match's notification at `final` (or its only one) on `trigger`.
+    pub fn final_key(&self, trigger: &str) -> String {
         use sha2::{Digest, Sha256};
         let log = self.first_log_index().map_or_else(|| "-".to_string(), |i| i.to_string());
         let material = format!(
@@ -155,6 +169,11 @@ impl MonitorMatch {
             log
         );
         hex::encode(Sha256::digest(material.as_bytes()))
+    }
+
+    /// The key of the `seen` notification paired with this match's `final` one on `trigger`.
+    pub fn seen_key(&self, trigger: &str) -> String {
+        seen_key(&self.final_key(trigger))
     }
 
     /// OpenZeppelin Monitor's serialized `MonitorMatch`: `{"EVM": {...}}` or `{"Stellar": {...}}`.
@@ -206,6 +225,11 @@ impl MonitorMatch {
             }}),
         }
     }
+}
+
+/// The `seen` key of the family whose `final` key is `key`.
+fn seen_key(key: &str) -> String {
+    format!("{key}:seen")
 }
 
 fn signature_condition_json(c: &SignatureCondition) -> Json {

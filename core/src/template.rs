@@ -38,6 +38,9 @@ pub fn variables(m: &MonitorMatch) -> Variables {
     v.set("block.hash", &m.block.hash);
     v.set("block.timestamp", m.block.timestamp.to_string());
     v.set("transaction.hash", m.transaction_hash());
+    if let Some(phase) = m.phase {
+        v.set("phase", phase.as_str());
+    }
     match &m.transaction {
         MatchedTransaction::Evm(tx) => {
             v.set("transaction.from", format!("{:#x}", tx.from));

@@ -26,7 +26,7 @@ pub use common::{
     SecretKeyRef,
 };
 pub use monitor::{
-    MatchConditions, Monitor, MonitorSpec, MonitorStatus, MonitoredAddress, SignatureCondition,
+    MatchConditions, Monitor, MonitorSpec, MonitorStatus, MonitoredAddress, NotifyPhase, SignatureCondition,
     TransactionCondition, TransactionStatus,
 };
 pub use network::{ChainType, Network, NetworkSpec, NetworkStatus, RpcEndpoint};

@@ -72,6 +72,45 @@ pub struct MonitorSpec {
     #[schemars(length(max = 32), inner(length(min = 1, max = 253)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub triggers: Vec<String>,
+    /// When the Triggers are told of a match: `final` (default: once, at the Network's
+    /// confirmation depth or finality tag), `seen` (as soon as the block is at the chain's head),
+    /// or both — `[seen, final]` sends a `seen` notification and a `final` one of the same key
+    /// family (`<key>:seen`, `<key>`). `seen` needs a Network with `publishSeen: true`; on other
+    /// Networks blocks are only seen once they are final. A `seen` notification of a block a reorg
+    /// replaces is retracted, and `final` is never sent for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub notify_at: Vec<NotifyPhase>,
+}
+
+/// A moment a Monitor's Triggers are told of a match (`spec.notifyAt`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyPhase {
+    /// The block is at the chain's head: it may still be replaced by a reorg.
+    Seen,
+    /// The block reached the Network's confirmation depth (or finality tag).
+    Final,
+}
+
+impl NotifyPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyPhase::Seen => "seen",
+            NotifyPhase::Final => "final",
+        }
+    }
+}
+
+impl MonitorSpec {
+    /// Whether the Monitor is told at `phase` (no `notifyAt`: at `final` only).
+    pub fn notifies_at(&self, phase: NotifyPhase) -> bool {
+        match self.notify_at.is_empty() {
+            true => phase == NotifyPhase::Final,
+            false => self.notify_at.contains(&phase),
+        }
+    }
 }
 
 /// A watched address.

@@ -76,6 +76,12 @@ pub struct NetworkSpec {
     /// `finalized` (the chain's own finality tags; confirmations are then not subtracted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finality: Option<Finality>,
+    /// Also publish each block when it is first seen at the chain's head, before it reaches the
+    /// confirmation depth (or the finality tag), and once more when it does: Monitors with
+    /// `notifyAt: [seen, final]` are told at both. Each block is then read from the RPC twice.
+    /// Default false: every block is published once, at the confirmation depth.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_seen: bool,
     /// How often the head is polled, e.g. `2s`. Default: half the block time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval: Option<DurationString>,

@@ -90,6 +90,7 @@ fn runtime(url: &str, start: u64, stop: Option<u64>, poll: Duration) -> NetworkS
         endpoints: vec![Endpoint { url: url.into(), weight: 100, timeout: Duration::from_secs(10) }],
         confirmations: 0,
         finality: Finality::Latest,
+        publish_seen: false,
         chain_id: None,
         network_passphrase: None,
         block_time: Duration::from_millis(250),

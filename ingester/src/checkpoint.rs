@@ -29,6 +29,11 @@ pub struct Checkpoint {
     /// published again; a restart continues from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub republish_from: Option<u64>,
+    /// Newest block published at the confirmation depth (once, or `final` after `seen`): with
+    /// `publishSeen`, the blocks after it up to `last_published` were only published as `seen`.
+    /// Absent (older checkpoints): `last_published`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_final: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -39,6 +44,11 @@ impl Checkpoint {
     /// Where ingestion resumes.
     pub fn resume_at(&self) -> u64 {
         self.republish_from.unwrap_or(self.last_published + 1)
+    }
+
+    /// Newest block published at the confirmation depth.
+    pub fn last_final(&self) -> u64 {
+        self.last_final.unwrap_or(self.last_published)
     }
 }
 

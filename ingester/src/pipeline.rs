@@ -10,12 +10,19 @@
 //! while idle at the head, as a changed hash at the newest published height). The loop then walks
 //! back through the remembered block identities to the common ancestor, publishes a reorg record
 //! naming the replaced blocks, and publishes the canonical blocks again from the ancestor on.
+//!
+//! With `publishSeen` the loop follows the chain's `latest` block instead of the confirmation
+//! depth: a block above the depth is published as `seen`, and once the depth reaches it, it is read
+//! again, checked against the hash published (a different one is a reorg, handled as above) and
+//! published as `final` ([`chainwatch_core::phase`]). A block already at the depth when first read
+//! is published once. `final` publications trail the head cursor and never pass it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chainwatch_core::block::BlockId;
+use chainwatch_core::phase::BlockPhase;
 use chainwatch_platform::bus::{BusError, Producer, blocks_topic, parts};
 use chainwatch_platform::codec::{BlockRecord, BlockTopicRecord, ReorgRecord, now_ms};
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -51,6 +58,8 @@ pub struct Settings {
     pub stop_at: Option<u64>,
     pub fetch_concurrency: usize,
     pub max_in_flight: usize,
+    /// Publish blocks at the head as `seen`, and again as `final` at the confirmation depth.
+    pub publish_seen: bool,
 }
 
 impl Settings {
@@ -61,6 +70,7 @@ impl Settings {
             max_past_blocks: s.max_past_blocks,
             start: s.start,
             stop_at: s.stop_at,
+            publish_seen: s.publish_seen,
             ..Self::new(network)
         }
     }
@@ -74,6 +84,7 @@ impl Settings {
             stop_at: None,
             fetch_concurrency: 8,
             max_in_flight: 64,
+            publish_seen: false,
         }
     }
 }
@@ -144,7 +155,10 @@ impl State {
         from
     }
 
-    fn on_acked(&mut self, id: BlockId) {
+    fn on_acked(&mut self, id: BlockId, phase: BlockPhase) {
+        if phase != BlockPhase::Seen {
+            self.cp.last_final = Some(self.cp.last_final().max(id.number));
+        }
         let now = Instant::now();
         self.acked.push_back((id.number, now));
         while self
@@ -192,7 +206,9 @@ impl Ingester {
     pub async fn run(&self, stop: CancellationToken) -> Result<(), IngestError> {
         let network = self.settings.network.clone();
         let mut st = match self.checkpoint.load().await? {
-            Some(cp) => {
+            Some(mut cp) => {
+                // an older checkpoint: everything published was published at the depth
+                cp.last_final = Some(cp.last_final());
                 tracing::info!(%network, last_published = cp.last_published, resume_at = cp.resume_at(), "resuming from the checkpoint");
                 // the status says where ingestion stands from the start, not only after a new block
                 let last = cp.last_published;
@@ -220,6 +236,7 @@ impl Ingester {
                     last_published: next.saturating_sub(1),
                     recent: vec![],
                     republish_from: None,
+                    last_final: Some(next.saturating_sub(1)),
                 };
                 State::new(cp, VecDeque::new(), next, true)
             }
@@ -249,8 +266,11 @@ impl Ingester {
                     continue;
                 }
             };
-            let mut target = head.target;
+            // the head cursor follows `latest` with publishSeen, else the confirmation depth
+            let mut target = if self.settings.publish_seen { head.latest } else { head.target };
+            let mut final_target = head.target;
             if let Some(stop_at) = self.settings.stop_at {
+                final_target = final_target.min(stop_at);
                 if st.next > stop_at {
                     self.progress(true, "BackfillComplete", &format!("backfill finished at block {stop_at}"));
                     if sleep_or_stop(self.settings.poll_interval, &stop).await {
@@ -259,6 +279,21 @@ impl Ingester {
                     continue;
                 }
                 target = target.min(stop_at);
+            }
+            // blocks published as `seen` that reached the confirmation depth: `final` now
+            match self.finalize(&mut st, final_target, &stop).await {
+                Ok(()) => {}
+                Err(RangeError::Stopped) => break,
+                Err(RangeError::Checkpoint(e)) => return Err(e.into()),
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(%network, error = %e, "publishing blocks that turned final failed; retrying");
+                    self.progress(false, "FinalizeFailed", &e.to_string());
+                    if sleep_or_stop(backoff(failures, self.settings.poll_interval), &stop).await {
+                        break;
+                    }
+                    continue;
+                }
             }
             if st.next > target {
                 // at the head: check that the newest published block is still canonical
@@ -299,7 +334,7 @@ impl Ingester {
                 }
             }
             let end = target.min(st.next + RANGE - 1);
-            match self.range(&mut st, end, &stop).await {
+            match self.range(&mut st, end, final_target, &stop).await {
                 Ok(()) => (failures, rewound) = (0, false),
                 Err(RangeError::Stopped) => break,
                 Err(RangeError::Reorg { at, parent }) => match self.reorg(&mut st, at, Some(&parent)).await {
@@ -364,9 +399,59 @@ impl Ingester {
         Ok(())
     }
 
-    /// Fetches, checks, publishes `st.next ..= end`; returns after every send was acknowledged (or
-    /// failed) and the checkpoint was saved.
-    async fn range(&self, st: &mut State, end: u64, stop: &CancellationToken) -> Result<(), RangeError> {
+    /// Publishes as `final` the blocks published as `seen` that reached the confirmation depth
+    /// (`final_target`), in order, each read again and checked against the hash published: a
+    /// different one is a reorg (handled here: the head cursor publishes the canonical blocks).
+    async fn finalize(
+        &self,
+        st: &mut State,
+        final_target: u64,
+        stop: &CancellationToken,
+    ) -> Result<(), RangeError> {
+        let network = &self.settings.network;
+        let upto = final_target.min(st.next.saturating_sub(1));
+        while st.cp.last_final() < upto {
+            if stop.is_cancelled() {
+                return Err(RangeError::Stopped);
+            }
+            let n = st.cp.last_final() + 1;
+            let block = self.source.block(n).await?;
+            let id = block.id();
+            let published = st.recent.iter().rev().find(|b| b.number == n);
+            if published.is_some_and(|b| b.hash != id.hash) {
+                tracing::warn!(%network, block = n, "a block published as seen was replaced before it turned final: reorg");
+                return self.reorg(st, st.next, None).await;
+            }
+            let record = BlockTopicRecord::Block(BlockRecord {
+                network: network.clone(),
+                block,
+                published_at_ms: now_ms(),
+                phase: BlockPhase::Final,
+            });
+            let parts = parts::split(record.encode(), parts::PART_BYTES);
+            self.producer
+                .send_all(&self.topic(), &n.to_string(), parts)
+                .await
+                .map_err(RangeError::Publish)?;
+            st.cp.last_final = Some(n);
+            st.dirty = true;
+            if st.last_save.elapsed() > CHECKPOINT_INTERVAL {
+                self.save(st).await?;
+            }
+        }
+        self.save(st).await?;
+        Ok(())
+    }
+
+    /// Fetches, checks, publishes `st.next ..= end` (as `seen` above `final_target`); returns after
+    /// every send was acknowledged (or failed) and the checkpoint was saved.
+    async fn range(
+        &self,
+        st: &mut State,
+        end: u64,
+        final_target: u64,
+        stop: &CancellationToken,
+    ) -> Result<(), RangeError> {
         let network = self.settings.network.clone();
         let topic = self.topic();
         let source = self.source.clone();
@@ -399,12 +484,12 @@ impl Ingester {
                 Some(ack) = acks.next(), if !acks.is_empty() => {
                     match ack {
                         Ok(_) if publish_failed => {}
-                        Ok((id, bytes, started)) => {
+                        Ok((id, phase, bytes, started)) => {
                             let id: BlockId = id;
                             let started: Instant = started;
                             self.metrics.published(&network, id.number, bytes, started.elapsed());
                             let number = id.number;
-                            st.on_acked(id);
+                            st.on_acked(id, phase);
                             st.next = number + 1;
                             self.status.send_modify(|s| {
                                 s.last_published = Some(number);
@@ -440,7 +525,8 @@ impl Ingester {
                                     continue;
                                 }
                             prev = Some(id.clone());
-                            let record = BlockTopicRecord::Block(BlockRecord { network: network.clone(), block, published_at_ms: now_ms() });
+                            let phase = if n <= final_target { BlockPhase::Once } else { BlockPhase::Seen };
+                            let record = BlockTopicRecord::Block(BlockRecord { network: network.clone(), block, published_at_ms: now_ms(), phase });
                             let bytes = record.encode();
                             let len = bytes.len();
                             let producer = self.producer.clone();
@@ -452,7 +538,7 @@ impl Ingester {
                                 tracing::info!(%network, block = n, bytes = len, parts = parts.len(), "publishing a block too large for one message in parts");
                             }
                             acks.push_back(async move {
-                                producer.send_all(&topic, &n.to_string(), parts).await.map(|()| (id, len, started))
+                                producer.send_all(&topic, &n.to_string(), parts).await.map(|()| (id, phase, len, started))
                             });
                         }
                     }
@@ -510,6 +596,8 @@ impl Ingester {
             .await
             .map_err(RangeError::Publish)?;
         st.recent.retain(|b| b.number <= ancestor);
+        // a reorg deeper than the confirmation depth: the canonical blocks are final afresh
+        st.cp.last_final = Some(st.cp.last_final().min(ancestor));
         st.cp.republish_from = Some(ancestor + 1);
         st.next = ancestor + 1;
         st.dirty = true;
@@ -525,6 +613,8 @@ impl Ingester {
         self.metrics.skipped(network, to - from + 1);
         st.recent.clear(); // the chain of parent hashes is broken on purpose
         st.cp.republish_from = None;
+        // the skipped blocks are not published at all, `seen` blocks before them not as `final`
+        st.cp.last_final = Some(to);
         st.dirty = true;
         self.status.send_modify(|s| {
             s.skipped.push((from, to));

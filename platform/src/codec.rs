@@ -22,13 +22,14 @@
 
 use chainwatch_core::MonitorMatch;
 use chainwatch_core::block::{Block, BlockId};
+use chainwatch_core::phase::BlockPhase;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// Magic bytes at the start of every record.
 pub const MAGIC: [u8; 2] = *b"CW";
 /// Schema version written by this build.
 pub const MAJOR: u8 = 1;
-pub const MINOR: u8 = 4;
+pub const MINOR: u8 = 5;
 /// Largest record accepted (after decompression): 512 MiB (a block carried in parts may be far
 /// larger than one message).
 pub const MAX_DECODED: usize = 512 << 20;
@@ -87,6 +88,10 @@ pub struct BlockRecord {
     pub block: Block,
     /// When the ingester published it (ms since the Unix epoch): latency measurements.
     pub published_at_ms: u64,
+    /// Which publication of the block this is (v1.5): `seen` at the head, `final` at the
+    /// confirmation depth after `seen`; absent: the only one (already at the confirmation depth).
+    #[serde(default, skip_serializing_if = "BlockPhase::is_once")]
+    pub phase: BlockPhase,
 }
 
 /// A reorg the ingester detected (same topic as the blocks). The filter stage that reads it
@@ -344,6 +349,7 @@ mod tests {
                 events: vec![],
             }),
             published_at_ms: 42,
+            phase: BlockPhase::Once,
         })
     }
 

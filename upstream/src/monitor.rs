@@ -165,6 +165,7 @@ pub fn monitor_from_upstream(v: &Json) -> Result<ImportedMonitor, UpstreamError>
             match_conditions: MatchConditions { functions, events, transactions },
             trigger_conditions,
             triggers,
+            notify_at: Vec::new(),
         },
         name,
         unsupported,

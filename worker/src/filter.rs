@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chainwatch_core::phase::{self, BlockPhase};
 use chainwatch_platform::Backoff;
 use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, MATCHES_TOPIC, Message, Producer};
 use chainwatch_platform::codec::{
@@ -193,10 +194,16 @@ impl FilterStage {
         .await;
     }
 
-    /// Evaluates every monitor on the block and encodes the matches, each with its record key.
+    /// Evaluates every monitor on the block and encodes the matches, each with its record key. A
+    /// block published as `seen` is evaluated for the Monitors told at `seen` only; each match
+    /// carries the phase its Monitor is told at ([`phase::notified`]).
     fn evaluate(&self, block: &BlockRecord) -> Result<Vec<(String, Vec<u8>)>, BlockFailure> {
         let snapshot = self.config.borrow().clone();
-        let Some(index) = snapshot.indexes.get(&self.network).cloned() else {
+        let indexes = match block.phase {
+            BlockPhase::Seen => &snapshot.seen_indexes,
+            BlockPhase::Once | BlockPhase::Final => &snapshot.indexes,
+        };
+        let Some(index) = indexes.get(&self.network).cloned() else {
             // no monitor knows this network (yet): nothing can match
             self.metrics.block(&self.network, Duration::ZERO, &Default::default());
             return Ok(Vec::new());
@@ -216,6 +223,10 @@ impl FilterStage {
         let mut per_tenant: HashMap<&str, u64> = HashMap::new();
         let records = matches
             .into_iter()
+            .filter_map(|mut m| {
+                m.phase = phase::notified(&m.monitor.notify_at, block.phase)?;
+                Some(m)
+            })
             .map(|m| {
                 let ns = &m.monitor.key.namespace;
                 *per_tenant.entry(snapshot.tenant_label(ns)).or_default() += 1;

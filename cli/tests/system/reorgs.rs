@@ -190,3 +190,188 @@ async fn reorgs_of_depth_1_3_and_10_at_0_confirmations_retract_every_notificatio
 async fn reorgs_of_depth_1_3_and_10_at_2_confirmations_retract_every_notification_of_a_replaced_block_once() {
     reorgs_are_retracted(2).await;
 }
+
+fn phase(r: &Received) -> Option<&str> {
+    r.header("Chainwatch-Phase")
+}
+
+/// Two-phase alerts on a Network with `publishSeen` and 3 confirmations, a Monitor told at
+/// `[seen, final]`, transfers mined one block at a time (each read at the head), and reorgs of
+/// depth 1 and 3 (blocks only seen) and 10 (blocks final too). Judged against anvil's chain: every
+/// transfer on the canonical chain was told at `seen` and then at `final` (same key family, `seen`
+/// received first); `final` was never sent for a block replaced before it was final; every
+/// notification of a replaced block, `seen` or `final`, was retracted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seen_then_final_with_reorgs_of_depth_1_3_and_10_final_never_for_a_replaced_block() {
+    const CONFIRMATIONS: u64 = 3;
+    let bed = Bed::start(&[]).await;
+    let networks: Api<Network> = Api::all(bed.client.clone());
+    networks
+        .patch(
+            &bed.network,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"confirmations": CONFIRMATIONS, "publishSeen": true}})),
+        )
+        .await
+        .unwrap();
+    bed.apply(json!({"apiVersion": "chainwatch.io/v1alpha1", "kind": "Trigger", "metadata": {"name": "hook", "namespace": bed.ns},
+        "spec": {"webhook": {"url": bed.http.url("/hook")}, "message": {"title": "${monitor.name} ${phase}", "body": "${block.number} ${block.hash} ${transaction.hash}"},
+                 "retryPolicy": {"initialBackoff": "50ms", "maxBackoff": "200ms"}}}))
+    .await;
+    bed.monitor("every", EVERY_TRANSFER, &["hook"]).await;
+    let monitors: Api<Monitor> = Api::namespaced(bed.client.clone(), &bed.ns);
+    monitors
+        .patch(
+            "every",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"notifyAt": ["seen", "final"]}})),
+        )
+        .await
+        .unwrap();
+    bed.admitted("every").await;
+    let mut ingester = bed.ingester();
+    let mut worker = bed.worker("w0");
+    ingester.ready().await;
+    worker.ready().await;
+
+    let http = &bed.http;
+    let at = |p: &'static str| {
+        move || {
+            http.received()
+                .into_iter()
+                .filter(|r| !is_retraction(r) && phase(r) == Some(p))
+                .collect::<Vec<_>>()
+        }
+    };
+    let (seen, finals) = (at("seen"), at("final"));
+    let retractions = || http.received().into_iter().filter(is_retraction).collect::<Vec<_>>();
+    // per round: (depth, the followed depth before the reorg, hashes of the replaced blocks)
+    let mut rounds: Vec<(u64, u64, BTreeSet<String>)> = Vec::new();
+    for depth in [1u64, 3, 10] {
+        for _ in 0..depth + 2 {
+            bed.anvil.transfer_blocks(bed.token, bed.accounts[0], bed.accounts[1], 1, 2).await.unwrap();
+            let head = bed.anvil.block_number().await.unwrap();
+            let truth = transfers_on_chain(&bed, head).await;
+            eventually(&format!("block {head}'s transfers told at seen"), T, || async {
+                truth.is_subset(&notified(&seen())).then_some(())
+            })
+            .await;
+        }
+        let head = bed.anvil.block_number().await.unwrap();
+        let final_depth = head - CONFIRMATIONS;
+        let truth = transfers_on_chain(&bed, final_depth).await;
+        eventually(&format!("the transfers up to block {final_depth} told at final"), T, || async {
+            truth.is_subset(&notified(&finals())).then_some(())
+        })
+        .await;
+        let mut replaced = BTreeSet::new();
+        for n in head + 1 - depth..=head {
+            replaced.insert(canonical_hash(&bed, n).await);
+        }
+        bed.anvil.reorg(depth).await.unwrap();
+        bed.anvil.mine(CONFIRMATIONS + 2).await.unwrap();
+        let sent: Vec<Received> = seen().into_iter().chain(finals()).collect();
+        let expected = sent.iter().filter(|r| replaced.contains(&told(r).1)).count();
+        eventually(
+            &format!("the {expected} notifications of the replaced blocks retracted (depth {depth})"),
+            T,
+            || async {
+                let keys: BTreeSet<String> =
+                    retractions().iter().map(|r| r.header("Idempotency-Key").unwrap().to_string()).collect();
+                sent.iter()
+                    .filter(|r| replaced.contains(&told(r).1))
+                    .all(|r| keys.contains(r.header("Idempotency-Key").unwrap()))
+                    .then_some(())
+            },
+        )
+        .await;
+        rounds.push((depth, final_depth, replaced));
+    }
+    let head = followed_head(&bed, CONFIRMATIONS).await;
+    let truth = transfers_on_chain(&bed, head).await;
+    eventually("every transfer on the canonical chain told at final", T, || async {
+        truth.is_subset(&notified(&finals())).then_some(())
+    })
+    .await;
+    // late copies would come now
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let all = http.received();
+    let originals: Vec<(usize, &Received)> =
+        all.iter().enumerate().filter(|(_, r)| !is_retraction(r)).collect();
+    // every original is seen or final, keyed <key>:seen and <key>
+    let mut seen_at: HashMap<String, usize> = HashMap::new();
+    let mut final_at: HashMap<String, (usize, (u64, String, String))> = HashMap::new();
+    for (i, r) in &originals {
+        let key = r.header("Idempotency-Key").unwrap().to_string();
+        match phase(r) {
+            Some("seen") => {
+                let family = key.strip_suffix(":seen").expect("a seen key ends in :seen").to_string();
+                assert!(seen_at.insert(family, *i).is_none(), "seen sent twice: {key}");
+            }
+            Some("final") => {
+                assert!(final_at.insert(key.clone(), (*i, told(r))).is_none(), "final sent twice: {key}");
+            }
+            other => panic!("a notification without a phase ({other:?}): {key}"),
+        }
+    }
+    // final after seen, for every transfer (each was read at the head)
+    let mut out_of_order = Vec::new();
+    for (key, (i, _)) in &final_at {
+        match seen_at.get(key) {
+            Some(s) if s < i => {}
+            other => out_of_order.push((key.clone(), other.copied(), *i)),
+        }
+    }
+    // final never for a block replaced before it was final
+    let mut final_of_replaced = Vec::new();
+    for (_, (number, hash, _)) in final_at.values() {
+        for (depth, final_depth, replaced) in &rounds {
+            if replaced.contains(hash) && number > final_depth {
+                final_of_replaced.push((*depth, *number, hash.clone()));
+            }
+        }
+    }
+    // every notification of a block no longer on the chain retracted once, none other
+    let mut retracted: BTreeMap<String, usize> = BTreeMap::new();
+    for r in all.iter().filter(|r| is_retraction(r)) {
+        *retracted.entry(r.header("Idempotency-Key").unwrap().to_string()).or_default() += 1;
+    }
+    let mut replaced_keys = BTreeSet::new();
+    for (_, r) in &originals {
+        let (number, hash, _) = told(r);
+        if canonical_hash(&bed, number).await != hash {
+            replaced_keys.insert(r.header("Idempotency-Key").unwrap().to_string());
+        }
+    }
+    let twice: Vec<_> = retracted.iter().filter(|(_, n)| **n > 1).collect();
+    let missing: Vec<_> = replaced_keys.iter().filter(|k| !retracted.contains_key(*k)).collect();
+    let wrong: Vec<_> = retracted.keys().filter(|k| !replaced_keys.contains(*k)).collect();
+    let final_retracted = replaced_keys.iter().filter(|k| !k.ends_with(":seen")).count();
+    eprintln!(
+        "confirmations {CONFIRMATIONS}, publishSeen: {} seen and {} final notifications; {} of replaced blocks ({} final, all from the depth-10 reorg), {} retractions; {} transfers on the canonical chain, all told at seen then final",
+        seen_at.len(),
+        final_at.len(),
+        replaced_keys.len(),
+        final_retracted,
+        retracted.values().sum::<usize>(),
+        truth.len()
+    );
+    assert!(
+        out_of_order.is_empty(),
+        "final without an earlier seen (key, seen at, final at): {out_of_order:?}"
+    );
+    assert!(
+        final_of_replaced.is_empty(),
+        "final for blocks replaced before they were final: {final_of_replaced:?}"
+    );
+    assert!(twice.is_empty(), "retracted more than once: {twice:?}");
+    assert!(missing.is_empty(), "notifications of replaced blocks never retracted: {missing:?}");
+    assert!(wrong.is_empty(), "retractions of notifications whose block is still on the chain: {wrong:?}");
+    // the depth-10 reorg replaced blocks that were final: their final notifications retracted too
+    assert!(final_retracted > 0, "the depth-10 reorg retracted final notifications");
+    assert!(rounds.iter().all(|(_, _, r)| !r.is_empty()));
+    worker.stop().await;
+    ingester.stop().await;
+    bed.stop().await;
+}

@@ -126,6 +126,24 @@ fn list(names: &[String]) -> String {
     }
 }
 
+/// `spec.notifyAt: [seen, …]` on Networks that publish no `seen` blocks: told only once a block
+/// is final there.
+fn seen_without_publish_seen(m: &Monitor, catalog: &dyn Catalog) -> Vec<String> {
+    if !m.spec.notify_at.contains(&chainwatch_crds::NotifyPhase::Seen) {
+        return Vec::new();
+    }
+    m.spec
+        .networks
+        .iter()
+        .filter(|n| catalog.network(n).is_some_and(|net| !net.spec.publish_seen))
+        .map(|n| {
+            format!(
+                "spec.notifyAt: Network {n} does not publish seen blocks (spec.publishSeen is false), so its blocks are notified only once they are final; ask the platform team to set publishSeen: true on it"
+            )
+        })
+        .collect()
+}
+
 /// Admits (or not) a Monitor.
 pub fn admit_monitor(m: &Monitor, catalog: &dyn Catalog, compiler: &dyn Compiler) -> MonitorVerdict {
     let ns = m.metadata.namespace.clone().unwrap_or_default();
@@ -182,7 +200,8 @@ pub fn admit_monitor(m: &Monitor, catalog: &dyn Catalog, compiler: &dyn Compiler
     };
 
     // compilation, once per chain type among its networks
-    let compilation = compile_monitor(m, catalog, compiler);
+    let mut compilation = compile_monitor(m, catalog, compiler);
+    compilation.warnings.extend(seen_without_publish_seen(m, catalog));
     let compiled = match compilation.errors.first() {
         None if compilation.chains.is_empty() => Check::new(
             COMPILED,

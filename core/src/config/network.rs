@@ -27,6 +27,8 @@ pub struct NetworkSettings {
     pub endpoints: Vec<Endpoint>,
     pub confirmations: u64,
     pub finality: Finality,
+    /// Publish blocks at the head too (`spec.publishSeen`, [`crate::phase`]).
+    pub publish_seen: bool,
     pub chain_id: Option<u64>,
     pub network_passphrase: Option<String>,
     pub block_time: Duration,
@@ -166,6 +168,7 @@ pub fn network_settings(
         endpoints,
         confirmations: u64::from(spec.confirmations.unwrap_or(default_confirmations as u32)),
         finality: spec.finality.unwrap_or_default(),
+        publish_seen: spec.publish_seen,
         chain_id: spec.chain_id,
         network_passphrase: spec.network_passphrase.clone(),
         block_time,

@@ -180,6 +180,7 @@ pub fn compile(
         triggers: spec.triggers.clone(),
         trigger_conditions: trigger_conditions.clone(),
         upstream: Arc::new(upstream_monitor_json(&source.key, spec, &trigger_conditions)),
+        notify_at: spec.notify_at.clone(),
     });
     Ok(CompiledMonitor {
         key: source.key.clone(),

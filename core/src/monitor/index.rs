@@ -119,6 +119,7 @@ impl NetworkIndex {
                         transaction: MatchedTransaction::Evm(tx),
                         matched_on: on,
                         matched_on_args: args,
+                        phase: None,
                     });
                 }
             }
@@ -153,6 +154,7 @@ impl NetworkIndex {
                 }),
                 matched_on: on,
                 matched_on_args: args,
+                phase: None,
             })
             .collect();
         (matches, stats)

@@ -91,6 +91,9 @@ pub struct MatchedMonitor {
     pub trigger_conditions: Vec<ResolvedScript>,
     /// OpenZeppelin Monitor's JSON of the monitor (contract specs stripped).
     pub upstream: Arc<serde_json::Value>,
+    /// `spec.notifyAt` (empty: `final` only): [`crate::phase::notified`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify_at: Vec<chainwatch_crds::NotifyPhase>,
 }
 
 /// A monitor ready for evaluation on networks of one chain type.

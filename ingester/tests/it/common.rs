@@ -52,6 +52,7 @@ pub fn runtime(network: &str, chain: ChainType, endpoints: Vec<Endpoint>) -> Run
             endpoints,
             confirmations: 0,
             finality: Finality::Latest,
+            publish_seen: false,
             chain_id: None,
             network_passphrase: None,
             block_time: Duration::from_secs(1),

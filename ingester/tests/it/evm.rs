@@ -173,3 +173,108 @@ async fn safe_and_finalized_heads_follow_the_chains_tags() {
         assert_gap_free(&records, 1, 120 - lag);
     }
 }
+
+/// `publishSeen`: each block above the confirmation depth is published as `seen` when it is at the
+/// head and once more as `final` when the depth reaches it; a block already deep when first read
+/// is published once. Judged against anvil's chain: every canonical block up to the depth is
+/// published in a final form exactly once (also across a restart), each `final` after its `seen`
+/// with the same hash, and the blocks a reorg replaced before they were final never are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_seen_publishes_at_the_head_then_final_and_never_a_replaced_block_as_final() {
+    use chainwatch_core::phase::BlockPhase;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let anvil = Anvil::spawn(&anvil_bin(), &[]).await.unwrap();
+    anvil.mine(10).await.unwrap();
+    let network = network_name("it-evm-seen");
+    let dir = tempfile::tempdir().unwrap();
+    let settings = || {
+        let mut rt = runtime_at_1(&network, &anvil.url);
+        rt.confirmations = 3;
+        rt.publish_seen = true;
+        rt
+    };
+    let mut running = start(settings(), dir.path()).await;
+    running.wait_published(10, Duration::from_secs(60)).await;
+    // one block at a time: each is at the head when it is read
+    for n in 11..=13 {
+        anvil.mine(1).await.unwrap();
+        running.wait_published(n, Duration::from_secs(60)).await;
+    }
+    let hash_of = |n: u64| {
+        let anvil = &anvil;
+        async move {
+            let b = anvil
+                .rpc("eth_getBlockByNumber", serde_json::json!([format!("{n:#x}"), false]))
+                .await
+                .unwrap();
+            b["hash"].as_str().unwrap().to_string()
+        }
+    };
+    let mut replaced = BTreeSet::new();
+    for n in [12, 13] {
+        replaced.insert(hash_of(n).await);
+    }
+    // 12 and 13 are above the depth (head 13, depth 3: final up to 10)
+    anvil.reorg(2).await.unwrap();
+    anvil.mine(1).await.unwrap();
+    // the canonical 12, 13 and 14 republished (as seen: the depth is at 11)
+    running
+        .wait_for(Duration::from_secs(60), "the reorg handled", |s| {
+            s.last_reorg.is_some() && s.progressing.message.starts_with("waiting for block 15")
+        })
+        .await;
+    running.stop().await;
+    // a restart in the middle: the checkpoint says which blocks were published as final
+    let mut running = start(settings(), dir.path()).await;
+    for n in 15..=18 {
+        anvil.mine(1).await.unwrap();
+        running.wait_published(n, Duration::from_secs(60)).await;
+    }
+    running.wait_for(Duration::from_secs(60), "head 18", |s| s.head == Some(18)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.stop().await;
+
+    let records = read_topic(&network, Duration::from_secs(5), |_| false).await;
+    // (number, hash) → phases in the order published
+    let mut published: BTreeMap<(u64, String), Vec<BlockPhase>> = BTreeMap::new();
+    for r in &records {
+        if let BlockTopicRecord::Block(b) = r {
+            let id = b.block.id();
+            published.entry((id.number, id.hash)).or_default().push(b.phase);
+        }
+    }
+    let head = 18;
+    let depth = head - 3;
+    for n in 1..=head {
+        let hash = hash_of(n).await;
+        let phases = published.get(&(n, hash.clone())).cloned().unwrap_or_default();
+        let finals = phases.iter().filter(|p| **p != BlockPhase::Seen).count();
+        if n <= depth {
+            assert_eq!(finals, 1, "block {n} ({hash}) published in a final form once: {phases:?}");
+        } else {
+            assert_eq!(phases, [BlockPhase::Seen], "block {n} above the depth: seen only");
+        }
+        if n > 10 {
+            // read at the head: seen first, then final once the depth reached it
+            let want: &[BlockPhase] =
+                if n <= depth { &[BlockPhase::Seen, BlockPhase::Final] } else { &[BlockPhase::Seen] };
+            assert_eq!(phases, want, "block {n}");
+        } else if n <= 7 {
+            assert_eq!(phases, [BlockPhase::Once], "block {n} was deep when first read");
+        } else {
+            assert_eq!(phases, [BlockPhase::Seen, BlockPhase::Final], "block {n}");
+        }
+    }
+    for ((n, hash), phases) in &published {
+        if replaced.contains(hash) {
+            assert_eq!(phases, &[BlockPhase::Seen], "replaced block {n} ({hash}) was never final");
+        }
+    }
+    eprintln!(
+        "published {} block records for {} distinct blocks up to {head}; replaced before final: {}",
+        records.len(),
+        published.len(),
+        replaced.len()
+    );
+}

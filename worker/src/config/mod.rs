@@ -25,7 +25,7 @@ use chainwatch_core::config::{
 use chainwatch_core::monitor::{
     AbiCache, CompileError, CompiledMonitor, MonitorKey, MonitorSource, NetworkIndex,
 };
-use chainwatch_crds::{ChainType, Monitor, Network, Tenant, TenantLimits, Trigger};
+use chainwatch_crds::{ChainType, Monitor, Network, NotifyPhase, Tenant, TenantLimits, Trigger};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use tokio::sync::{Notify, watch};
 
@@ -74,6 +74,9 @@ pub struct Snapshot {
     pub built_at: Option<Instant>,
     pub networks: BTreeMap<String, ChainType>,
     pub indexes: HashMap<String, Arc<NetworkIndex>>,
+    /// Per network with Monitors told at `seen` (`spec.notifyAt`), an index of those only: what a
+    /// block published as `seen` is evaluated with.
+    pub seen_indexes: HashMap<String, Arc<NetworkIndex>>,
     pub triggers: HashMap<ObjectKey, Arc<ResolvedTrigger>>,
     /// Tenant of each namespace (the one rule: `chainwatch_core::config::owner_of`).
     pub tenants: HashMap<String, TenantInfo>,
@@ -339,6 +342,14 @@ impl ConfigStore {
             }
         }
         let compiled = compiler.next.into_inner();
+        let seen_indexes = per_network
+            .iter()
+            .filter_map(|(n, monitors)| {
+                let seen = monitors.iter().filter(|m| m.matched.notify_at.contains(&NotifyPhase::Seen));
+                let index = NetworkIndex::build(n, seen.cloned());
+                (!index.is_empty()).then(|| (n.clone(), Arc::new(index)))
+            })
+            .collect();
         let indexes = networks
             .keys()
             .map(|n| (n.clone(), Arc::new(NetworkIndex::build(n, per_network.remove(n).unwrap_or_default()))))
@@ -353,6 +364,7 @@ impl ConfigStore {
             built_at: Some(Instant::now()),
             networks,
             indexes,
+            seen_indexes,
             triggers,
             tenants,
             rejected,

@@ -73,6 +73,8 @@ pub struct Notification<'a> {
     /// Set when this retracts the notification of `idempotency_key` (its block was replaced by a
     /// reorg): chat and email send this text; webhooks the same payload with `status: retracted`.
     pub retraction: Option<Text>,
+    /// `seen` or `final` for a Monitor told at both: webhooks say which (`phase`, header).
+    pub phase: Option<chainwatch_crds::NotifyPhase>,
 }
 
 /// A title and body in the channel's markup, and the body as plain text.
@@ -166,6 +168,10 @@ impl Channels {
             };
             let mut headers: Vec<(String, String)> =
                 vec![("Idempotency-Key".into(), n.idempotency_key.to_string())];
+            if let Some(phase) = n.phase {
+                payload::phased(&mut body, Some(phase));
+                headers.push((payload::PHASE_HEADER.into(), phase.as_str().into()));
+            }
             if n.retraction.is_some() {
                 payload::retracted(&mut body);
                 headers.push((payload::STATUS_HEADER.into(), payload::RETRACTED.into()));

@@ -30,9 +30,20 @@ pub fn retraction_key(key: &str) -> String {
     format!("{RETRACTED}{key}")
 }
 
-/// Whether a recorded key is a retraction's (not counted as a delivery, nor by any limit).
-fn is_retraction(key: &str) -> bool {
-    key.starts_with(RETRACTED)
+/// Prefix recording that a `seen` notification was not sent because its `final` one went first:
+/// `superseded:<the seen notification's key>` (a `seen` delivery still retrying when its block
+/// turned final is never sent after the `final` one).
+const SUPERSEDED: &str = "superseded:";
+
+/// The key recording that the `seen` notification `key` gave way to its `final` one.
+pub fn superseded_key(key: &str) -> String {
+    format!("{SUPERSEDED}{key}")
+}
+
+/// Whether a recorded key is a marker (a retraction's, a superseded `seen`), not a delivery: not
+/// counted as one, nor by any limit.
+fn is_marker(key: &str) -> bool {
+    key.starts_with(RETRACTED) || key.starts_with(SUPERSEDED)
 }
 
 /// Keys older than this are forgotten (matches older than this are not redelivered in practice).
@@ -147,7 +158,7 @@ impl DeliveredLog {
     /// A delivered key; counted for its trigger the first time it is seen.
     fn insert(&self, key: String, at_ms: u64, sender: Option<&Sender>) {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        let counted = !is_retraction(&key);
+        let counted = !is_marker(&key);
         if keys.insert(key, at_ms).is_none()
             && counted
             && let Some(s) = sender
@@ -202,7 +213,7 @@ impl DeliveredLog {
                     if let Some(key) = m.key.clone() {
                         let (at, sender) = decode(&m.payload);
                         let at = at.unwrap_or_else(now_ms);
-                        let counted = sender.as_ref().filter(|_| !is_retraction(&key));
+                        let counted = sender.as_ref().filter(|_| !is_marker(&key));
                         for scope in counted.into_iter().flat_map(Sender::scopes) {
                             self.throttles.observe(scope, &key, at);
                         }

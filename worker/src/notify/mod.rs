@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use chainwatch_core::MonitorMatch;
 use chainwatch_core::template;
+use chainwatch_crds::NotifyPhase;
 use chainwatch_platform::bus::{Consumer, DEADLETTER_TOPIC, DEFERRED_TOPIC, Message, Producer};
 use chainwatch_platform::codec::{
     DeadLetterRecord, DeferredRecord, Kind, MatchRecord, ReorgRecord, now_ms, peek_kind,
@@ -46,7 +47,7 @@ use crate::metrics::{Outcome, Retraction, WorkerMetrics};
 use crate::script::{RunFor, ScriptRunner, script_input};
 use crate::status::StatusSink;
 use channels::{Channels, DeliveryError, Notification, Text};
-use dedup::{DeliveredLog, Sender, retraction_key};
+use dedup::{DeliveredLog, Sender, retraction_key, superseded_key};
 use pending::PendingRetries;
 use retry::RetryPlan;
 use throttle::{Scope, Throttles};
@@ -337,7 +338,8 @@ impl NotifyStage {
             self.retract(record, job.trigger.as_deref(), &msg.source()).await;
             return;
         }
-        let raw = m.upstream_json();
+        let mut raw = m.upstream_json();
+        payload::phased(&mut raw, m.phase);
         let snapshot = self.config.borrow().clone();
         if job.trigger.is_none() && !m.monitor.trigger_conditions.is_empty() {
             let tenant = snapshot.tenant_of(&m.monitor.key.namespace).filter(|t| t.limits.allow_scripts);
@@ -405,6 +407,14 @@ impl NotifyStage {
             // withheld (and counted) while it waited for a retry
             tracing::debug!(monitor = %m.monitor.key, trigger = trigger_name, block = m.block.number, "not delivering a notification of a block a reorg replaced");
             return Delivered::Done;
+        }
+        match m.phase {
+            Some(NotifyPhase::Seen) if self.delivered.contains(&superseded_key(&key)) => {
+                tracing::debug!(monitor = %m.monitor.key, trigger = trigger_name, block = m.block.number, "not delivering a seen notification: its final one went first");
+                return Delivered::Done;
+            }
+            Some(NotifyPhase::Final) => self.after_seen(m, trigger_name, snapshot).await,
+            _ => {}
         }
         let ns = &m.monitor.key.namespace;
         let Some(trigger) = snapshot.triggers.get(&(ns.clone(), trigger_name.to_string())).cloned() else {
@@ -489,6 +499,7 @@ impl NotifyStage {
             idempotency_key: &key,
             run_for: &run_for,
             retraction: None,
+            phase: m.phase,
         };
         let plan = RetryPlan::of(&trigger);
         let first_ms = job.first_attempt_ms.unwrap_or_else(now_ms);
@@ -600,6 +611,25 @@ impl NotifyStage {
         }
     }
 
+    /// A `final` notification goes after its `seen` one: a `seen` delivery in progress ends first;
+    /// one not delivered (retrying, put aside, dead-lettered, or never taken up: its block was
+    /// final when first read) is superseded, so it is never sent after the `final` one.
+    async fn after_seen(&self, m: &MonitorMatch, trigger_name: &str, snapshot: &Snapshot) {
+        let seen = m.seen_key(trigger_name);
+        let superseded = superseded_key(&seen);
+        loop {
+            if self.delivered.contains(&seen) || self.delivered.contains(&superseded) {
+                return;
+            }
+            if let Some(_nobody) = self.delivered.claim(&seen) {
+                // recorded while no seen delivery can start: one that comes due later finds it
+                self.remember(&superseded, sender(&m.monitor.key.namespace, trigger_name, snapshot)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A reorg notice: every match this worker took up for a replaced block is retracted.
     async fn reorg(&self, reorg: &ReorgRecord, source: &str) {
         let gone = self.recent.replaced(reorg);
@@ -665,6 +695,7 @@ impl NotifyStage {
         let original = rendered(&trigger, m);
         let retraction = retraction_text(&trigger, m, &original, &key);
         let mut raw = m.upstream_json();
+        payload::phased(&mut raw, m.phase);
         payload::retracted(&mut raw);
         let run_for = snapshot.tenant_of(ns).map_or_else(|| RunFor::tenant(ns), |t| t.run_for());
         let Text { title, body, plain } = original;
@@ -676,6 +707,7 @@ impl NotifyStage {
             idempotency_key: &key,
             run_for: &run_for,
             retraction: Some(retraction),
+            phase: m.phase,
         };
         // retried in place by the trigger's policy (a retraction is never put aside)
         let plan = RetryPlan::of(&trigger);

@@ -135,6 +135,17 @@ pub fn retracted(payload: &mut Value) {
     }
 }
 
+/// The header naming a webhook's phase (`seen` or `final`) for a Monitor told at both.
+pub const PHASE_HEADER: &str = "Chainwatch-Phase";
+
+/// A webhook payload (or a script's input) of a Monitor told at `seen`: `phase: "seen"|"final"`
+/// beside what it carries; nothing for every other Monitor's.
+pub fn phased(payload: &mut Value, phase: Option<chainwatch_crds::NotifyPhase>) {
+    if let (Some(o), Some(p)) = (payload.as_object_mut(), phase) {
+        o.insert("phase".into(), Value::String(p.as_str().into()));
+    }
+}
+
 /// Upstream's webhook signature: hex(HMAC-SHA256(secret, JSON(payload) + timestamp_ms)).
 pub fn signature(secret: &str, payload: &Value, timestamp_ms: u64) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");

@@ -145,12 +145,14 @@ mod tests {
                 triggers: vec!["hook".into()],
                 trigger_conditions: Vec::new(),
                 upstream: Arc::new(serde_json::json!({})),
+                notify_at: Vec::new(),
             }),
             network: "eth".into(),
             block: MatchedBlock { number: 1, hash: block_hash.into(), timestamp: 0 },
             transaction: MatchedTransaction::Evm(Arc::new(transaction)),
             matched_on: Default::default(),
             matched_on_args: Default::default(),
+            phase: None,
         };
         MatchRecord { matched, block_published_at_ms: 0, produced_at_ms: 0 }
     }

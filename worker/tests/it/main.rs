@@ -165,6 +165,7 @@ impl Harness {
             network: "ethereum-mainnet".into(),
             block,
             published_at_ms: now_ms(),
+            phase: Default::default(),
         });
         self.bus.send(&blocks_topic("ethereum-mainnet"), "18000000", rec.encode()).await.unwrap();
     }
