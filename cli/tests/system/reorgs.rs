@@ -63,6 +63,44 @@ async fn canonical_hash(bed: &Bed, number: u64) -> String {
     b["hash"].as_str().unwrap_or_default().to_string()
 }
 
+/// The retractions judged against the chain: the keys of the notifications whose block is no
+/// longer on it, and how many retractions each key got.
+struct Retracted {
+    replaced_keys: BTreeSet<String>,
+    retracted: BTreeMap<String, usize>,
+}
+
+impl Retracted {
+    async fn judge(bed: &Bed, originals: &[&Received], retractions: &[&Received]) -> Self {
+        let mut retracted: BTreeMap<String, usize> = BTreeMap::new();
+        for r in retractions {
+            *retracted.entry(r.header("Idempotency-Key").unwrap().to_string()).or_default() += 1;
+        }
+        let mut replaced_keys = BTreeSet::new();
+        for r in originals {
+            let (number, hash, _) = told(r);
+            if canonical_hash(bed, number).await != hash {
+                replaced_keys.insert(r.header("Idempotency-Key").unwrap().to_string());
+            }
+        }
+        Retracted { replaced_keys, retracted }
+    }
+
+    /// Every notification of a replaced block retracted exactly once, none of a block on the chain.
+    fn assert_exactly_once(&self) {
+        let (replaced, retracted) = (&self.replaced_keys, &self.retracted);
+        let twice: Vec<_> = retracted.iter().filter(|(_, n)| **n > 1).collect();
+        let missing: Vec<_> = replaced.iter().filter(|k| !retracted.contains_key(*k)).collect();
+        let wrong: Vec<_> = retracted.keys().filter(|k| !replaced.contains(*k)).collect();
+        assert!(twice.is_empty(), "retracted more than once: {twice:?}");
+        assert!(missing.is_empty(), "notifications of replaced blocks never retracted: {missing:?}");
+        assert!(
+            wrong.is_empty(),
+            "retractions of notifications whose block is still on the chain: {wrong:?}"
+        );
+    }
+}
+
 /// The head the Network follows: the chain's minus the confirmations.
 async fn followed_head(bed: &Bed, confirmations: u64) -> u64 {
     bed.anvil.block_number().await.unwrap().saturating_sub(confirmations)
@@ -135,19 +173,13 @@ async fn reorgs_are_retracted(confirmations: u64) {
     for r in &originals {
         by_key.insert(r.header("Idempotency-Key").unwrap().to_string(), told(r));
     }
-    let mut retracted: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &retractions {
-        *retracted.entry(r.header("Idempotency-Key").unwrap().to_string()).or_default() += 1;
-    }
-    let mut replaced_keys = BTreeSet::new();
-    for (key, (number, hash, _)) in &by_key {
-        if canonical_hash(&bed, *number).await != *hash {
-            replaced_keys.insert(key.clone());
-        }
-    }
-    let twice: Vec<_> = retracted.iter().filter(|(_, n)| **n > 1).collect();
-    let missing: Vec<_> = replaced_keys.iter().filter(|k| !retracted.contains_key(*k)).collect();
-    let wrong: Vec<_> = retracted.keys().filter(|k| !replaced_keys.contains(*k)).collect();
+    let judged = Retracted::judge(
+        &bed,
+        &originals.iter().collect::<Vec<_>>(),
+        &retractions.iter().collect::<Vec<_>>(),
+    )
+    .await;
+    let (replaced_keys, retracted) = (&judged.replaced_keys, &judged.retracted);
     let unknown: Vec<_> = retracted.keys().filter(|k| !by_key.contains_key(*k)).collect();
     let on_chain_notified = truth.len();
     eprintln!(
@@ -158,9 +190,7 @@ async fn reorgs_are_retracted(confirmations: u64) {
         retractions.len(),
         retracted.len()
     );
-    assert!(twice.is_empty(), "retracted more than once: {twice:?}");
-    assert!(missing.is_empty(), "notifications of replaced blocks never retracted: {missing:?}");
-    assert!(wrong.is_empty(), "retractions of notifications whose block is still on the chain: {wrong:?}");
+    judged.assert_exactly_once();
     assert!(unknown.is_empty(), "retractions of nothing that was sent: {unknown:?}");
     if confirmations == 0 {
         // each reorg replaced blocks whose transfers had been notified
@@ -333,20 +363,10 @@ async fn seen_then_final_with_reorgs_of_depth_1_3_and_10_final_never_for_a_repla
         }
     }
     // every notification of a block no longer on the chain retracted once, none other
-    let mut retracted: BTreeMap<String, usize> = BTreeMap::new();
-    for r in all.iter().filter(|r| is_retraction(r)) {
-        *retracted.entry(r.header("Idempotency-Key").unwrap().to_string()).or_default() += 1;
-    }
-    let mut replaced_keys = BTreeSet::new();
-    for (_, r) in &originals {
-        let (number, hash, _) = told(r);
-        if canonical_hash(&bed, number).await != hash {
-            replaced_keys.insert(r.header("Idempotency-Key").unwrap().to_string());
-        }
-    }
-    let twice: Vec<_> = retracted.iter().filter(|(_, n)| **n > 1).collect();
-    let missing: Vec<_> = replaced_keys.iter().filter(|k| !retracted.contains_key(*k)).collect();
-    let wrong: Vec<_> = retracted.keys().filter(|k| !replaced_keys.contains(*k)).collect();
+    let sent: Vec<&Received> = originals.iter().map(|(_, r)| *r).collect();
+    let judged =
+        Retracted::judge(&bed, &sent, &all.iter().filter(|r| is_retraction(r)).collect::<Vec<_>>()).await;
+    let (replaced_keys, retracted) = (&judged.replaced_keys, &judged.retracted);
     let final_retracted = replaced_keys.iter().filter(|k| !k.ends_with(":seen")).count();
     eprintln!(
         "confirmations {CONFIRMATIONS}, publishSeen: {} seen and {} final notifications; {} of replaced blocks ({} final, all from the depth-10 reorg), {} retractions; {} transfers on the canonical chain, all told at seen then final",
@@ -365,9 +385,7 @@ async fn seen_then_final_with_reorgs_of_depth_1_3_and_10_final_never_for_a_repla
         final_of_replaced.is_empty(),
         "final for blocks replaced before they were final: {final_of_replaced:?}"
     );
-    assert!(twice.is_empty(), "retracted more than once: {twice:?}");
-    assert!(missing.is_empty(), "notifications of replaced blocks never retracted: {missing:?}");
-    assert!(wrong.is_empty(), "retractions of notifications whose block is still on the chain: {wrong:?}");
+    judged.assert_exactly_once();
     // the depth-10 reorg replaced blocks that were final: their final notifications retracted too
     assert!(final_retracted > 0, "the depth-10 reorg retracted final notifications");
     assert!(rounds.iter().all(|(_, _, r)| !r.is_empty()));
